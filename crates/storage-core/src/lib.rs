@@ -1,0 +1,50 @@
+//! The core of hybridstore: the [`KvStore`] trait every backend and layer implements, its
+//! types ([`Key`], [`KeyRange`], [`ObjectMeta`], [`WriteBatch`]), the one [`Error`] type,
+//! the in-memory reference store [`MemoryStore`], the tenant layer [`Namespaced`], and — behind
+//! the `testing` feature — the [`conformance`] suite that every backend and layer runs.
+//!
+//! This crate has no storage engine of its own and depends on none: backends live in their own
+//! crates (`hybridstore-file`, `hybridstore-sql`, …) and the `hybridstore` facade composes them.
+//!
+//! ```
+//! # futures::executor::block_on(async {
+//! use hybridstore_core::{Expect, Key, KeyRange, KvStore, MemoryStore, WriteBatch};
+//! use futures::TryStreamExt;
+//!
+//! let store = MemoryStore::new();
+//! store.put(&Key::new("docs/a")?, "alpha".into()).await?;
+//!
+//! // Atomic batch with a precondition: create "docs/b" only if it does not exist yet.
+//! let mut batch = WriteBatch::new();
+//! batch.expect(Key::new("docs/b")?, Expect::Absent).put(Key::new("docs/b")?, "beta");
+//! store.write_batch(batch).await?;
+//!
+//! let keys = store.list_keys(KeyRange::prefix("docs/"), None).await?;
+//! assert_eq!(keys.len(), 2);
+//! let meta = store.head(&Key::new("docs/a")?).await?.expect("exists");
+//! assert_eq!(meta.size, 5);
+//! # Ok::<(), hybridstore_core::Error>(())
+//! # }).unwrap();
+//! ```
+
+mod batch;
+mod error;
+mod key;
+mod memory;
+mod meta;
+mod namespace;
+mod store;
+pub mod verify;
+
+#[cfg(feature = "testing")]
+pub mod conformance;
+
+pub use batch::{BatchOp, BatchPlan, Expect, Mutation, WriteBatch, conflict};
+pub use error::{Error, ErrorKind, Result};
+pub use key::{Key, KeyRange, MAX_KEY_LEN, prefix_successor};
+pub use memory::MemoryStore;
+pub use meta::{MAX_CONTENT_TYPE_LEN, ObjectMeta, PutOptions, Sha256Digest};
+pub use namespace::{MAX_TENANT_LEN, Namespaced, TenantId};
+pub use store::{Capabilities, Entry, EntryStream, KvStore, MetaEntry, MetaStream, StoreStats};
+
+pub use bytes::Bytes;

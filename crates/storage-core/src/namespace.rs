@@ -1,0 +1,263 @@
+//! `Namespaced`: tenant isolation as a layer.
+
+use std::ops::Bound;
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
+
+use crate::batch::WriteBatch;
+use crate::error::{Error, Result};
+use crate::key::{Key, KeyRange, prefix_successor};
+use crate::meta::{ObjectMeta, PutOptions};
+use crate::store::{Capabilities, Entry, EntryStream, KvStore, MetaEntry, MetaStream};
+
+/// Longest tenant name, in bytes.
+pub const MAX_TENANT_LEN: usize = 64;
+
+/// A tenant name: 1 to [`MAX_TENANT_LEN`] ASCII letters, digits, `_`, `-` or `.`.
+///
+/// The restricted alphabet is what makes isolation hold: the namespace prefix is
+/// `t/<name>/` and `/` cannot occur in a name, so no tenant's prefix is a prefix of another's
+/// (tenant `a` can never reach tenant `a/b` or `ab`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TenantId(String);
+
+impl TenantId {
+    /// Validates a tenant name.
+    ///
+    /// # Errors
+    /// `InvalidInput` if the name is empty, too long, or has a character outside
+    /// `[A-Za-z0-9_.-]`.
+    pub fn new(name: impl Into<String>) -> Result<Self> {
+        let name = name.into();
+        if name.is_empty() || name.len() > MAX_TENANT_LEN {
+            return Err(Error::invalid_input(format!(
+                "tenant name must be 1 to {MAX_TENANT_LEN} bytes, got {}",
+                name.len()
+            )));
+        }
+        if let Some(bad) = name
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+        {
+            return Err(Error::invalid_input(format!(
+                "tenant name {name:?} contains {bad:?}; allowed are ASCII letters, digits, '_', '-', '.'"
+            )));
+        }
+        Ok(TenantId(name))
+    }
+
+    /// The name.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A layer that confines every operation to one tenant's keys.
+///
+/// Keys are stored in the inner store as `t/<tenant>/<key>`. The layer prefixes every key
+/// and every scan bound on the way in and strips the prefix on the way out; a scan range is
+/// clamped to the tenant's prefix, so neither a crafted key nor a crafted range can read,
+/// list or delete another tenant's data. Keys longer than
+/// `inner max_key_len - prefix length` are `InvalidInput`.
+///
+/// ```
+/// # futures::executor::block_on(async {
+/// use hybridstore_core::{Key, KvStore, MemoryStore, Namespaced, TenantId};
+/// let shared = MemoryStore::new();
+/// let acme = Namespaced::new(shared.clone(), TenantId::new("acme")?);
+/// let globex = Namespaced::new(shared.clone(), TenantId::new("globex")?);
+/// acme.put(&Key::new("plan")?, "secret".into()).await?;
+/// assert_eq!(globex.get(&Key::new("plan")?).await?, None);
+/// assert!(shared.exists(&Key::new("t/acme/plan")?).await?);
+/// # Ok::<(), hybridstore_core::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone, Debug)]
+pub struct Namespaced<S> {
+    inner: S,
+    tenant: TenantId,
+    prefix: Bytes,
+}
+
+impl<S: KvStore> Namespaced<S> {
+    /// Confines `inner` to `tenant`.
+    pub fn new(inner: S, tenant: TenantId) -> Self {
+        let prefix = Bytes::from(format!("t/{}/", tenant.as_str()));
+        Namespaced {
+            inner,
+            tenant,
+            prefix,
+        }
+    }
+
+    /// The tenant.
+    pub fn tenant(&self) -> &TenantId {
+        &self.tenant
+    }
+
+    /// The inner store.
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    fn outer_key(&self, key: &Key) -> Result<Key> {
+        let mut buf = BytesMut::with_capacity(self.prefix.len() + key.len());
+        buf.extend_from_slice(&self.prefix);
+        buf.extend_from_slice(key.as_bytes());
+        let max = self.capabilities().max_key_len;
+        if key.len() > max {
+            return Err(Error::invalid_input(format!(
+                "key is {} bytes long; tenant {:?} keys may be at most {max}",
+                key.len(),
+                self.tenant.as_str()
+            ))
+            .with_context("key", key));
+        }
+        Key::new(buf.freeze())
+    }
+
+    fn inner_key(&self, outer: Key) -> Result<Key> {
+        let bytes = outer.into_bytes();
+        if !bytes.starts_with(&self.prefix) {
+            // The inner store returned a key outside the range it was asked for.
+            return Err(Error::backend(
+                "inner store returned a key outside the tenant's namespace",
+            ));
+        }
+        Key::new(bytes.slice(self.prefix.len()..))
+    }
+
+    fn outer_range(&self, range: KeyRange) -> KeyRange {
+        let with_prefix = |b: Bytes| {
+            let mut buf = BytesMut::with_capacity(self.prefix.len() + b.len());
+            buf.extend_from_slice(&self.prefix);
+            buf.extend_from_slice(&b);
+            buf.freeze()
+        };
+        let (start, end) = range.into_bounds();
+        let start = match start {
+            Bound::Included(s) => Bound::Included(with_prefix(s)),
+            Bound::Excluded(s) => Bound::Excluded(with_prefix(s)),
+            Bound::Unbounded => Bound::Included(self.prefix.clone()),
+        };
+        let end = match end {
+            Bound::Included(e) => Bound::Included(with_prefix(e)),
+            Bound::Excluded(e) => Bound::Excluded(with_prefix(e)),
+            // The prefix ends in '/', so it always has a successor.
+            Bound::Unbounded => match prefix_successor(&self.prefix) {
+                Some(s) => Bound::Excluded(s),
+                None => Bound::Unbounded,
+            },
+        };
+        KeyRange::new(start, end)
+    }
+}
+
+#[async_trait]
+impl<S: KvStore> KvStore for Namespaced<S> {
+    fn capabilities(&self) -> Capabilities {
+        let inner = self.inner.capabilities();
+        inner.with_max_key_len(inner.max_key_len.saturating_sub(self.prefix.len()))
+    }
+
+    async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
+        self.inner.get(&self.outer_key(key)?).await
+    }
+
+    async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>> {
+        self.inner.head(&self.outer_key(key)?).await
+    }
+
+    async fn put_with(&self, key: &Key, value: Bytes, options: &PutOptions) -> Result<ObjectMeta> {
+        self.inner
+            .put_with(&self.outer_key(key)?, value, options)
+            .await
+    }
+
+    async fn delete(&self, key: &Key) -> Result<()> {
+        self.inner.delete(&self.outer_key(key)?).await
+    }
+
+    fn scan(&self, range: KeyRange, limit: Option<usize>) -> EntryStream<'_> {
+        self.inner
+            .scan(self.outer_range(range), limit)
+            .map(move |item| {
+                let e = item?;
+                Ok(Entry {
+                    key: self.inner_key(e.key)?,
+                    value: e.value,
+                    meta: e.meta,
+                })
+            })
+            .boxed()
+    }
+
+    fn scan_meta(&self, range: KeyRange, limit: Option<usize>) -> MetaStream<'_> {
+        self.inner
+            .scan_meta(self.outer_range(range), limit)
+            .map(move |item| {
+                let e = item?;
+                Ok(MetaEntry {
+                    key: self.inner_key(e.key)?,
+                    meta: e.meta,
+                })
+            })
+            .boxed()
+    }
+
+    async fn write_batch(&self, batch: WriteBatch) -> Result<()> {
+        let batch = batch.try_map_keys(|k| self.outer_key(k))?;
+        self.inner.write_batch(batch).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryStore;
+
+    #[test]
+    fn tenant_names_are_restricted() {
+        for bad in ["", "a/b", "a\0", "ä", &"x".repeat(65)] {
+            assert!(TenantId::new(bad).is_err(), "{bad:?} accepted");
+        }
+        assert!(TenantId::new("acme-corp_1.eu").is_ok());
+    }
+
+    #[tokio::test]
+    async fn crafted_ranges_stay_inside_the_tenant() {
+        let shared = MemoryStore::new();
+        let a = Namespaced::new(shared.clone(), TenantId::new("a").unwrap());
+        let ab = Namespaced::new(shared.clone(), TenantId::new("ab").unwrap());
+        ab.put(&Key::new("x").unwrap(), "theirs".into())
+            .await
+            .unwrap();
+        shared
+            .put(&Key::new("t/a0").unwrap(), "outside".into())
+            .await
+            .unwrap();
+        // Ranges whose bounds try to reach past the prefix.
+        let ranges = [
+            KeyRange::all(),
+            KeyRange::new(
+                Bound::Unbounded,
+                Bound::Included(Bytes::from(vec![0xFF; 64])),
+            ),
+            KeyRange::between(Bytes::from_static(b"\0"), Bytes::from(vec![0xFF; 8])),
+            KeyRange::prefix("../"),
+        ];
+        for r in ranges {
+            assert!(
+                a.list_keys(r.clone(), None).await.unwrap().is_empty(),
+                "{r:?}"
+            );
+        }
+        assert_eq!(a.clear().await.unwrap(), 0);
+        assert_eq!(
+            shared.list_keys(KeyRange::all(), None).await.unwrap().len(),
+            2
+        );
+    }
+}

@@ -1,0 +1,325 @@
+//! The `KvStore` trait: the one interface every backend and layer implements.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::batch::WriteBatch;
+use crate::error::Result;
+use crate::key::{Key, KeyRange, MAX_KEY_LEN};
+use crate::meta::{ObjectMeta, PutOptions};
+
+/// One key with its value and metadata, as yielded by [`KvStore::scan`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Entry {
+    /// The key.
+    pub key: Key,
+    /// The value.
+    pub value: Bytes,
+    /// The value's metadata.
+    pub meta: ObjectMeta,
+}
+
+/// One key with its metadata, as yielded by [`KvStore::scan_meta`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetaEntry {
+    /// The key.
+    pub key: Key,
+    /// The value's metadata.
+    pub meta: ObjectMeta,
+}
+
+/// A stream of entries in key order.
+pub type EntryStream<'a> = BoxStream<'a, Result<Entry>>;
+/// A stream of keys with metadata in key order.
+pub type MetaStream<'a> = BoxStream<'a, Result<MetaEntry>>;
+
+/// What a store can do, as data: the conformance suite and callers read it instead of guessing
+/// (after OpenDAL's `Capability`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Longest key accepted, in bytes (at most [`MAX_KEY_LEN`]).
+    pub max_key_len: usize,
+    /// Largest value accepted, in bytes; `None` means limited only by memory and disk.
+    pub max_value_len: Option<u64>,
+    /// Whether data survives the process (false for [`MemoryStore`](crate::MemoryStore)).
+    pub durable: bool,
+    /// Whether a `write_batch` interrupted by a crash recovers to all or nothing.
+    pub crash_atomic_batch: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities {
+            max_key_len: MAX_KEY_LEN,
+            max_value_len: None,
+            durable: false,
+            crash_atomic_batch: false,
+        }
+    }
+}
+
+impl Capabilities {
+    /// Capabilities with every field at its default: [`MAX_KEY_LEN`], no value limit, not
+    /// durable. Backends start from this and set what they offer.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets `max_key_len`.
+    pub fn with_max_key_len(mut self, n: usize) -> Self {
+        self.max_key_len = n;
+        self
+    }
+
+    /// Sets `max_value_len`.
+    pub fn with_max_value_len(mut self, n: Option<u64>) -> Self {
+        self.max_value_len = n;
+        self
+    }
+
+    /// Sets `durable`.
+    pub fn with_durable(mut self, durable: bool) -> Self {
+        self.durable = durable;
+        self
+    }
+
+    /// Sets `crash_atomic_batch`.
+    pub fn with_crash_atomic_batch(mut self, atomic: bool) -> Self {
+        self.crash_atomic_batch = atomic;
+        self
+    }
+}
+
+/// Size figures of a store, from [`KvStore::stats`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct StoreStats {
+    /// Number of keys.
+    pub keys: u64,
+    /// Sum of value sizes as written by callers, in bytes.
+    pub logical_bytes: u64,
+    /// Bytes the store occupies on its medium (headers, chunks, compression included), if the
+    /// backend can tell.
+    pub stored_bytes: Option<u64>,
+    /// Backend- or layer-specific counters, by name (e.g. `"chunks"`).
+    pub counters: BTreeMap<String, u64>,
+}
+
+/// An asynchronous, ordered key/value store of byte values with metadata.
+///
+/// Every backend (memory, files, SQL, object stores) and every layer (tenant namespaces,
+/// cache, dedup, metrics) implements this trait, so they compose: a layer is a `KvStore` over
+/// a `KvStore`. The trait is object safe: `Arc<dyn KvStore>` is the usual currency.
+///
+/// # Behaviour every implementation guarantees
+/// (checked by [`conformance`](crate::conformance) for every backend and layer)
+/// - **Keys** are validated by [`Key`]; a store may accept shorter keys only
+///   ([`Capabilities::max_key_len`]) and returns `InvalidInput` beyond that.
+/// - **Reads see writes**: once `put`, `delete` or `write_batch` returns `Ok`, every later
+///   call from any task of the process sees the change.
+/// - **Missing is not an error**: `get` and `head` return `Ok(None)`; `delete` of a missing
+///   key succeeds.
+/// - **Scans** yield keys in ascending bytewise order, each at most once, stop after `limit`
+///   entries, and never yield a key outside the range.
+/// - **Batches** apply all or nothing (see [`WriteBatch`]).
+/// - **Integrity**: a value whose bytes no longer match its checksum is reported as
+///   `Corrupted`, never returned.
+/// - **No panics** on any input.
+#[async_trait]
+pub trait KvStore: Send + Sync + fmt::Debug {
+    /// What this store supports.
+    fn capabilities(&self) -> Capabilities;
+
+    /// The value stored under `key`, or `None`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a key the store cannot hold, `Corrupted` if the stored bytes fail
+    /// their checksum, backend errors.
+    async fn get(&self, key: &Key) -> Result<Option<Bytes>>;
+
+    /// The metadata of `key` without reading its value, or `None`.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get).
+    async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>>;
+
+    /// Stores `value` under `key`, replacing any previous value, and returns the new metadata.
+    /// `created` is kept from the previous value if there was one.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a key or value beyond the store's limits or invalid options;
+    /// backend errors. On error the previous value is unchanged.
+    async fn put_with(&self, key: &Key, value: Bytes, options: &PutOptions) -> Result<ObjectMeta>;
+
+    /// Removes `key`. Removing a missing key succeeds.
+    ///
+    /// # Errors
+    /// Backend errors.
+    async fn delete(&self, key: &Key) -> Result<()>;
+
+    /// Entries (key, value, metadata) in `range`, in ascending key order, at most `limit`.
+    ///
+    /// Errors are yielded as stream items; the stream ends after the first error.
+    fn scan(&self, range: KeyRange, limit: Option<usize>) -> EntryStream<'_>;
+
+    /// Keys and metadata in `range`, in ascending key order, at most `limit`, without reading
+    /// values. The default reads values through [`scan`](Self::scan); backends that keep
+    /// metadata apart from values override it.
+    fn scan_meta(&self, range: KeyRange, limit: Option<usize>) -> MetaStream<'_> {
+        self.scan(range, limit)
+            .map_ok(|e| MetaEntry {
+                key: e.key,
+                meta: e.meta,
+            })
+            .boxed()
+    }
+
+    /// Applies `batch` atomically (see [`WriteBatch`] for the exact semantics).
+    ///
+    /// # Errors
+    /// `Conflict` if a precondition fails, `InvalidInput` for keys or values beyond the store's
+    /// limits, backend errors. On error nothing was applied.
+    async fn write_batch(&self, batch: WriteBatch) -> Result<()>;
+
+    /// Stores `value` under `key` with default options.
+    ///
+    /// # Errors
+    /// As [`put_with`](Self::put_with).
+    async fn put(&self, key: &Key, value: Bytes) -> Result<ObjectMeta> {
+        self.put_with(key, value, &PutOptions::default()).await
+    }
+
+    /// Whether `key` exists.
+    ///
+    /// # Errors
+    /// As [`head`](Self::head).
+    async fn exists(&self, key: &Key) -> Result<bool> {
+        Ok(self.head(key).await?.is_some())
+    }
+
+    /// The keys in `range`, in order, at most `limit`.
+    ///
+    /// # Errors
+    /// The first error of the scan.
+    async fn list_keys(&self, range: KeyRange, limit: Option<usize>) -> Result<Vec<Key>> {
+        self.scan_meta(range, limit)
+            .map_ok(|e| e.key)
+            .try_collect()
+            .await
+    }
+
+    /// The values of `keys`, in the same order, `None` where a key is missing.
+    ///
+    /// # Errors
+    /// The first error of any `get`.
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(self.get(key).await?);
+        }
+        Ok(out)
+    }
+
+    /// Removes every key and returns how many were removed, in write batches of at most 1,000
+    /// keys (so a very large store is not held in memory at once).
+    ///
+    /// # Errors
+    /// The first scan or batch error; keys removed before it stay removed.
+    async fn clear(&self) -> Result<u64> {
+        const BATCH: usize = 1000;
+        let mut removed = 0;
+        loop {
+            let keys = self.list_keys(KeyRange::all(), Some(BATCH)).await?;
+            if keys.is_empty() {
+                return Ok(removed);
+            }
+            removed += keys.len() as u64;
+            let mut batch = WriteBatch::new();
+            for key in keys {
+                batch.delete(key);
+            }
+            self.write_batch(batch).await?;
+        }
+    }
+
+    /// Key count and logical bytes, from a metadata scan. Backends and layers that know more
+    /// (stored bytes, chunk counts) override it.
+    ///
+    /// # Errors
+    /// The first error of the scan.
+    async fn stats(&self) -> Result<StoreStats> {
+        let mut stats = StoreStats::default();
+        let mut stream = self.scan_meta(KeyRange::all(), None);
+        while let Some(entry) = stream.try_next().await? {
+            stats.keys += 1;
+            stats.logical_bytes += entry.meta.size;
+        }
+        Ok(stats)
+    }
+}
+
+/// Forwards every method, provided ones included, so an `Arc` keeps its inner overrides.
+macro_rules! forward_kv_store {
+    ($ty:ty) => {
+        #[async_trait]
+        impl<T: KvStore + ?Sized> KvStore for $ty {
+            fn capabilities(&self) -> Capabilities {
+                (**self).capabilities()
+            }
+            async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
+                (**self).get(key).await
+            }
+            async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>> {
+                (**self).head(key).await
+            }
+            async fn put_with(
+                &self,
+                key: &Key,
+                value: Bytes,
+                options: &PutOptions,
+            ) -> Result<ObjectMeta> {
+                (**self).put_with(key, value, options).await
+            }
+            async fn delete(&self, key: &Key) -> Result<()> {
+                (**self).delete(key).await
+            }
+            fn scan(&self, range: KeyRange, limit: Option<usize>) -> EntryStream<'_> {
+                (**self).scan(range, limit)
+            }
+            fn scan_meta(&self, range: KeyRange, limit: Option<usize>) -> MetaStream<'_> {
+                (**self).scan_meta(range, limit)
+            }
+            async fn write_batch(&self, batch: WriteBatch) -> Result<()> {
+                (**self).write_batch(batch).await
+            }
+            async fn put(&self, key: &Key, value: Bytes) -> Result<ObjectMeta> {
+                (**self).put(key, value).await
+            }
+            async fn exists(&self, key: &Key) -> Result<bool> {
+                (**self).exists(key).await
+            }
+            async fn list_keys(&self, range: KeyRange, limit: Option<usize>) -> Result<Vec<Key>> {
+                (**self).list_keys(range, limit).await
+            }
+            async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
+                (**self).get_many(keys).await
+            }
+            async fn clear(&self) -> Result<u64> {
+                (**self).clear().await
+            }
+            async fn stats(&self) -> Result<StoreStats> {
+                (**self).stats().await
+            }
+        }
+    };
+}
+
+forward_kv_store!(Arc<T>);
+forward_kv_store!(Box<T>);
