@@ -1,1 +1,305 @@
+//! FileStore: conformance, durability across reopen, corruption, hostile keys, crash safety.
 
+mod crash;
+
+use hybridstore_core::conformance::Fixture;
+use hybridstore_core::{Bytes, ErrorKind, Key, KeyRange, KvStore, WriteBatch};
+use hybridstore_file::FileStore;
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = FileStore::open(dir.path().join("store"))
+        .await
+        .expect("open");
+    Fixture::with_guard(store, dir)
+}
+
+mod conformance {
+    hybridstore_core::conformance_tests!(super::fixture);
+}
+
+mod namespaced_conformance {
+    use hybridstore_core::conformance::Fixture;
+    use hybridstore_core::{Namespaced, TenantId};
+    use hybridstore_file::FileStore;
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = FileStore::open(dir.path()).await.expect("open");
+        Fixture::with_guard(Namespaced::new(store, TenantId::new("t1").unwrap()), dir)
+    }
+    hybridstore_core::conformance_tests!(fixture);
+}
+
+fn key(s: &str) -> Key {
+    Key::new(s.to_string()).unwrap()
+}
+
+#[tokio::test]
+async fn data_and_metadata_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let long_key = Key::new(vec![b'L'; 900]).unwrap();
+    let (meta, long_meta) = {
+        let store = FileStore::open(dir.path()).await.unwrap();
+        let meta = store
+            .put_with(
+                &key("docs/a.html"),
+                Bytes::from_static(b"<p>hi</p>"),
+                &hybridstore_core::PutOptions::with_content_type("text/html"),
+            )
+            .await
+            .unwrap();
+        let long_meta = store
+            .put(&long_key, Bytes::from_static(b"long"))
+            .await
+            .unwrap();
+        (meta, long_meta)
+    };
+    let store = FileStore::open(dir.path()).await.unwrap();
+    assert_eq!(store.head(&key("docs/a.html")).await.unwrap(), Some(meta));
+    assert_eq!(store.head(&long_key).await.unwrap(), Some(long_meta));
+    assert_eq!(
+        store.list_keys(KeyRange::all(), None).await.unwrap(),
+        vec![long_key, key("docs/a.html")],
+        "'L' (0x4C) sorts before 'd' (0x64)"
+    );
+    let stats = store.stats().await.unwrap();
+    assert_eq!((stats.keys, stats.logical_bytes), (2, 13));
+    assert!(stats.stored_bytes.unwrap() > 13);
+}
+
+#[tokio::test]
+async fn a_second_process_is_refused_while_the_store_is_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = FileStore::open(dir.path()).await.unwrap();
+    // A second open in the same process takes a second file description, which conflicts
+    // exactly as another process would.
+    let err = FileStore::open(dir.path()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert!(err.to_string().contains("in use"), "{err}");
+    drop(first);
+    FileStore::open(dir.path())
+        .await
+        .expect("reopen after close");
+}
+
+#[tokio::test]
+async fn refuses_a_directory_that_is_not_a_store() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("precious.txt"), b"user data").unwrap();
+    let err = FileStore::open(dir.path()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert_eq!(
+        std::fs::read(dir.path().join("precious.txt")).unwrap(),
+        b"user data"
+    );
+}
+
+/// Flipping any one byte of a record (header or value) makes reads fail with `Corrupted`,
+/// never return different bytes.
+#[tokio::test]
+async fn every_flipped_byte_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).await.unwrap();
+    let k = key("victim");
+    let value = Bytes::from((0..300u32).map(|i| (i * 7) as u8).collect::<Vec<_>>());
+    store.put(&k, value.clone()).await.unwrap();
+    let path = walk_records(dir.path()).pop().unwrap();
+    let original = std::fs::read(&path).unwrap();
+    for i in 0..original.len() {
+        let mut damaged = original.clone();
+        damaged[i] ^= 0x01;
+        std::fs::write(&path, &damaged).unwrap();
+        match store.get(&k).await {
+            Err(e) => assert_eq!(e.kind(), ErrorKind::Corrupted, "byte {i}: {e}"),
+            Ok(v) => panic!(
+                "byte {i}: flipped record read back as {:?}",
+                v.map(|v| v.len())
+            ),
+        }
+    }
+    std::fs::write(&path, &original[..original.len() - 1]).unwrap();
+    assert_eq!(
+        store.get(&k).await.unwrap_err().kind(),
+        ErrorKind::Corrupted
+    );
+    std::fs::write(&path, &original).unwrap();
+    assert_eq!(store.get(&k).await.unwrap(), Some(value));
+}
+
+/// Hostile keys never create or touch anything outside `objects/`.
+#[tokio::test]
+async fn hostile_keys_stay_inside_the_root() {
+    let base = tempfile::tempdir().unwrap();
+    let root = base.path().join("store");
+    let canary = base.path().join("canary");
+    std::fs::write(&canary, b"untouched").unwrap();
+    let store = FileStore::open(&root).await.unwrap();
+    let hostile: Vec<Vec<u8>> = vec![
+        b"../canary".to_vec(),
+        b"../../canary".to_vec(),
+        b"/etc/passwd".to_vec(),
+        b"..".to_vec(),
+        b".".to_vec(),
+        b"a/../../canary".to_vec(),
+        b"..\\..\\canary".to_vec(),
+        b"%2e%2e/canary".to_vec(),
+        b"canary\0.txt".to_vec(),
+        "..\u{2215}canary".as_bytes().to_vec(),
+        b"LOCK".to_vec(),
+        b"FORMAT".to_vec(),
+        b"journal/x.batch".to_vec(),
+        b".tmp.0000000000000000".to_vec(),
+        vec![b'.'; 1024],
+        vec![b'/'; 1024],
+    ];
+    for (i, k) in hostile.iter().enumerate() {
+        let k = Key::new(k.clone()).unwrap();
+        store.put(&k, Bytes::from(format!("v{i}"))).await.unwrap();
+    }
+    for (i, k) in hostile.iter().enumerate() {
+        let k = Key::new(k.clone()).unwrap();
+        assert_eq!(
+            store.get(&k).await.unwrap(),
+            Some(Bytes::from(format!("v{i}")))
+        );
+    }
+    assert_eq!(std::fs::read(&canary).unwrap(), b"untouched");
+    let mut outside: Vec<_> = std::fs::read_dir(base.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    outside.sort();
+    assert_eq!(outside, ["canary", "store"]);
+    assert_eq!(walk_records(&root).len(), hostile.len());
+    drop(store);
+    let store = FileStore::open(&root).await.unwrap();
+    assert_eq!(
+        store.list_keys(KeyRange::all(), None).await.unwrap().len(),
+        hostile.len()
+    );
+}
+
+/// A batch whose journal committed but whose renames never ran (a crash at that instant)
+/// is completed on open; temp files of an uncommitted batch are discarded.
+#[tokio::test]
+async fn committed_batch_is_replayed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = FileStore::open(dir.path()).await.unwrap();
+        store
+            .put(&key("old"), Bytes::from_static(b"old"))
+            .await
+            .unwrap();
+    }
+    // Simulate the moment after the commit point: staged temp + journal, renames not applied.
+    let store = FileStore::open(dir.path()).await.unwrap();
+    let mut batch = WriteBatch::new();
+    batch
+        .put(key("new1"), "n1")
+        .put(key("new2"), "n2")
+        .delete(key("old"));
+    store.write_batch(batch).await.unwrap();
+    let records = walk_records(dir.path());
+    drop(store);
+    // Turn the applied state back into "journal committed, nothing applied".
+    let objects = dir.path().join("objects");
+    let mut entries = Vec::new();
+    for path in records {
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        let temp_name = format!(".tmp.replay{name}");
+        std::fs::rename(&path, path.with_file_name(&temp_name)).unwrap();
+        entries.push((path, temp_name));
+    }
+    std::fs::write(objects.join("6f").join("k6c64"), b"stale old record").unwrap();
+    // A journal listing the temp files (built through the public encoding used on disk).
+    let journal = build_journal(&entries, dir.path());
+    std::fs::write(
+        dir.path()
+            .join("journal")
+            .join("00000000000000000001-0.batch"),
+        journal,
+    )
+    .unwrap();
+    std::fs::write(objects.join("6f").join(".tmp.orphan"), b"orphan").unwrap();
+
+    let store = FileStore::open(dir.path()).await.unwrap();
+    assert_eq!(store.recovery().replayed_batches, 1);
+    assert_eq!(store.recovery().removed_temp_files, 1);
+    assert_eq!(
+        store.get(&key("new1")).await.unwrap().as_deref(),
+        Some(&b"n1"[..])
+    );
+    assert_eq!(
+        store.get(&key("new2")).await.unwrap().as_deref(),
+        Some(&b"n2"[..])
+    );
+    assert_eq!(store.get(&key("old")).await.unwrap(), None);
+    assert!(
+        std::fs::read_dir(dir.path().join("journal"))
+            .unwrap()
+            .next()
+            .is_none()
+    );
+}
+
+/// The journal bytes for puts of `(record path, temp name)` plus a delete of "old", in the
+/// format documented in `journal.rs`.
+fn build_journal(puts: &[(std::path::PathBuf, String)], root: &std::path::Path) -> Vec<u8> {
+    let mut out = b"HSJ1".to_vec();
+    out.extend_from_slice(&(puts.len() as u32 + 1).to_le_bytes());
+    for (path, temp) in puts {
+        let header_key = read_record_key(path.with_file_name(temp).as_path());
+        out.push(1);
+        out.extend_from_slice(&(header_key.len() as u16).to_le_bytes());
+        out.extend_from_slice(&header_key);
+        out.extend_from_slice(&(temp.len() as u16).to_le_bytes());
+        out.extend_from_slice(temp.as_bytes());
+    }
+    out.push(2);
+    out.extend_from_slice(&3u16.to_le_bytes());
+    out.extend_from_slice(b"old");
+    let _ = root;
+    let crc = crc32(&out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
+}
+
+fn read_record_key(path: &std::path::Path) -> Vec<u8> {
+    let bytes = std::fs::read(path).unwrap();
+    let key_len = u16::from_le_bytes([bytes[6], bytes[7]]) as usize;
+    bytes[104..104 + key_len].to_vec()
+}
+
+/// CRC-32 (IEEE), bitwise; independent of the implementation under test.
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// Every record file under `root/objects`.
+pub fn walk_records(root: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for dir in std::fs::read_dir(root.join("objects")).unwrap() {
+        let dir = dir.unwrap().path();
+        for f in std::fs::read_dir(&dir).unwrap() {
+            let f = f.unwrap().path();
+            let name = f.file_name().unwrap().to_str().unwrap().to_string();
+            if name.starts_with('k') || name.starts_with('h') {
+                out.push(f);
+            }
+        }
+    }
+    out.sort();
+    out
+}
