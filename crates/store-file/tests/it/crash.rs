@@ -71,6 +71,8 @@ async fn child_writer() {
         return;
     };
     let epoch: u64 = std::env::var(CHILD_EPOCH_ENV).unwrap().parse().unwrap();
+    // libtest has printed "test crash::child_writer ... " without a newline: end that line.
+    say("\n".to_string());
     let store = FileStore::open(&dir).await.unwrap();
     let mut tasks = Vec::new();
     for w in 0..SINGLE_WRITERS {
@@ -204,7 +206,7 @@ async fn kill_9_during_writes() {
                 .unwrap_or_else(|_| {
                     panic!("cycle {epoch}: child stalled or exited after {acks} acks")
                 });
-            acks += u64::from(line.starts_with("ACK "));
+            acks += u64::from(line.contains("ACK "));
             lines.push(line);
         }
         child.kill().expect("SIGKILL");
@@ -213,7 +215,11 @@ async fn kill_9_during_writes() {
         lines.extend(rx.try_iter());
 
         for line in &lines {
-            let mut parts = line.split(' ');
+            // Tolerate anything the test harness printed before a tag on the same line.
+            let Some(at) = line.find("BEGIN ").or_else(|| line.find("ACK ")) else {
+                continue;
+            };
+            let mut parts = line[at..].split(' ');
             let (Some(tag), Some(key), Some(seq)) = (parts.next(), parts.next(), parts.next())
             else {
                 continue;
