@@ -1,1 +1,179 @@
-//! placeholder
+//! hybridstore: one embeddable storage system for documents, metadata, vectors and metrics.
+//!
+//! This crate is the one-stop dependency. [`HybridStorageSystem`] opens every store a
+//! [`StorageConfig`] asks for under one data directory and offers the whole-system operations
+//! (ingest of a directory tree, export, verify, stats). The building blocks are re-exported:
+//! [`core`] (the `KvStore` trait, errors, `MemoryStore`, tenant namespaces) and, behind the
+//! default `file` feature, [`file`] (`FileStore`).
+//!
+//! It is not a server: applications link it, and scale-out is configuration of the backends
+//! it composes.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use hybridstore::{HybridStorageSystem, StorageConfig};
+//! use hybridstore::core::{Key, KvStore};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let system = HybridStorageSystem::open(StorageConfig::with_data_dir(dir.path())).await?;
+//! system.kv().put(&Key::new("notes/today.md")?, "# Today".into()).await?;
+//! let report = system.verify(|_, _| {}).await?;
+//! assert!(report.is_clean());
+//! assert_eq!(report.checked_keys, 1);
+//! # Ok::<(), hybridstore::core::Error>(())
+//! # }).unwrap();
+//! ```
+
+mod config;
+mod transfer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use hybridstore_core::verify::{VerifyReport, verify_store};
+use hybridstore_core::{KeyRange, KvStore, Result, StoreStats};
+use serde::Serialize;
+
+pub use config::{ENV_PREFIX, StorageConfig};
+pub use transfer::{FileError, Progress, TransferReport, export_path};
+
+#[doc(inline)]
+pub use hybridstore_core as core;
+#[cfg(feature = "file")]
+#[doc(inline)]
+pub use hybridstore_file as file;
+
+/// Subdirectory of the data directory that holds the key/value records.
+pub const KV_DIR: &str = "kv";
+
+/// Size figures of the whole system.
+#[derive(Clone, Debug, Serialize)]
+pub struct SystemStats {
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The primary key/value store.
+    pub kv: StoreStats,
+}
+
+/// The storage system: every configured store, opened under one data directory.
+///
+/// Cloning is cheap; clones share the open stores. The data directory is owned by one
+/// process at a time: a second `open` of the same directory fails with `Unavailable`.
+#[derive(Clone, Debug)]
+pub struct HybridStorageSystem {
+    config: StorageConfig,
+    kv: Arc<dyn KvStore>,
+}
+
+impl HybridStorageSystem {
+    /// Opens (creating if needed) the system described by `config`.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an invalid configuration; `Unavailable` if another process has the
+    /// data directory open; `Unsupported` if the crate was built without a primary store
+    /// feature; errors of the stores being opened.
+    pub async fn open(config: StorageConfig) -> Result<Self> {
+        config.validate()?;
+        let kv = open_primary(&config).await?;
+        tracing::debug!(data_dir = %config.data_dir.display(), "storage system open");
+        Ok(HybridStorageSystem { config, kv })
+    }
+
+    /// The configuration the system was opened with.
+    pub fn config(&self) -> &StorageConfig {
+        &self.config
+    }
+
+    /// The primary key/value store.
+    pub fn kv(&self) -> &Arc<dyn KvStore> {
+        &self.kv
+    }
+
+    /// Stores every regular file under `source` as `prefix` + its `/`-separated relative path,
+    /// with a content type guessed from the file name; symbolic links are skipped.
+    /// `on_progress` is called after every file.
+    ///
+    /// # Errors
+    /// `InvalidInput` if `source` is not a directory. Per-file failures (unreadable files,
+    /// non-UTF-8 names, keys over 1,024 bytes) are listed in the report instead.
+    pub async fn ingest_dir(
+        &self,
+        source: &Path,
+        prefix: &str,
+        on_progress: impl Fn(Progress) + Send + Sync,
+    ) -> Result<TransferReport> {
+        transfer::ingest(
+            self.kv.as_ref(),
+            source,
+            prefix,
+            self.config.io_concurrency,
+            &on_progress,
+        )
+        .await
+    }
+
+    /// Writes every key starting with `prefix` to `dest/<key without prefix>` (creating
+    /// directories), the inverse of [`ingest_dir`](Self::ingest_dir). Keys that are not safe
+    /// relative paths (see [`export_path`]) are reported and not written.
+    ///
+    /// # Errors
+    /// Listing failures; per-key failures are listed in the report.
+    pub async fn export_dir(
+        &self,
+        dest: &Path,
+        prefix: &str,
+        on_progress: impl Fn(Progress) + Send + Sync,
+    ) -> Result<TransferReport> {
+        transfer::export(
+            self.kv.as_ref(),
+            dest,
+            prefix,
+            self.config.io_concurrency,
+            &on_progress,
+        )
+        .await
+    }
+
+    /// Re-reads every value, re-hashes it with SHA-256 and compares it with its stored
+    /// checksum; every damaged key is listed. `on_progress(keys, bytes)` follows the work.
+    ///
+    /// # Errors
+    /// Only a failure to list the keys.
+    pub async fn verify(&self, on_progress: impl FnMut(u64, u64) + Send) -> Result<VerifyReport> {
+        verify_store(
+            self.kv.as_ref(),
+            KeyRange::all(),
+            self.config.io_concurrency,
+            on_progress,
+        )
+        .await
+    }
+
+    /// Key count, logical and stored bytes of every store.
+    ///
+    /// # Errors
+    /// Errors of the stores' `stats`.
+    pub async fn stats(&self) -> Result<SystemStats> {
+        Ok(SystemStats {
+            data_dir: self.config.data_dir.clone(),
+            kv: self.kv.stats().await?,
+        })
+    }
+}
+
+#[cfg(feature = "file")]
+async fn open_primary(config: &StorageConfig) -> Result<Arc<dyn KvStore>> {
+    let mut options = hybridstore_file::FileStoreOptions::default();
+    options.verify_reads = config.verify_reads;
+    let store =
+        hybridstore_file::FileStore::open_with(config.data_dir.join(KV_DIR), options).await?;
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "file"))]
+async fn open_primary(_config: &StorageConfig) -> Result<Arc<dyn KvStore>> {
+    Err(hybridstore_core::Error::new(
+        hybridstore_core::ErrorKind::Unsupported,
+        "hybridstore was built without a primary store; enable the `file` feature",
+    ))
+}

@@ -1,0 +1,349 @@
+//! Moving whole directory trees in and out of a store: `ingest` and `export`.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt, stream};
+use hybridstore_core::{Error, Key, KeyRange, KvStore, PutOptions, Result};
+use serde::Serialize;
+
+/// Progress of a long transfer, passed to the caller's callback after each file.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Files finished (stored, written or failed).
+    pub files_done: u64,
+    /// Bytes of finished files.
+    pub bytes_done: u64,
+    /// Files in the whole transfer.
+    pub files_total: u64,
+    /// Bytes in the whole transfer.
+    pub bytes_total: u64,
+}
+
+/// One file that could not be transferred.
+#[derive(Clone, Debug, Serialize)]
+pub struct FileError {
+    /// The source path (ingest) or key (export).
+    pub path: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// What an ingest or export did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct TransferReport {
+    /// Files transferred.
+    pub files: u64,
+    /// Bytes transferred.
+    pub bytes: u64,
+    /// Entries passed over on purpose (symbolic links, sockets, devices).
+    pub skipped: u64,
+    /// Files that failed; the transfer carries on past them.
+    pub errors: Vec<FileError>,
+    /// Wall time in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+impl TransferReport {
+    /// Throughput in MB/s (10^6 bytes per second).
+    pub fn megabytes_per_second(&self) -> f64 {
+        if self.elapsed_ms == 0 {
+            return 0.0;
+        }
+        self.bytes as f64 / 1e6 / (self.elapsed_ms as f64 / 1e3)
+    }
+}
+
+/// Counts finished files for progress callbacks shared by concurrent tasks.
+struct Tracker {
+    files_done: AtomicU64,
+    bytes_done: AtomicU64,
+    files_total: u64,
+    bytes_total: u64,
+}
+
+impl Tracker {
+    fn new(files_total: u64, bytes_total: u64) -> Self {
+        Tracker {
+            files_done: AtomicU64::new(0),
+            bytes_done: AtomicU64::new(0),
+            files_total,
+            bytes_total,
+        }
+    }
+
+    fn start(&self) -> Progress {
+        Progress {
+            files_total: self.files_total,
+            bytes_total: self.bytes_total,
+            ..Progress::default()
+        }
+    }
+
+    fn finish_one(&self, size: u64) -> Progress {
+        Progress {
+            files_done: self.files_done.fetch_add(1, Ordering::Relaxed) + 1,
+            bytes_done: self.bytes_done.fetch_add(size, Ordering::Relaxed) + size,
+            files_total: self.files_total,
+            bytes_total: self.bytes_total,
+        }
+    }
+}
+
+impl TransferReport {
+    fn absorb(&mut self, results: Vec<std::result::Result<u64, FileError>>, started: Instant) {
+        for r in results {
+            match r {
+                Ok(len) => {
+                    self.files += 1;
+                    self.bytes += len;
+                }
+                Err(e) => self.errors.push(e),
+            }
+        }
+        self.elapsed_ms = started.elapsed().as_millis() as u64;
+    }
+}
+
+struct SourceFile {
+    path: PathBuf,
+    key: Key,
+    size: u64,
+}
+
+/// Lists regular files under `source` with their keys (`prefix` + relative path, `/`-separated).
+fn walk(source: &Path, prefix: &str, report: &mut TransferReport) -> Vec<SourceFile> {
+    let mut files = Vec::new();
+    for entry in walkdir::WalkDir::new(source)
+        .follow_links(false)
+        .sort_by_file_name()
+    {
+        let entry = match entry {
+            Ok(e) => e,
+            Err(e) => {
+                report.errors.push(FileError {
+                    path: e
+                        .path()
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_default(),
+                    message: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let ft = entry.file_type();
+        if ft.is_dir() {
+            continue;
+        }
+        if !ft.is_file() {
+            tracing::warn!(path = %entry.path().display(), "skipping: not a regular file");
+            report.skipped += 1;
+            continue;
+        }
+        let path = entry.path().to_path_buf();
+        let key = path
+            .strip_prefix(source)
+            .ok()
+            .and_then(relative_key)
+            .ok_or_else(|| Error::invalid_input("path is not valid UTF-8"))
+            .and_then(|rel| Key::new(format!("{prefix}{rel}")));
+        let size = entry.metadata().map(|m| m.len());
+        match (key, size) {
+            (Ok(key), Ok(size)) => files.push(SourceFile { path, key, size }),
+            (Err(e), _) => report.errors.push(FileError {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            }),
+            (_, Err(e)) => report.errors.push(FileError {
+                path: path.display().to_string(),
+                message: e.to_string(),
+            }),
+        }
+    }
+    files
+}
+
+/// The `/`-separated form of a relative path, if every component is UTF-8.
+fn relative_key(rel: &Path) -> Option<String> {
+    let parts: Option<Vec<&str>> = rel
+        .components()
+        .map(|c| match c {
+            Component::Normal(s) => s.to_str(),
+            _ => None,
+        })
+        .collect();
+    Some(parts?.join("/"))
+}
+
+/// The relative path a key exports to, refusing anything that could leave the destination.
+///
+/// # Errors
+/// `InvalidInput` unless the key is UTF-8 made of non-empty `/`-separated components other
+/// than `.` and `..`, without NUL.
+pub fn export_path(rel_key: &[u8]) -> Result<PathBuf> {
+    let text = std::str::from_utf8(rel_key)
+        .map_err(|_| Error::invalid_input("key is not UTF-8, so it has no file name"))?;
+    let mut path = PathBuf::new();
+    for part in text.split('/') {
+        if part.is_empty() || part == "." || part == ".." || part.contains('\0') {
+            return Err(Error::invalid_input(format!(
+                "key {text:?} is not a safe relative path (empty, '.', '..' or NUL component)"
+            )));
+        }
+        path.push(part);
+    }
+    Ok(path)
+}
+
+/// Stores every regular file under `source` as `prefix + relative path`, `concurrency` files
+/// at a time. Per-file failures are collected in the report and the ingest carries on.
+///
+/// # Errors
+/// `InvalidInput` if `source` is not a directory.
+pub(crate) async fn ingest(
+    store: &dyn KvStore,
+    source: &Path,
+    prefix: &str,
+    concurrency: usize,
+    on_progress: &(dyn Fn(Progress) + Send + Sync),
+) -> Result<TransferReport> {
+    if !source.is_dir() {
+        return Err(Error::invalid_input(format!(
+            "{} is not a directory",
+            source.display()
+        )));
+    }
+    let started = Instant::now();
+    let (source_owned, prefix_owned) = (source.to_path_buf(), prefix.to_string());
+    let (files, mut report) = tokio::task::spawn_blocking(move || {
+        let mut report = TransferReport::default();
+        let files = walk(&source_owned, &prefix_owned, &mut report);
+        (files, report)
+    })
+    .await
+    .map_err(|e| Error::backend(format!("directory walk failed: {e}")))?;
+
+    let tracker = Tracker::new(files.len() as u64, files.iter().map(|f| f.size).sum());
+    on_progress(tracker.start());
+    let results: Vec<std::result::Result<u64, FileError>> = stream::iter(files)
+        .map(|file| {
+            let tracker = &tracker;
+            async move {
+                let outcome = async {
+                    let value = tokio::fs::read(&file.path).await?;
+                    let options = mime_guess::from_path(&file.path)
+                        .first_raw()
+                        .map(PutOptions::with_content_type)
+                        .unwrap_or_default();
+                    let len = value.len() as u64;
+                    store
+                        .put_with(&file.key, Bytes::from(value), &options)
+                        .await?;
+                    Ok::<_, Error>(len)
+                }
+                .await;
+                on_progress(tracker.finish_one(file.size));
+                outcome.map_err(|e| FileError {
+                    path: file.path.display().to_string(),
+                    message: e.to_string(),
+                })
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    report.absorb(results, started);
+    Ok(report)
+}
+
+/// Writes every key under `prefix` to `dest/<key without prefix>`, `concurrency` at a time.
+/// Keys that are not safe relative paths are reported, never written.
+///
+/// # Errors
+/// The first error of listing the keys; per-key failures go into the report.
+pub(crate) async fn export(
+    store: &dyn KvStore,
+    dest: &Path,
+    prefix: &str,
+    concurrency: usize,
+    on_progress: &(dyn Fn(Progress) + Send + Sync),
+) -> Result<TransferReport> {
+    let started = Instant::now();
+    let entries: Vec<_> = store
+        .scan_meta(KeyRange::prefix(prefix.to_string()), None)
+        .try_collect()
+        .await?;
+    let tracker = Tracker::new(
+        entries.len() as u64,
+        entries.iter().map(|e| e.meta.size).sum(),
+    );
+    on_progress(tracker.start());
+    tokio::fs::create_dir_all(dest)
+        .await
+        .map_err(|e| Error::from(e).with_context("path", dest.display()))?;
+    let results: Vec<std::result::Result<u64, FileError>> = stream::iter(entries)
+        .map(|entry| {
+            let tracker = &tracker;
+            async move {
+                let outcome = async {
+                    let rel = export_path(&entry.key.as_bytes()[prefix.len()..])?;
+                    let target = dest.join(rel);
+                    let value = store
+                        .get(&entry.key)
+                        .await?
+                        .ok_or_else(|| Error::not_found("deleted during export"))?;
+                    if let Some(parent) = target.parent() {
+                        tokio::fs::create_dir_all(parent).await?;
+                    }
+                    tokio::fs::write(&target, &value)
+                        .await
+                        .map_err(|e| Error::from(e).with_context("path", target.display()))?;
+                    Ok::<_, Error>(value.len() as u64)
+                }
+                .await;
+                on_progress(tracker.finish_one(entry.meta.size));
+                outcome.map_err(|e| FileError {
+                    path: entry.key.to_string(),
+                    message: e.to_string(),
+                })
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect()
+        .await;
+    let mut report = TransferReport::default();
+    report.absorb(results, started);
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn export_paths_never_leave_the_destination() {
+        for bad in [
+            &b"../x"[..],
+            b"a/../../x",
+            b"/etc/passwd",
+            b"a//b",
+            b"a/./b",
+            b"a\0b",
+            b"",
+            b"a/",
+            b"\xff",
+        ] {
+            assert!(export_path(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            export_path(b"book/ch01.html").unwrap(),
+            PathBuf::from("book/ch01.html")
+        );
+        assert_eq!(
+            export_path(b"a..b/.hidden").unwrap(),
+            PathBuf::from("a..b/.hidden")
+        );
+    }
+}

@@ -1,0 +1,224 @@
+//! The facade end to end on a generated tree: ingest, export, verify, stats, configuration.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use hybridstore::core::{ErrorKind, Key, KvStore};
+use hybridstore::{HybridStorageSystem, StorageConfig};
+
+/// Relative path -> contents of every regular file under `root`.
+fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                let rel = e
+                    .path()
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_string();
+                out.insert(rel, std::fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn make_source(root: &Path) {
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("index.html", b"<html>root</html>".to_vec()),
+        ("empty.txt", Vec::new()),
+        ("book/ch01.html", b"chapter one".repeat(1000)),
+        (
+            "book/img/logo.png",
+            (0..=255u8).cycle().take(70_000).collect(),
+        ),
+        ("deep/a/b/c/d/e/f.md", b"# deep".to_vec()),
+        (
+            "unicode/\u{65e5}\u{672c}\u{8a9e} \u{e9}t\u{e9}.txt",
+            b"utf-8 name".to_vec(),
+        ),
+        (".hidden", b"dotfile".to_vec()),
+    ];
+    for (rel, data) in files {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, data).unwrap();
+    }
+    std::os::unix::fs::symlink(root.join("index.html"), root.join("link.html")).unwrap();
+}
+
+#[tokio::test]
+async fn ingest_then_export_is_byte_identical() {
+    let base = tempfile::tempdir().unwrap();
+    let (src, out, data) = (
+        base.path().join("src"),
+        base.path().join("out"),
+        base.path().join("data"),
+    );
+    make_source(&src);
+    let system = HybridStorageSystem::open(StorageConfig::with_data_dir(&data))
+        .await
+        .unwrap();
+
+    let last = std::sync::Mutex::new(None);
+    let report = system
+        .ingest_dir(&src, "", |p| *last.lock().unwrap() = Some(p))
+        .await
+        .unwrap();
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(
+        (report.files, report.skipped),
+        (7, 1),
+        "symlink skipped, the rest stored"
+    );
+    let progress = last.lock().unwrap().unwrap();
+    assert_eq!((progress.files_done, progress.files_total), (7, 7));
+    assert_eq!(progress.bytes_done, report.bytes);
+
+    let meta = system
+        .kv()
+        .head(&Key::new("book/ch01.html").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(meta.content_type.as_deref(), Some("text/html"));
+
+    let exported = system.export_dir(&out, "", |_| {}).await.unwrap();
+    assert!(exported.errors.is_empty(), "{:?}", exported.errors);
+    let mut expected = tree(&src);
+    expected.remove("link.html");
+    assert_eq!(tree(&out), expected);
+
+    let stats = system.stats().await.unwrap();
+    assert_eq!(stats.kv.keys, 7);
+    assert_eq!(stats.kv.logical_bytes, report.bytes);
+}
+
+#[tokio::test]
+async fn prefixes_keep_trees_apart() {
+    let base = tempfile::tempdir().unwrap();
+    let src = base.path().join("src");
+    make_source(&src);
+    let system = HybridStorageSystem::open(StorageConfig::with_data_dir(base.path().join("d")))
+        .await
+        .unwrap();
+    system.ingest_dir(&src, "v1/", |_| {}).await.unwrap();
+    system.ingest_dir(&src, "v2/", |_| {}).await.unwrap();
+    let out = base.path().join("out");
+    let report = system.export_dir(&out, "v2/", |_| {}).await.unwrap();
+    assert_eq!(report.files, 7);
+    assert!(out.join("book/ch01.html").exists() && !out.join("v2").exists());
+}
+
+#[tokio::test]
+async fn export_refuses_keys_that_would_escape() {
+    let base = tempfile::tempdir().unwrap();
+    let system = HybridStorageSystem::open(StorageConfig::with_data_dir(base.path().join("d")))
+        .await
+        .unwrap();
+    for k in ["../escaped", "ok/file", "a//b"] {
+        system
+            .kv()
+            .put(&Key::new(k).unwrap(), "x".into())
+            .await
+            .unwrap();
+    }
+    let out = base.path().join("out");
+    let report = system.export_dir(&out, "", |_| {}).await.unwrap();
+    assert_eq!(report.files, 1);
+    assert_eq!(report.errors.len(), 2);
+    assert!(!base.path().join("escaped").exists());
+}
+
+#[tokio::test]
+async fn verify_names_every_damaged_key() {
+    let base = tempfile::tempdir().unwrap();
+    let data = base.path().join("data");
+    let src = base.path().join("src");
+    make_source(&src);
+    let system = HybridStorageSystem::open(StorageConfig::with_data_dir(&data))
+        .await
+        .unwrap();
+    system.ingest_dir(&src, "", |_| {}).await.unwrap();
+    assert!(system.verify(|_, _| {}).await.unwrap().is_clean());
+
+    // Flip the last byte of two records: "book/ch01.html" is direct-named under 62/ ('b').
+    let mut damaged = Vec::new();
+    for key in ["book/ch01.html", "index.html"] {
+        let name = format!("k{}", hex(&key.as_bytes()[1..]));
+        let path = data
+            .join("kv/objects")
+            .join(hex(&key.as_bytes()[..1]))
+            .join(name);
+        let mut bytes = std::fs::read(&path).unwrap();
+        *bytes.last_mut().unwrap() ^= 0x80;
+        std::fs::write(&path, bytes).unwrap();
+        damaged.push(key.to_string());
+    }
+    let report = system.verify(|_, _| {}).await.unwrap();
+    assert_eq!(report.checked_keys, 7);
+    let names: Vec<_> = report.damaged.iter().map(|d| d.key.clone()).collect();
+    assert_eq!(names, damaged);
+    assert!(report.damaged.iter().all(|d| d.kind == "corrupted"));
+    let err = system
+        .kv()
+        .get(&Key::new("index.html").unwrap())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupted);
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn config_file_values_and_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hybridstore.toml");
+    std::fs::write(&file, "data_dir = \"/srv/store\"\nio_concurrency = 4\n").unwrap();
+    let config = StorageConfig::load(Some(&file)).unwrap();
+    assert_eq!(config.data_dir, Path::new("/srv/store"));
+    assert_eq!(config.io_concurrency, 4);
+    assert!(config.verify_reads);
+
+    std::fs::write(&file, "data_dirr = \"typo\"\n").unwrap();
+    let err = StorageConfig::load(Some(&file)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("data_dirr"), "{err}");
+
+    std::fs::write(&file, "io_concurrency = 0\n").unwrap();
+    assert_eq!(
+        StorageConfig::load(Some(&file)).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(
+        StorageConfig::load(Some(&dir.path().join("missing.toml")))
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound
+    );
+}
+
+/// The full conformance suite through the facade's primary store.
+mod conformance {
+    use hybridstore::{HybridStorageSystem, StorageConfig};
+    use hybridstore_core::conformance::Fixture;
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let system = HybridStorageSystem::open(StorageConfig::with_data_dir(dir.path()))
+            .await
+            .unwrap();
+        Fixture::with_guard(system.kv().clone(), dir)
+    }
+    hybridstore_core::conformance_tests!(fixture);
+}
