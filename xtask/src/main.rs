@@ -1,1 +1,332 @@
-fn main() {}
+//! Project chores, run as `cargo xtask <task>`:
+//!
+//! - `test-all`: formatting, clippy (`-D warnings`, all targets and features), every test of
+//!   the workspace under cargo-nextest, and the doc tests. The README's test command and CI's.
+//! - `bench`: the criterion benchmarks, then a summary with ratios against each benchmark's
+//!   in-run baseline in `target/bench-report/summary.{md,json}`.
+//! - `demo`: the main job on real input: a release build of the CLI ingests the Rust
+//!   documentation, exports it, compares it with `diff -r` and verifies it.
+//!
+//! Every cargo child gets `PROTOC` (from `protoc-bin-vendored` when no `protoc` is installed)
+//! so crates that build Lance compile on a fresh machine.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+type Result<T> = std::result::Result<T, String>;
+
+const USAGE: &str = "\
+usage: cargo xtask <task>
+
+tasks:
+  test-all              fmt check, clippy -D warnings, all tests (nextest), doc tests
+  bench [FILTER]        criterion benchmarks + target/bench-report/summary.{md,json}
+  demo [--source DIR] [--work DIR]
+                        release build; ingest the Rust docs, export, diff -r, verify";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("test-all") => test_all(),
+        Some("bench") => bench(args.get(1).map(String::as_str)),
+        Some("demo") => demo(&args[1..]),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// A `cargo` command in the workspace root with `PROTOC` set.
+fn cargo(args: &[&str]) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.args(args).current_dir(workspace_root());
+    if std::env::var_os("PROTOC").is_none() && !on_path("protoc") {
+        match protoc_bin_vendored::protoc_bin_path() {
+            Ok(p) => {
+                cmd.env("PROTOC", p);
+            }
+            Err(e) => {
+                eprintln!("xtask: no protoc installed and none vendored for this platform: {e}")
+            }
+        }
+    }
+    cmd
+}
+
+fn on_path(program: &str) -> bool {
+    std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+        .unwrap_or(false)
+}
+
+fn run(mut cmd: Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    eprintln!("xtask: running {shown}");
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot start {shown}: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("{shown} failed with {status}"))
+    }
+}
+
+fn nextest_available() -> bool {
+    Command::new("cargo")
+        .args(["nextest", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+fn test_all() -> Result<()> {
+    let started = Instant::now();
+    run(cargo(&["fmt", "--all", "--", "--check"]))?;
+    run(cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--all-features",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    if nextest_available() {
+        run(cargo(&[
+            "nextest",
+            "run",
+            "--workspace",
+            "--all-features",
+            "--no-fail-fast",
+        ]))?;
+    } else {
+        eprintln!("xtask: cargo-nextest is not installed; falling back to cargo test");
+        run(cargo(&[
+            "test",
+            "--workspace",
+            "--all-features",
+            "--no-fail-fast",
+        ]))?;
+    }
+    run(cargo(&["test", "--doc", "--workspace", "--all-features"]))?;
+    eprintln!(
+        "xtask: test-all passed in {:.0} s",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+fn target_dir() -> Result<PathBuf> {
+    let out = cargo(&["metadata", "--format-version", "1", "--no-deps"])
+        .output()
+        .map_err(|e| format!("cargo metadata: {e}"))?;
+    if !out.status.success() {
+        return Err("cargo metadata failed".into());
+    }
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("cargo metadata output: {e}"))?;
+    meta["target_directory"]
+        .as_str()
+        .map(PathBuf::from)
+        .ok_or_else(|| "cargo metadata has no target_directory".into())
+}
+
+/// Runs the criterion benches and summarizes every group that has a benchmark named
+/// `baseline`: each other benchmark's median time as a ratio to the baseline's, and its
+/// throughput where the group declared one.
+fn bench(filter: Option<&str>) -> Result<()> {
+    let mut args = vec!["bench", "--workspace", "--all-features"];
+    if let Some(f) = filter {
+        args.extend(["--", f]);
+    }
+    run(cargo(&args))?;
+    let target = target_dir()?;
+    let criterion = target.join("criterion");
+    let mut groups: BTreeMap<String, BTreeMap<String, Estimate>> = BTreeMap::new();
+    collect_estimates(&criterion, &mut groups)?;
+    let report_dir = target.join("bench-report");
+    std::fs::create_dir_all(&report_dir).map_err(|e| format!("{}: {e}", report_dir.display()))?;
+
+    let mut md = String::from(
+        "# hybridstore benchmarks\n\nMedian time per iteration; ratio = time / time of the group's `baseline` in the same run (lower is faster).\n\n| group | benchmark | median | throughput | ratio to baseline |\n|---|---|---|---|---|\n",
+    );
+    let mut json = Vec::new();
+    for (group, benches) in &groups {
+        let baseline = benches.get("baseline").map(|b| b.median_ns);
+        for (name, est) in benches {
+            let ratio = baseline.map(|b| est.median_ns / b);
+            let throughput = est
+                .bytes
+                .map(|bytes| bytes as f64 / (est.median_ns / 1e9) / 1e6);
+            md.push_str(&format!(
+                "| {group} | {name} | {} | {} | {} |\n",
+                human_ns(est.median_ns),
+                throughput.map_or("-".into(), |t| format!("{t:.1} MB/s")),
+                ratio.map_or("-".into(), |r| format!("{r:.2}x")),
+            ));
+            json.push(serde_json::json!({
+                "group": group, "benchmark": name, "median_ns": est.median_ns,
+                "throughput_mb_s": throughput, "ratio_to_baseline": ratio,
+            }));
+        }
+    }
+    std::fs::write(report_dir.join("summary.md"), &md).map_err(|e| e.to_string())?;
+    std::fs::write(
+        report_dir.join("summary.json"),
+        serde_json::to_string_pretty(&json).map_err(|e| e.to_string())?,
+    )
+    .map_err(|e| e.to_string())?;
+    println!("{md}");
+    eprintln!(
+        "xtask: wrote {}",
+        report_dir.join("summary.{md,json}").display()
+    );
+    Ok(())
+}
+
+struct Estimate {
+    median_ns: f64,
+    bytes: Option<u64>,
+}
+
+/// Finds `<group>/<bench>/new/{estimates,benchmark}.json` under criterion's output.
+fn collect_estimates(
+    dir: &Path,
+    out: &mut BTreeMap<String, BTreeMap<String, Estimate>>,
+) -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if !path.is_dir() {
+            continue;
+        }
+        if path.file_name().is_some_and(|n| n == "new") {
+            let read = |name: &str| -> Option<serde_json::Value> {
+                serde_json::from_slice(&std::fs::read(path.join(name)).ok()?).ok()
+            };
+            let (Some(est), Some(bench)) = (read("estimates.json"), read("benchmark.json")) else {
+                continue;
+            };
+            let Some(median_ns) = est["median"]["point_estimate"].as_f64() else {
+                continue;
+            };
+            let group = bench["group_id"].as_str().unwrap_or("?").to_string();
+            let name = bench["function_id"]
+                .as_str()
+                .or_else(|| bench["value_str"].as_str())
+                .unwrap_or("?")
+                .to_string();
+            let bytes = bench["throughput"]["Bytes"].as_u64();
+            out.entry(group)
+                .or_default()
+                .insert(name, Estimate { median_ns, bytes });
+        } else if path.file_name().is_some_and(|n| n != "report") {
+            collect_estimates(&path, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn human_ns(ns: f64) -> String {
+    if ns >= 1e9 {
+        format!("{:.2} s", ns / 1e9)
+    } else if ns >= 1e6 {
+        format!("{:.2} ms", ns / 1e6)
+    } else if ns >= 1e3 {
+        format!("{:.2} µs", ns / 1e3)
+    } else {
+        format!("{ns:.0} ns")
+    }
+}
+
+/// The main job: ingest real documents, export them, diff, verify.
+fn demo(args: &[String]) -> Result<()> {
+    let mut source = None;
+    let mut work = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--source" => source = it.next().map(PathBuf::from),
+            "--work" => work = it.next().map(PathBuf::from),
+            other => return Err(format!("unknown demo argument {other:?}\n{USAGE}")),
+        }
+    }
+    let source = match source {
+        Some(s) => s,
+        None => rust_docs()?,
+    };
+    let target = target_dir()?;
+    let work = work.unwrap_or_else(|| target.join("demo"));
+    run(cargo(&["build", "--release", "-p", "hybridstore-cli"]))?;
+    let bin = target.join("release").join("hybridstore");
+    if work.exists() {
+        std::fs::remove_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
+    }
+    let data = work.join("data");
+    let exported = work.join("export");
+    let cli = |args: &[&str]| {
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--data-dir").arg(&data).args(args);
+        cmd
+    };
+    let timed = |what: &str, cmd: Command| -> Result<f64> {
+        let t = Instant::now();
+        run(cmd)?;
+        let s = t.elapsed().as_secs_f64();
+        eprintln!("xtask: {what} took {s:.1} s");
+        Ok(s)
+    };
+    let src = source.to_string_lossy().into_owned();
+    let out = exported.to_string_lossy().into_owned();
+    let ingest_s = timed("ingest", cli(&["ingest", &src]))?;
+    timed("stats", cli(&["stats"]))?;
+    let export_s = timed("export", cli(&["export", &out]))?;
+    let mut diff = Command::new("diff");
+    diff.args(["-r", "-q"]).arg(&source).arg(&exported);
+    timed("diff -r", diff)?;
+    let verify_s = timed("verify", cli(&["verify"]))?;
+    eprintln!(
+        "xtask: demo passed: ingest {ingest_s:.1} s, export {export_s:.1} s, verify {verify_s:.1} s; data in {}",
+        data.display()
+    );
+    Ok(())
+}
+
+/// `$(rustc --print sysroot)/share/doc/rust/html`, the Rust documentation every toolchain
+/// with the `rust-docs` component carries.
+fn rust_docs() -> Result<PathBuf> {
+    let out = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .map_err(|e| format!("rustc --print sysroot: {e}"))?;
+    let sysroot = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let docs = Path::new(&sysroot).join("share/doc/rust/html");
+    if docs.is_dir() {
+        Ok(docs)
+    } else {
+        Err(format!(
+            "{} is missing: install it with `rustup component add rust-docs`, or pass --source DIR",
+            docs.display()
+        ))
+    }
+}

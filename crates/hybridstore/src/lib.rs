@@ -27,6 +27,11 @@
 mod config;
 mod transfer;
 
+/// The README's examples, compiled as doc tests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -159,6 +164,12 @@ impl HybridStorageSystem {
             kv: self.kv.stats().await?,
         })
     }
+}
+
+/// The MIME type of a file, guessed from its extension (`mime_guess`, which follows the
+/// Apache `mime.types` list), or `None` if the extension is unknown.
+pub fn guess_content_type(path: &Path) -> Option<String> {
+    mime_guess::from_path(path).first_raw().map(str::to_string)
 }
 
 #[cfg(feature = "file")]

@@ -233,8 +233,7 @@ pub(crate) async fn ingest(
             async move {
                 let outcome = async {
                     let value = tokio::fs::read(&file.path).await?;
-                    let options = mime_guess::from_path(&file.path)
-                        .first_raw()
+                    let options = crate::guess_content_type(&file.path)
                         .map(PutOptions::with_content_type)
                         .unwrap_or_default();
                     let len = value.len() as u64;

@@ -129,13 +129,13 @@ impl PutOptions {
     /// # Errors
     /// `InvalidInput` if the content type is longer than [`MAX_CONTENT_TYPE_LEN`] bytes.
     pub fn validate(&self) -> Result<()> {
-        if let Some(ct) = &self.content_type {
-            if ct.len() > MAX_CONTENT_TYPE_LEN {
-                return Err(Error::invalid_input(format!(
-                    "content type is {} bytes; the maximum is {MAX_CONTENT_TYPE_LEN}",
-                    ct.len()
-                )));
-            }
+        if let Some(ct) = &self.content_type
+            && ct.len() > MAX_CONTENT_TYPE_LEN
+        {
+            return Err(Error::invalid_input(format!(
+                "content type is {} bytes; the maximum is {MAX_CONTENT_TYPE_LEN}",
+                ct.len()
+            )));
         }
         Ok(())
     }

@@ -64,23 +64,24 @@ pub fn parse_name(first: u8, name: &str) -> NameKind {
     if name.starts_with(TEMP_PREFIX) {
         return NameKind::Temp;
     }
+    let is_hex = |s: &str| s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     if let Some(rest) = name.strip_prefix('k') {
-        if rest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            if let Ok(tail) = hex::decode(rest) {
-                if tail.len() < MAX_DIRECT_KEY_LEN {
-                    let mut key = Vec::with_capacity(1 + tail.len());
-                    key.push(first);
-                    key.extend_from_slice(&tail);
-                    return NameKind::Direct(key);
-                }
-            }
+        if is_hex(rest)
+            && let Ok(tail) = hex::decode(rest)
+            && tail.len() < MAX_DIRECT_KEY_LEN
+        {
+            let mut key = Vec::with_capacity(1 + tail.len());
+            key.push(first);
+            key.extend_from_slice(&tail);
+            return NameKind::Direct(key);
         }
         return NameKind::Foreign;
     }
-    if let Some(rest) = name.strip_prefix('h') {
-        if rest.len() == 64 && rest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return NameKind::Hashed;
-        }
+    if let Some(rest) = name.strip_prefix('h')
+        && rest.len() == 64
+        && is_hex(rest)
+    {
+        return NameKind::Hashed;
     }
     NameKind::Foreign
 }

@@ -576,10 +576,10 @@ fn list_dirs(objects: &Path, range: &KeyRange) -> Result<Vec<u8>> {
     let mut firsts = Vec::new();
     for entry in fs::read_dir(objects).map_err(|e| io_err(e, objects))? {
         let entry = entry.map_err(|e| io_err(e, objects))?;
-        if let Some(first) = layout::parse_dir_name(&entry.file_name().to_string_lossy()) {
-            if dir_may_intersect(range, first) {
-                firsts.push(first);
-            }
+        if let Some(first) = layout::parse_dir_name(&entry.file_name().to_string_lossy())
+            && dir_may_intersect(range, first)
+        {
+            firsts.push(first);
         }
     }
     firsts.sort_unstable();

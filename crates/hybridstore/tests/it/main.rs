@@ -1,5 +1,7 @@
 //! The facade end to end on a generated tree: ingest, export, verify, stats, configuration.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers report failures by panicking
+
 use std::collections::BTreeMap;
 use std::path::Path;
 

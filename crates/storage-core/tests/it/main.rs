@@ -1,5 +1,7 @@
 //! Conformance of the in-memory reference store and the tenant layer.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers report failures by panicking
+
 mod memory_store {
     use hybridstore_core::{MemoryStore, conformance::Fixture};
 

@@ -1,5 +1,7 @@
 //! FileStore: conformance, durability across reopen, corruption, hostile keys, crash safety.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers report failures by panicking
+
 mod crash;
 
 use hybridstore_core::conformance::Fixture;

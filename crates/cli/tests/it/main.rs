@@ -1,0 +1,197 @@
+//! The `hybridstore` binary as a user runs it: outputs, JSON and exit codes.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers report failures by panicking
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+fn hybridstore(data: &Path, args: &[&str]) -> Output {
+    run_with_stdin(data, args, None)
+}
+
+fn run_with_stdin(data: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hybridstore"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("HYBRIDSTORE_DATA_DIR")
+        .env_remove("HYBRIDSTORE_CONFIG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run hybridstore");
+    let mut pipe = child.stdin.take().unwrap();
+    pipe.write_all(stdin.unwrap_or_default()).unwrap();
+    drop(pipe);
+    child.wait_with_output().unwrap()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().expect("exited normally")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn put_get_head_ls_rm() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let o = run_with_stdin(&data, &["put", "notes/a.txt"], Some(b"alpha\n"));
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = hybridstore(&data, &["get", "notes/a.txt"]);
+    assert_eq!((code(&o), o.stdout.as_slice()), (0, &b"alpha\n"[..]));
+
+    let src = dir.path().join("page.html");
+    std::fs::write(&src, b"<p>x</p>").unwrap();
+    assert_eq!(
+        code(&hybridstore(
+            &data,
+            &["put", "notes/page", src.to_str().unwrap()]
+        )),
+        0
+    );
+    let head: serde_json::Value =
+        serde_json::from_slice(&hybridstore(&data, &["--json", "head", "notes/page"]).stdout)
+            .unwrap();
+    assert_eq!(head["size"], 8);
+    assert_eq!(head["content_type"], "text/html");
+    assert_eq!(head["sha256"].as_str().unwrap().len(), 64);
+
+    assert_eq!(
+        stdout(&hybridstore(&data, &["ls", "notes/"])),
+        "notes/a.txt\nnotes/page\n"
+    );
+    let listed: serde_json::Value =
+        serde_json::from_slice(&hybridstore(&data, &["--json", "ls", "--limit", "1"]).stdout)
+            .unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+
+    assert_eq!(code(&hybridstore(&data, &["rm", "notes/a.txt"])), 0);
+    let o = hybridstore(&data, &["get", "notes/a.txt"]);
+    assert_eq!(code(&o), 3, "missing key is exit code 3");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no key notes/a.txt"));
+    assert_eq!(code(&hybridstore(&data, &["rm", "notes/a.txt"])), 3);
+}
+
+#[test]
+fn binary_keys_round_trip_through_hex() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert_eq!(
+        code(&run_with_stdin(&data, &["put", "hex:00ff"], Some(b"bin"))),
+        0
+    );
+    assert_eq!(stdout(&hybridstore(&data, &["ls"])), "hex:00ff\n");
+    assert_eq!(hybridstore(&data, &["get", "hex:00ff"]).stdout, b"bin");
+    assert_eq!(
+        code(&hybridstore(&data, &["get", "hex:zz"])),
+        2,
+        "bad hex is invalid input"
+    );
+    assert_eq!(
+        code(&hybridstore(&data, &["get", ""])),
+        2,
+        "empty key is invalid input"
+    );
+}
+
+#[test]
+fn ingest_export_verify_and_damage() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, out, data) = (
+        dir.path().join("src"),
+        dir.path().join("out"),
+        dir.path().join("data"),
+    );
+    for (rel, body) in [
+        ("a.html", "A"),
+        ("sub/b.css", "B"),
+        ("sub/deeper/c.js", "C"),
+    ] {
+        std::fs::create_dir_all(src.join(rel).parent().unwrap()).unwrap();
+        std::fs::write(src.join(rel), body).unwrap();
+    }
+    let o = hybridstore(&data, &["--json", "ingest", src.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (report["files"].as_u64(), report["bytes"].as_u64()),
+        (Some(3), Some(3))
+    );
+
+    assert_eq!(
+        code(&hybridstore(&data, &["export", out.to_str().unwrap()])),
+        0
+    );
+    assert_eq!(std::fs::read(out.join("sub/deeper/c.js")).unwrap(), b"C");
+    let o = hybridstore(&data, &["verify"]);
+    assert_eq!(code(&o), 0);
+    assert!(stdout(&o).contains("verified 3 keys"), "{}", stdout(&o));
+
+    // Damage the value of "a.html" (first byte 'a' = 0x61): its last byte is the value's.
+    let record = data
+        .join("kv/objects/61")
+        .join(format!("k{}", hex_of(b".html")));
+    let mut bytes = std::fs::read(&record).unwrap();
+    *bytes.last_mut().unwrap() ^= 1;
+    std::fs::write(&record, bytes).unwrap();
+    let o = hybridstore(&data, &["verify"]);
+    assert_eq!(code(&o), 4, "damage is exit code 4");
+    assert!(stdout(&o).contains("DAMAGED a.html"), "{}", stdout(&o));
+    assert_eq!(code(&hybridstore(&data, &["get", "a.html"])), 4);
+
+    let o = hybridstore(
+        &data,
+        &["ingest", dir.path().join("nope").to_str().unwrap()],
+    );
+    assert_eq!(code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("is not a directory"));
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn a_busy_data_directory_is_exit_code_5() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let _held = rt
+        .block_on(hybridstore::HybridStorageSystem::open(
+            hybridstore::StorageConfig::with_data_dir(&data),
+        ))
+        .unwrap();
+    let o = hybridstore(&data, &["ls"]);
+    assert_eq!(code(&o), 5);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("in use by another process"));
+}
+
+#[test]
+fn configuration_from_environment_and_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("from-env");
+    let o = Command::new(env!("CARGO_BIN_EXE_hybridstore"))
+        .args(["--json", "init"])
+        .env("HYBRIDSTORE_DATA_DIR", &data)
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(data.join("kv/FORMAT").exists());
+
+    let config = dir.path().join("bad.toml");
+    std::fs::write(&config, "io_concurrency = \"many\"\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_hybridstore"))
+        .arg("--config")
+        .arg(&config)
+        .arg("stats")
+        .env_remove("HYBRIDSTORE_DATA_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("invalid configuration"));
+}
