@@ -288,24 +288,38 @@ impl FileStore {
     }
 }
 
-/// Writes `name` in `dir` via temp + fsync + rename + fsync(dir).
-fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+/// Creates `.tmp.<random>` in `dir`, fills it with `write`, and `sync_all`s it. On any error
+/// the temporary file is removed. The one place the temp-file half of the write protocol lives.
+fn write_synced_temp(dir: &Path, write: impl FnOnce(&mut File) -> Result<()>) -> Result<PathBuf> {
     let temp = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
     let result = (|| {
-        let mut f = OpenOptions::new()
+        let mut file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&temp)?;
-        io::Write::write_all(&mut f, bytes)?;
-        f.sync_all()?;
-        fs::rename(&temp, dir.join(name))
+        write(&mut file)?;
+        file.sync_all()?;
+        Ok::<_, Error>(())
     })();
-    if let Err(e) = result {
+    match result {
+        Ok(()) => Ok(temp),
+        Err(e) => {
+            let _ = fs::remove_file(&temp);
+            Err(e.with_context("path", temp.display()))
+        }
+    }
+}
+
+/// Writes `name` in `dir` via temp + fsync + rename + fsync(dir).
+fn write_durably(dir: &Path, name: &str, bytes: &[u8]) -> Result<PathBuf> {
+    let temp = write_synced_temp(dir, |f| Ok(io::Write::write_all(f, bytes)?))?;
+    let target = dir.join(name);
+    if let Err(e) = fs::rename(&temp, &target) {
         let _ = fs::remove_file(&temp);
-        return Err(io_err(e, &dir.join(name)));
+        return Err(io_err(e, &target));
     }
     fsync_dir(dir)?;
-    Ok(dir.join(name))
+    Ok(target)
 }
 
 /// Completes committed batches and removes temporary files left by a crash.
@@ -455,20 +469,7 @@ fn stage_record(
         .flatten()
         .map(|(_, h)| h.meta.created);
     let meta = ObjectMeta::for_value(value, options, created);
-    let temp = dir.join(format!("{TEMP_PREFIX}{:016x}", rand::random::<u64>()));
-    let result = (|| {
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&temp)?;
-        record::write_record(&mut file, key, &meta, value)?;
-        file.sync_all()?;
-        Ok::<_, Error>(())
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&temp);
-        return Err(e.with_context("path", temp.display()));
-    }
+    let temp = write_synced_temp(dir, |f| record::write_record(f, key, &meta, value))?;
     Ok((temp, meta))
 }
 
