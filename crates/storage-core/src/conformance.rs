@@ -67,8 +67,28 @@ impl Fixture {
     }
 }
 
+/// What a fixture factory returns: a [`Fixture`], or `Option<Fixture>` for a backend that
+/// needs a service and may skip (returning `None` after printing why).
+pub trait MaybeFixture {
+    /// The fixture, or `None` to skip the check.
+    fn into_fixture(self) -> Option<Fixture>;
+}
+
+impl MaybeFixture for Fixture {
+    fn into_fixture(self) -> Option<Fixture> {
+        Some(self)
+    }
+}
+
+impl MaybeFixture for Option<Fixture> {
+    fn into_fixture(self) -> Option<Fixture> {
+        self
+    }
+}
+
 /// Generates one test per conformance check for the fixture factory `$factory`
-/// (an expression of type `Fn() -> impl Future<Output = Fixture>`). The calling crate needs
+/// (an expression of type `Fn() -> impl Future<Output = F>` where `F` is [`Fixture`] or
+/// `Option<Fixture>`, see [`MaybeFixture`]). The calling crate needs
 /// `tokio` (features `macros`, `rt-multi-thread`) as a dev-dependency.
 #[macro_export]
 macro_rules! conformance_tests {
@@ -88,7 +108,11 @@ macro_rules! conformance_tests {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $check() {
-                let fixture = ($factory)().await;
+                let Some(fixture) =
+                    $crate::conformance::MaybeFixture::into_fixture(($factory)().await)
+                else {
+                    return; // the factory reported why it skipped
+                };
                 $crate::conformance::$check(&fixture).await;
             }
         )*
@@ -793,7 +817,8 @@ async fn run_model(store: &dyn KvStore, ops: &[Op]) -> Result<(), TestCaseError>
 pub fn model_based<F, Fut>(factory: F)
 where
     F: Fn() -> Fut,
-    Fut: Future<Output = Fixture>,
+    Fut: Future,
+    Fut::Output: MaybeFixture,
 {
     let cases = std::env::var("HYBRIDSTORE_PROPTEST_CASES")
         .ok()
@@ -804,6 +829,9 @@ where
         .enable_all()
         .build()
         .unwrap();
+    if rt.block_on(factory()).into_fixture().is_none() {
+        return; // skipped: the factory said why
+    }
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
@@ -811,8 +839,10 @@ where
     });
     let result = runner.run(&proptest::collection::vec(op_strategy(), 1..40), |ops| {
         rt.block_on(async {
-            let fixture = factory().await;
-            run_model(fixture.store(), &ops).await
+            match factory().await.into_fixture() {
+                Some(fixture) => run_model(fixture.store(), &ops).await,
+                None => Ok(()), // skipped: the factory said why
+            }
         })
     });
     if let Err(e) = result {

@@ -38,6 +38,8 @@ pub mod verify;
 
 #[cfg(feature = "testing")]
 pub mod conformance;
+#[cfg(feature = "testing")]
+pub mod crash;
 
 pub use batch::{BatchOp, BatchPlan, Expect, Mutation, WriteBatch, conflict};
 pub use error::{Error, ErrorKind, Result};

@@ -1,0 +1,660 @@
+//! The SQL engine behind [`SqlStore`](crate::SqlStore), written once and compiled once per
+//! backend: `sqlite.rs` and `postgres.rs` each include this file as their `engine` module,
+//! after defining `Db` (the sqlx database type) and the few statements and helpers whose SQL
+//! differs between dialects (see `Dialect items` in those files). Everything here is plain
+//! SQL that both dialects accept: `$n` placeholders (SQLite accepts them too), `ON CONFLICT
+//! … DO UPDATE` (SQLite ≥ 3.24, PostgreSQL ≥ 9.5) and `RETURNING` (SQLite ≥ 3.35).
+//!
+//! All statements are `&'static str` or built from constant fragments: no identifier or value
+//! ever comes from input; every value is a bound parameter.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures::TryStreamExt;
+use hybridstore_core::{
+    BatchPlan, Entry, Error, Key, MetaEntry, Mutation, ObjectMeta, PutOptions, Result,
+    Sha256Digest, StoreStats,
+};
+use sqlx::{AssertSqlSafe, Pool, Row};
+
+use super::{Db, begin_write, key_list_param};
+use crate::codec::{self, MetaRow, SqlRange};
+use crate::error::map_sqlx;
+use crate::tables::{Document, Session, Setting};
+
+/// Rows per multi-row `INSERT` in a write batch: 7 parameters a row keeps one statement at
+/// 448 parameters, far below SQLite's 32,766 and PostgreSQL's 65,535.
+const INSERT_ROWS_PER_STATEMENT: usize = 64;
+/// Keys per `get_many` / batch delete statement.
+pub(crate) const KEYS_PER_STATEMENT: usize = 512;
+
+/// The connection pools of one store. On SQLite `writer` is a pool of exactly one connection
+/// (SQLite allows one writer at a time) and `reader` a pool of read-only connections; on
+/// PostgreSQL both are the same pool.
+#[derive(Clone, Debug)]
+pub(crate) struct Engine {
+    pub(crate) reader: Pool<Db>,
+    pub(crate) writer: Pool<Db>,
+    pub(crate) verify_reads: bool,
+}
+
+fn meta_row(row: &<Db as sqlx::Database>::Row) -> std::result::Result<MetaRow, sqlx::Error> {
+    Ok(MetaRow {
+        key: row.try_get(0)?,
+        size: row.try_get(1)?,
+        created: row.try_get(2)?,
+        modified: row.try_get(3)?,
+        checksum: row.try_get(4)?,
+        content_type: row.try_get(5)?,
+        dedup_hash: row.try_get(6)?,
+    })
+}
+
+/// Decodes `META_COLUMNS, value` into an entry, re-hashing the value when asked to.
+fn entry_row(row: &<Db as sqlx::Database>::Row, verify: bool) -> Result<Entry> {
+    let (key, meta) = meta_row(row).map_err(map_sqlx)?.into_parts()?;
+    let value: Vec<u8> = row.try_get(7).map_err(map_sqlx)?;
+    if verify {
+        codec::check_value(&key, &meta, &value)?;
+    }
+    Ok(Entry {
+        key,
+        value: codec::bytes(value),
+        meta,
+    })
+}
+
+fn dedup_param(meta: &ObjectMeta) -> Option<Vec<u8>> {
+    meta.dedup_hash.map(|h| h.0.to_vec())
+}
+
+impl Engine {
+    pub(crate) async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
+        if self.verify_reads {
+            let row = sqlx::query(
+                "SELECT key, size, created, modified, checksum, content_type, dedup_hash, value \
+                 FROM kv_objects WHERE key = $1",
+            )
+            .bind(key.as_bytes())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_sqlx)?;
+            return row
+                .map(|r| entry_row(&r, true).map(|e| e.value))
+                .transpose();
+        }
+        let value: Option<Vec<u8>> =
+            sqlx::query_scalar("SELECT value FROM kv_objects WHERE key = $1")
+                .bind(key.as_bytes())
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(map_sqlx)?;
+        Ok(value.map(codec::bytes))
+    }
+
+    pub(crate) async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>> {
+        let row = sqlx::query(
+            "SELECT key, size, created, modified, checksum, content_type, dedup_hash \
+             FROM kv_objects WHERE key = $1",
+        )
+        .bind(key.as_bytes())
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_sqlx)?;
+        match row {
+            None => Ok(None),
+            Some(row) => Ok(Some(meta_row(&row).map_err(map_sqlx)?.into_parts()?.1)),
+        }
+    }
+
+    pub(crate) async fn put(
+        &self,
+        key: &Key,
+        value: Bytes,
+        options: &PutOptions,
+    ) -> Result<ObjectMeta> {
+        let mut meta = ObjectMeta::for_value(&value, options, None);
+        let created: i64 = sqlx::query_scalar(
+            "INSERT INTO kv_objects \
+             (key, value, size, created, modified, checksum, content_type, dedup_hash) \
+             VALUES ($1, $2, $3, $4, $4, $5, $6, $7) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, size = excluded.size, \
+             modified = excluded.modified, checksum = excluded.checksum, \
+             content_type = excluded.content_type, dedup_hash = excluded.dedup_hash \
+             RETURNING created",
+        )
+        .bind(key.as_bytes())
+        .bind(value.as_ref())
+        .bind(size_param(meta.size)?)
+        .bind(codec::to_unix_nanos(meta.modified))
+        .bind(meta.checksum.to_hex())
+        .bind(meta.content_type.clone())
+        .bind(dedup_param(&meta))
+        .fetch_one(&self.writer)
+        .await
+        .map_err(map_sqlx)?;
+        meta.created = codec::from_unix_nanos(created);
+        meta.modified = codec::from_unix_nanos(codec::to_unix_nanos(meta.modified));
+        Ok(meta)
+    }
+
+    pub(crate) async fn delete(&self, key: &Key) -> Result<()> {
+        sqlx::query("DELETE FROM kv_objects WHERE key = $1")
+            .bind(key.as_bytes())
+            .execute(&self.writer)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(())
+    }
+
+    /// Keys and metadata in `range`, in key order, at most `limit`.
+    pub(crate) async fn meta_page(&self, range: &SqlRange, limit: usize) -> Result<Vec<MetaEntry>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let query = match &range.end {
+            Some(end) => sqlx::query(
+                "SELECT key, size, created, modified, checksum, content_type, dedup_hash \
+                 FROM kv_objects WHERE key >= $1 AND key < $2 ORDER BY key LIMIT $3",
+            )
+            .bind(range.start.clone())
+            .bind(end.clone())
+            .bind(limit),
+            None => sqlx::query(
+                "SELECT key, size, created, modified, checksum, content_type, dedup_hash \
+                 FROM kv_objects WHERE key >= $1 ORDER BY key LIMIT $2",
+            )
+            .bind(range.start.clone())
+            .bind(limit),
+        };
+        query
+            .fetch(&self.reader)
+            .map_err(map_sqlx)
+            .and_then(|row| async move {
+                let (key, meta) = meta_row(&row).map_err(map_sqlx)?.into_parts()?;
+                Ok(MetaEntry { key, meta })
+            })
+            .try_collect()
+            .await
+    }
+
+    /// Entries with values for keys in `[first, last]`, in key order.
+    pub(crate) async fn entries_between(&self, first: &Key, last: &Key) -> Result<Vec<Entry>> {
+        let rows = sqlx::query(
+            "SELECT key, size, created, modified, checksum, content_type, dedup_hash, value \
+             FROM kv_objects WHERE key >= $1 AND key <= $2 ORDER BY key",
+        )
+        .bind(first.as_bytes())
+        .bind(last.as_bytes())
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_sqlx)?;
+        rows.iter()
+            .map(|row| entry_row(row, self.verify_reads))
+            .collect()
+    }
+
+    /// Values of up to [`KEYS_PER_STATEMENT`] keys in one statement, in the order asked.
+    pub(crate) async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
+        debug_assert!(keys.len() <= KEYS_PER_STATEMENT);
+        let mut found: HashMap<Vec<u8>, Bytes> = HashMap::with_capacity(keys.len());
+        if self.verify_reads {
+            let rows = sqlx::query(super::SELECT_ENTRIES_IN_LIST)
+                .bind(key_list_param(keys))
+                .fetch_all(&self.reader)
+                .await
+                .map_err(map_sqlx)?;
+            for row in &rows {
+                let entry = entry_row(row, true)?;
+                found.insert(entry.key.as_bytes().to_vec(), entry.value);
+            }
+        } else {
+            let rows = sqlx::query(super::SELECT_VALUES_IN_LIST)
+                .bind(key_list_param(keys))
+                .fetch_all(&self.reader)
+                .await
+                .map_err(map_sqlx)?;
+            for row in &rows {
+                let key: Vec<u8> = row.try_get(0).map_err(map_sqlx)?;
+                let value: Vec<u8> = row.try_get(1).map_err(map_sqlx)?;
+                found.insert(key, codec::bytes(value));
+            }
+        }
+        Ok(keys
+            .iter()
+            .map(|k| found.get(k.as_bytes()).cloned())
+            .collect())
+    }
+
+    /// Applies `plan` in one transaction: checks, then deletes, then puts.
+    pub(crate) async fn write_batch(&self, plan: BatchPlan) -> Result<()> {
+        let mut tx = begin_write(&self.writer, !plan.checks.is_empty()).await?;
+        for (key, expect) in &plan.checks {
+            let row = sqlx::query(
+                "SELECT key, size, created, modified, checksum, content_type, dedup_hash \
+                 FROM kv_objects WHERE key = $1",
+            )
+            .bind(key.as_bytes())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+            let current = match row {
+                None => None,
+                Some(row) => Some(meta_row(&row).map_err(map_sqlx)?.into_parts()?.1),
+            };
+            if !expect.holds(current.as_ref()) {
+                return Err(hybridstore_core::conflict(key, expect));
+            }
+        }
+
+        let now = SystemTime::now();
+        let mut deletes = Vec::new();
+        let mut puts = Vec::new();
+        for (key, mutation) in plan.writes {
+            match mutation {
+                Mutation::Delete => deletes.push(key),
+                Mutation::Put { value, options } => {
+                    let mut meta = ObjectMeta::for_value(&value, &options, Some(now));
+                    meta.modified = now;
+                    puts.push((key, value, meta));
+                }
+            }
+        }
+        for chunk in deletes.chunks(KEYS_PER_STATEMENT) {
+            sqlx::query(super::DELETE_IN_LIST)
+                .bind(key_list_param(chunk))
+                .execute(&mut *tx)
+                .await
+                .map_err(map_sqlx)?;
+        }
+        let mut rest = puts.as_slice();
+        while !rest.is_empty() {
+            // Statement sizes are powers of two so at most log2(64) + 1 distinct statements
+            // enter each connection's statement cache.
+            let rows = prev_power_of_two(rest.len().min(INSERT_ROWS_PER_STATEMENT));
+            let (chunk, tail) = rest.split_at(rows);
+            let mut query = sqlx::query(AssertSqlSafe(multi_row_upsert(rows)));
+            for (key, value, meta) in chunk {
+                query = query
+                    .bind(key.as_bytes())
+                    .bind(value.as_ref())
+                    .bind(size_param(meta.size)?)
+                    .bind(codec::to_unix_nanos(now))
+                    .bind(meta.checksum.to_hex())
+                    .bind(meta.content_type.clone())
+                    .bind(dedup_param(meta));
+            }
+            query.execute(&mut *tx).await.map_err(map_sqlx)?;
+            rest = tail;
+        }
+        tx.commit().await.map_err(map_sqlx)
+    }
+
+    pub(crate) async fn clear(&self) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM kv_objects")
+            .execute(&self.writer)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(done.rows_affected())
+    }
+
+    pub(crate) async fn stats(&self) -> Result<StoreStats> {
+        let (keys, logical_bytes): (i64, i64) = sqlx::query_as(super::COUNT_AND_SUM_SIZES)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(map_sqlx)?;
+        let stored: i64 = sqlx::query_scalar(super::STORED_BYTES)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(StoreStats {
+            keys: u64::try_from(keys).unwrap_or(0),
+            logical_bytes: u64::try_from(logical_bytes).unwrap_or(0),
+            stored_bytes: u64::try_from(stored).ok(),
+            ..StoreStats::default()
+        })
+    }
+
+    /// Keys whose value has this SHA-256 checksum (duplicates of one content), in key order.
+    pub(crate) async fn keys_with_checksum(
+        &self,
+        checksum: &Sha256Digest,
+        limit: usize,
+    ) -> Result<Vec<Key>> {
+        let keys: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT key FROM kv_objects WHERE checksum = $1 ORDER BY key LIMIT $2",
+        )
+        .bind(checksum.to_hex())
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_sqlx)?;
+        keys.into_iter()
+            .map(|k| Key::new(k).map_err(|e| Error::corrupted(e.message().to_string())))
+            .collect()
+    }
+
+    // ---- documents -------------------------------------------------------------------
+
+    pub(crate) async fn upsert_document(&self, doc: &Document) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO documents (doc_id, filename, size, content_hash, created_at, metadata) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (doc_id) DO UPDATE SET filename = excluded.filename, \
+             size = excluded.size, content_hash = excluded.content_hash, \
+             metadata = excluded.metadata",
+        )
+        .bind(doc.doc_id.as_str())
+        .bind(doc.filename.as_str())
+        .bind(size_param(doc.size)?)
+        .bind(doc.content_hash.as_str())
+        .bind(codec::to_unix_millis(doc.created_at))
+        .bind(sqlx::types::Json(&doc.metadata))
+        .execute(&self.writer)
+        .await
+        .map_err(map_sqlx)?;
+        Ok(())
+    }
+
+    pub(crate) async fn document(&self, doc_id: &str) -> Result<Option<Document>> {
+        let row = sqlx::query(
+            "SELECT doc_id, filename, size, content_hash, created_at, metadata \
+             FROM documents WHERE doc_id = $1",
+        )
+        .bind(doc_id)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_sqlx)?;
+        row.map(|r| document_row(&r)).transpose()
+    }
+
+    pub(crate) async fn delete_document(&self, doc_id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM documents WHERE doc_id = $1")
+            .bind(doc_id)
+            .execute(&self.writer)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(crate) async fn documents_by_content_hash(
+        &self,
+        content_hash: &str,
+        limit: usize,
+    ) -> Result<Vec<Document>> {
+        let rows = sqlx::query(
+            "SELECT doc_id, filename, size, content_hash, created_at, metadata \
+             FROM documents WHERE content_hash = $1 ORDER BY doc_id LIMIT $2",
+        )
+        .bind(content_hash)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_sqlx)?;
+        rows.iter().map(document_row).collect()
+    }
+
+    /// Documents whose filename starts with `prefix`, ordered by (filename, doc_id), after
+    /// the position `after` (keyset paging).
+    pub(crate) async fn documents_by_filename_prefix(
+        &self,
+        prefix: &str,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<Document>> {
+        let (after_name, after_id) = after.unwrap_or(("", ""));
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        // A prefix range `[prefix, successor)` instead of LIKE: no wildcard escaping, and it
+        // uses the (filename, doc_id) index on both backends (bytewise "C" collation).
+        let upper = crate::tables::string_prefix_successor(prefix);
+        let rows = sqlx::query(
+            "SELECT doc_id, filename, size, content_hash, created_at, metadata FROM documents \
+             WHERE filename >= $1 AND ($2 IS NULL OR filename < $2) \
+             AND (filename > $3 OR (filename = $3 AND doc_id > $4)) \
+             ORDER BY filename, doc_id LIMIT $5",
+        )
+        .bind(prefix)
+        .bind(upper)
+        .bind(after_name)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_sqlx)?;
+        rows.iter().map(document_row).collect()
+    }
+
+    /// All documents ordered by `doc_id`, after `after` (keyset paging).
+    pub(crate) async fn documents_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Document>> {
+        let rows = sqlx::query(
+            "SELECT doc_id, filename, size, content_hash, created_at, metadata FROM documents \
+             WHERE doc_id > $1 ORDER BY doc_id LIMIT $2",
+        )
+        .bind(after.unwrap_or(""))
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(map_sqlx)?;
+        rows.iter().map(document_row).collect()
+    }
+
+    pub(crate) async fn count_documents(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM documents")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    // ---- sessions --------------------------------------------------------------------
+
+    pub(crate) async fn upsert_session(&self, session: &Session) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (session_id, data, created_at, last_accessed, expires_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (session_id) DO UPDATE SET data = excluded.data, \
+             last_accessed = excluded.last_accessed, expires_at = excluded.expires_at",
+        )
+        .bind(session.session_id.as_str())
+        .bind(sqlx::types::Json(&session.data))
+        .bind(codec::to_unix_millis(session.created_at))
+        .bind(codec::to_unix_millis(session.last_accessed))
+        .bind(codec::to_unix_millis(session.expires_at))
+        .execute(&self.writer)
+        .await
+        .map_err(map_sqlx)?;
+        Ok(())
+    }
+
+    /// The session if it exists and has not expired at `now`.
+    pub(crate) async fn session(
+        &self,
+        session_id: &str,
+        now: SystemTime,
+    ) -> Result<Option<Session>> {
+        let row = sqlx::query(
+            "SELECT session_id, data, created_at, last_accessed, expires_at FROM sessions \
+             WHERE session_id = $1 AND expires_at > $2",
+        )
+        .bind(session_id)
+        .bind(codec::to_unix_millis(now))
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_sqlx)?;
+        row.map(|r| session_row(&r)).transpose()
+    }
+
+    /// Sets `last_accessed = now` and `expires_at` of a live session; false if there is none.
+    pub(crate) async fn touch_session(
+        &self,
+        session_id: &str,
+        now: SystemTime,
+        expires_at: SystemTime,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE sessions SET last_accessed = $2, expires_at = $3 \
+             WHERE session_id = $1 AND expires_at > $2",
+        )
+        .bind(session_id)
+        .bind(codec::to_unix_millis(now))
+        .bind(codec::to_unix_millis(expires_at))
+        .execute(&self.writer)
+        .await
+        .map_err(map_sqlx)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(crate) async fn delete_session(&self, session_id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM sessions WHERE session_id = $1")
+            .bind(session_id)
+            .execute(&self.writer)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(crate) async fn delete_expired_sessions(&self, now: SystemTime) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(codec::to_unix_millis(now))
+            .execute(&self.writer)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(done.rows_affected())
+    }
+
+    // ---- settings --------------------------------------------------------------------
+
+    pub(crate) async fn set_setting(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+        now: SystemTime,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO settings (key, value, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(key)
+        .bind(sqlx::types::Json(value))
+        .bind(codec::to_unix_millis(now))
+        .execute(&self.writer)
+        .await
+        .map_err(map_sqlx)?;
+        Ok(())
+    }
+
+    pub(crate) async fn setting(&self, key: &str) -> Result<Option<Setting>> {
+        let row = sqlx::query("SELECT key, value, updated_at FROM settings WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_sqlx)?;
+        row.map(|r| setting_row(&r)).transpose()
+    }
+
+    pub(crate) async fn delete_setting(&self, key: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM settings WHERE key = $1")
+            .bind(key)
+            .execute(&self.writer)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub(crate) async fn all_settings(&self) -> Result<Vec<Setting>> {
+        let rows = sqlx::query("SELECT key, value, updated_at FROM settings ORDER BY key")
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_sqlx)?;
+        rows.iter().map(setting_row).collect()
+    }
+}
+
+fn document_row(row: &<Db as sqlx::Database>::Row) -> Result<Document> {
+    let size: i64 = row.try_get(2).map_err(map_sqlx)?;
+    let created_at: i64 = row.try_get(4).map_err(map_sqlx)?;
+    let metadata: sqlx::types::Json<serde_json::Value> = row.try_get(5).map_err(map_sqlx)?;
+    Ok(Document {
+        doc_id: row.try_get(0).map_err(map_sqlx)?,
+        filename: row.try_get(1).map_err(map_sqlx)?,
+        size: u64::try_from(size)
+            .map_err(|_| Error::corrupted(format!("documents.size is negative: {size}")))?,
+        content_hash: row.try_get(3).map_err(map_sqlx)?,
+        created_at: codec::from_unix_millis(created_at),
+        metadata: metadata.0,
+    })
+}
+
+fn session_row(row: &<Db as sqlx::Database>::Row) -> Result<Session> {
+    let data: sqlx::types::Json<serde_json::Value> = row.try_get(1).map_err(map_sqlx)?;
+    let created_at: i64 = row.try_get(2).map_err(map_sqlx)?;
+    let last_accessed: i64 = row.try_get(3).map_err(map_sqlx)?;
+    let expires_at: i64 = row.try_get(4).map_err(map_sqlx)?;
+    Ok(Session {
+        session_id: row.try_get(0).map_err(map_sqlx)?,
+        data: data.0,
+        created_at: codec::from_unix_millis(created_at),
+        last_accessed: codec::from_unix_millis(last_accessed),
+        expires_at: codec::from_unix_millis(expires_at),
+    })
+}
+
+fn setting_row(row: &<Db as sqlx::Database>::Row) -> Result<Setting> {
+    let value: sqlx::types::Json<serde_json::Value> = row.try_get(1).map_err(map_sqlx)?;
+    let updated_at: i64 = row.try_get(2).map_err(map_sqlx)?;
+    Ok(Setting {
+        key: row.try_get(0).map_err(map_sqlx)?,
+        value: value.0,
+        updated_at: codec::from_unix_millis(updated_at),
+    })
+}
+
+/// Sizes are stored as signed 64-bit integers (the widest type both backends share).
+fn size_param(size: u64) -> Result<i64> {
+    i64::try_from(size).map_err(|_| Error::invalid_input(format!("size {size} exceeds i64")))
+}
+
+fn prev_power_of_two(n: usize) -> usize {
+    debug_assert!(n > 0);
+    1 << (usize::BITS - 1 - n.leading_zeros())
+}
+
+/// `INSERT … VALUES (…), (…) … ON CONFLICT … DO UPDATE` for `rows` rows of 7 parameters:
+/// built only from constant fragments and numbers.
+fn multi_row_upsert(rows: usize) -> String {
+    let mut sql = String::with_capacity(200 + rows * 40);
+    sql.push_str(
+        "INSERT INTO kv_objects \
+         (key, value, size, created, modified, checksum, content_type, dedup_hash) VALUES ",
+    );
+    for row in 0..rows {
+        let p = row * 7;
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        // created and modified both take the batch time ($p+4); an existing row keeps its
+        // created (the DO UPDATE below does not set it).
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 4,
+            p + 5,
+            p + 6,
+            p + 7
+        ));
+    }
+    sql.push_str(
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value, size = excluded.size, \
+         modified = excluded.modified, checksum = excluded.checksum, \
+         content_type = excluded.content_type, dedup_hash = excluded.dedup_hash",
+    );
+    sql
+}

@@ -1,0 +1,414 @@
+//! `SqlStore`: a [`KvStore`] on SQLite (the embedded default) or PostgreSQL (feature
+//! `postgres`), chosen by URL, plus typed operational tables on the same database:
+//! [`Documents`], [`Sessions`] (with expiry) and [`Settings`].
+//!
+//! **Schema.** Created and upgraded by sqlx migrations (`migrations/sqlite`,
+//! `migrations/postgres`, one directory per dialect, kept in step). The key/value table
+//! `kv_objects` carries seed 001's `storage_metadata` columns beside the value: `key`, `size`,
+//! `created`, `modified` (Unix nanoseconds), `checksum` (SHA-256 hex, indexed), `content_type`,
+//! `dedup_hash` (indexed). Keys compare bytewise on both backends, so scans come back in
+//! [`Key`] order.
+//!
+//! **Transactions.** Every single-key call is one autocommit statement; [`KvStore::write_batch`]
+//! is one transaction (checks, deletes, multi-row upserts), so it is all or nothing, also
+//! across a crash. On SQLite all writes go through one connection (`BEGIN IMMEDIATE` for
+//! batches) and reads through a pool of read-only connections in WAL mode, so readers never
+//! wait for writers and concurrent writers queue instead of failing with `SQLITE_BUSY`. On
+//! PostgreSQL, a batch with preconditions locks out other writers between its checks and its
+//! commit (see `postgres::begin_write`).
+//!
+//! **Safety.** Every statement is a constant string (or built from constant fragments) and
+//! every value a bound parameter; no identifier or value is ever spliced from input.
+//!
+//! **Durability.** SQLite runs with `synchronous=NORMAL` by default: an acknowledged write
+//! survives a crash of the process (verified by a `kill -9` test), but power loss may roll
+//! back the last commits. Set [`SqlStoreOptions::sqlite_synchronous_full`] for power-loss
+//! durability at the price of one `fsync` per commit.
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use hybridstore_core::{Key, KvStore};
+//! use hybridstore_sql::SqlStore;
+//! let dir = tempfile::tempdir().unwrap();
+//! let store = SqlStore::open_sqlite_file(dir.path().join("kv.db"), Default::default()).await?;
+//! store.put(&Key::new("a/b.txt")?, "hello".into()).await?;
+//! assert_eq!(store.get(&Key::new("a/b.txt")?).await?.as_deref(), Some(&b"hello"[..]));
+//! store.settings().set("theme", &serde_json::json!("dark")).await?;
+//! # Ok::<(), hybridstore_core::Error>(())
+//! # }).unwrap();
+//! ```
+
+mod codec;
+mod error;
+#[cfg(feature = "postgres")]
+mod postgres;
+mod sqlite;
+mod tables;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use async_stream::try_stream;
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use hybridstore_core::{
+    Capabilities, EntryStream, Error, Key, KeyRange, KvStore, MAX_KEY_LEN, MetaStream, ObjectMeta,
+    PutOptions, Result, Sha256Digest, StoreStats, WriteBatch,
+};
+
+use crate::codec::SqlRange;
+pub use crate::tables::{
+    Document, Documents, MAX_FILENAME_LEN, MAX_ID_LEN, MAX_JSON_LEN, MAX_PAGE, Session, Sessions,
+    Setting, Settings,
+};
+
+/// Largest value accepted, in bytes (512 MiB). SQLite's compiled-in `SQLITE_MAX_LENGTH` is
+/// 1,000,000,000 bytes and PostgreSQL's field limit 1 GiB; sqlx holds a copy of a value while
+/// binding it, so we stay well below both.
+pub const MAX_VALUE_LEN: u64 = 512 * 1024 * 1024;
+
+/// Rows per metadata page of a scan.
+const META_PAGE: usize = 1000;
+/// Bytes of values fetched per query during a scan (at least one row), bounding its memory.
+const SCAN_GROUP_BYTES: u64 = 8 * 1024 * 1024;
+
+/// Options of a [`SqlStore`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SqlStoreOptions {
+    /// Connections in the read pool (SQLite) or the pool (PostgreSQL). Default: twice the
+    /// available parallelism, at least 4.
+    pub max_connections: u32,
+    /// How long SQLite waits for another process's lock before `Unavailable` (default 5 s,
+    /// sqlx's default).
+    pub busy_timeout: Duration,
+    /// How long a call waits for a pooled connection before `Timeout` (default 30 s, sqlx's
+    /// default).
+    pub acquire_timeout: Duration,
+    /// SQLite `synchronous=FULL` instead of `NORMAL` (default false): survive power loss, not
+    /// only process crashes, at one `fsync` per commit.
+    pub sqlite_synchronous_full: bool,
+    /// Re-hash every value read against its stored SHA-256 and return `Corrupted` on mismatch
+    /// (default false: the database's own integrity checks apply; `verify` re-hashes all).
+    pub verify_reads: bool,
+}
+
+impl Default for SqlStoreOptions {
+    fn default() -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        SqlStoreOptions {
+            max_connections: u32::try_from(cores * 2).unwrap_or(u32::MAX).max(4),
+            busy_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(30),
+            sqlite_synchronous_full: false,
+            verify_reads: false,
+        }
+    }
+}
+
+impl SqlStoreOptions {
+    /// Sets [`verify_reads`](Self::verify_reads).
+    pub fn with_verify_reads(mut self, verify: bool) -> Self {
+        self.verify_reads = verify;
+        self
+    }
+
+    /// Sets [`max_connections`](Self::max_connections).
+    pub fn with_max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// Sets [`sqlite_synchronous_full`](Self::sqlite_synchronous_full).
+    pub fn with_sqlite_synchronous_full(mut self, full: bool) -> Self {
+        self.sqlite_synchronous_full = full;
+        self
+    }
+}
+
+/// Which database a [`SqlStore`] runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SqlBackend {
+    /// SQLite (embedded, bundled with the crate).
+    Sqlite,
+    /// PostgreSQL (feature `postgres`).
+    Postgres,
+}
+
+pub(crate) enum Backend {
+    Sqlite(sqlite::engine::Engine),
+    #[cfg(feature = "postgres")]
+    Postgres(postgres::engine::Engine),
+}
+
+/// Runs `$body` with `$e` bound to the store's engine, whichever backend it is.
+macro_rules! dispatch {
+    ($store:expr, $e:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::Backend::Sqlite($e) => $body,
+            #[cfg(feature = "postgres")]
+            $crate::Backend::Postgres($e) => $body,
+        }
+    };
+}
+pub(crate) use dispatch;
+
+/// A [`KvStore`] and operational tables on SQLite or PostgreSQL. Cheap to share behind an
+/// `Arc`; all methods take `&self` and may run concurrently.
+pub struct SqlStore {
+    backend: Backend,
+    url: String,
+}
+
+impl fmt::Debug for SqlStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlStore")
+            .field("backend", &self.backend())
+            .field("url", &self.url)
+            .finish()
+    }
+}
+
+impl SqlStore {
+    /// Opens the database at `url`, creating it (SQLite) and its schema if needed:
+    /// `sqlite://path/to/file.db`, `sqlite::memory:`, or (feature `postgres`)
+    /// `postgres://user@host:port/db`. SQLite query parameters (`?mode=ro`, …) are honoured.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an unparsable URL; `Unsupported` for a scheme this build lacks;
+    /// `Unavailable` if the database cannot be reached or opened; `Corrupted` if the file is
+    /// not a database or its schema history does not match this version's migrations.
+    pub async fn open(url: &str, options: SqlStoreOptions) -> Result<SqlStore> {
+        let redacted = error::redact_url(url);
+        let backend = if url.starts_with("sqlite:") {
+            let connect = url
+                .parse::<sqlx::sqlite::SqliteConnectOptions>()
+                .map_err(|e| error::open_error(url, e))?;
+            Backend::Sqlite(sqlite::open(connect, &redacted, &options).await?)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            #[cfg(feature = "postgres")]
+            {
+                Backend::Postgres(postgres::open(url, &options).await?)
+            }
+            #[cfg(not(feature = "postgres"))]
+            {
+                return Err(Error::new(
+                    hybridstore_core::ErrorKind::Unsupported,
+                    "this build of hybridstore-sql has no PostgreSQL support \
+                     (enable the `postgres` feature)",
+                )
+                .with_operation("open")
+                .with_context("url", redacted));
+            }
+        } else {
+            return Err(
+                Error::invalid_input("a SqlStore URL starts with sqlite: or postgres://")
+                    .with_operation("open")
+                    .with_context("url", redacted),
+            );
+        };
+        Ok(SqlStore {
+            backend,
+            url: redacted,
+        })
+    }
+
+    /// Opens (creating if needed) the SQLite database file at `path`. Unlike
+    /// [`open`](Self::open) this takes any path, including ones with `?` or `#` in them.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open).
+    pub async fn open_sqlite_file(
+        path: impl AsRef<Path>,
+        options: SqlStoreOptions,
+    ) -> Result<SqlStore> {
+        let path = path.as_ref();
+        let url = format!("sqlite://{}", path.display());
+        let connect = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+        let engine = sqlite::open(connect, &url, &options).await?;
+        Ok(SqlStore {
+            backend: Backend::Sqlite(engine),
+            url,
+        })
+    }
+
+    /// The database this store runs on.
+    pub fn backend(&self) -> SqlBackend {
+        match self.backend {
+            Backend::Sqlite(_) => SqlBackend::Sqlite,
+            #[cfg(feature = "postgres")]
+            Backend::Postgres(_) => SqlBackend::Postgres,
+        }
+    }
+
+    /// The URL this store was opened with, password removed.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The `documents` table.
+    pub fn documents(&self) -> Documents<'_> {
+        Documents { store: self }
+    }
+
+    /// The `sessions` table.
+    pub fn sessions(&self) -> Sessions<'_> {
+        Sessions { store: self }
+    }
+
+    /// The `settings` table.
+    pub fn settings(&self) -> Settings<'_> {
+        Settings { store: self }
+    }
+
+    /// Keys whose value has SHA-256 `checksum` (duplicate contents), in key order, at most
+    /// `limit`. Uses the `checksum` index.
+    pub async fn keys_with_checksum(
+        &self,
+        checksum: &Sha256Digest,
+        limit: usize,
+    ) -> Result<Vec<Key>> {
+        dispatch!(self, e => e.keys_with_checksum(checksum, limit).await)
+    }
+
+    /// Waits for in-flight calls, then closes every connection (on SQLite this checkpoints
+    /// the WAL into the database file). Calls made afterwards fail with `Unavailable`.
+    pub async fn close(&self) {
+        dispatch!(self, e => {
+            e.writer.close().await;
+            e.reader.close().await;
+        })
+    }
+}
+
+fn check_value_len(len: usize) -> Result<()> {
+    if len as u64 > MAX_VALUE_LEN {
+        return Err(Error::invalid_input(format!(
+            "value is {len} bytes; SqlStore accepts at most {MAX_VALUE_LEN}"
+        )));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl KvStore for SqlStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::new()
+            .with_max_key_len(MAX_KEY_LEN)
+            .with_max_value_len(Some(MAX_VALUE_LEN))
+            .with_durable(true)
+            .with_crash_atomic_batch(true)
+    }
+
+    async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
+        dispatch!(self, e => e.get(key).await).map_err(|e| e.with_operation("get"))
+    }
+
+    async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>> {
+        dispatch!(self, e => e.head(key).await).map_err(|e| e.with_operation("head"))
+    }
+
+    async fn put_with(&self, key: &Key, value: Bytes, options: &PutOptions) -> Result<ObjectMeta> {
+        options.validate()?;
+        check_value_len(value.len())?;
+        dispatch!(self, e => e.put(key, value, options).await).map_err(|e| e.with_operation("put"))
+    }
+
+    async fn delete(&self, key: &Key) -> Result<()> {
+        dispatch!(self, e => e.delete(key).await).map_err(|e| e.with_operation("delete"))
+    }
+
+    fn scan(&self, range: KeyRange, limit: Option<usize>) -> EntryStream<'_> {
+        try_stream! {
+            let mut remaining = limit.unwrap_or(usize::MAX);
+            let mut cursor = SqlRange::new(&range);
+            while remaining > 0 {
+                let want = remaining.min(META_PAGE);
+                let page = dispatch!(self, e => e.meta_page(&cursor, want).await)?;
+                let Some(last) = page.last() else { break };
+                cursor = cursor.after(last.key.as_bytes());
+                let page_was_full = page.len() == want;
+                // Fetch values in groups of consecutive keys holding at most
+                // SCAN_GROUP_BYTES (or one key), so memory stays bounded for large values.
+                let mut start = 0;
+                while start < page.len() && remaining > 0 {
+                    let mut end = start + 1;
+                    let mut bytes = page[start].meta.size;
+                    while end < page.len() && bytes + page[end].meta.size <= SCAN_GROUP_BYTES {
+                        bytes += page[end].meta.size;
+                        end += 1;
+                    }
+                    let (first, last) = (&page[start].key, &page[end - 1].key);
+                    let entries = dispatch!(self, e => e.entries_between(first, last).await)?;
+                    for entry in entries {
+                        if remaining == 0 {
+                            break;
+                        }
+                        remaining -= 1;
+                        yield entry;
+                    }
+                    start = end;
+                }
+                if !page_was_full {
+                    break;
+                }
+            }
+        }
+        .boxed()
+    }
+
+    fn scan_meta(&self, range: KeyRange, limit: Option<usize>) -> MetaStream<'_> {
+        try_stream! {
+            let mut remaining = limit.unwrap_or(usize::MAX);
+            let mut cursor = SqlRange::new(&range);
+            while remaining > 0 {
+                let want = remaining.min(META_PAGE);
+                let page = dispatch!(self, e => e.meta_page(&cursor, want).await)?;
+                let Some(last) = page.last() else { break };
+                cursor = cursor.after(last.key.as_bytes());
+                let page_was_full = page.len() == want;
+                remaining -= page.len();
+                for entry in page {
+                    yield entry;
+                }
+                if !page_was_full {
+                    break;
+                }
+            }
+        }
+        .boxed()
+    }
+
+    async fn write_batch(&self, batch: WriteBatch) -> Result<()> {
+        let plan = batch.into_plan()?;
+        for (_, mutation) in &plan.writes {
+            if let hybridstore_core::Mutation::Put { value, .. } = mutation {
+                check_value_len(value.len())?;
+            }
+        }
+        if plan.writes.is_empty() && plan.checks.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self, e => e.write_batch(plan).await).map_err(|e| e.with_operation("write_batch"))
+    }
+
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
+        let mut out = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(sqlite::engine::KEYS_PER_STATEMENT) {
+            out.extend(dispatch!(self, e => e.get_many(chunk).await)?);
+        }
+        Ok(out)
+    }
+
+    async fn clear(&self) -> Result<u64> {
+        dispatch!(self, e => e.clear().await).map_err(|e| e.with_operation("clear"))
+    }
+
+    async fn stats(&self) -> Result<StoreStats> {
+        dispatch!(self, e => e.stats().await).map_err(|e| e.with_operation("stats"))
+    }
+}

@@ -1,0 +1,81 @@
+//! PostgreSQL backend (feature `postgres`): connection set-up and the PostgreSQL side of the
+//! dialect. One pool serves reads and writes; PostgreSQL's MVCC lets writers and readers run
+//! concurrently.
+
+use std::str::FromStr;
+
+use hybridstore_core::{Key, Result};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{Pool, Transaction};
+
+use crate::SqlStoreOptions;
+use crate::error::{map_sqlx, open_error};
+
+/// The sqlx database type the shared engine is compiled for.
+pub(crate) type Db = sqlx::Postgres;
+
+#[allow(clippy::duplicate_mod)] // engine.rs is compiled once per backend, by design
+#[path = "engine.rs"]
+pub(crate) mod engine;
+
+// ---- Dialect items used by engine.rs ---------------------------------------------------
+
+/// `get_many` with verification: the key list is one `bytea[]` parameter.
+pub(crate) const SELECT_ENTRIES_IN_LIST: &str = "SELECT key, size, created, modified, checksum, content_type, dedup_hash, value \
+     FROM kv_objects WHERE key = ANY($1)";
+/// `get_many` without verification.
+pub(crate) const SELECT_VALUES_IN_LIST: &str =
+    "SELECT key, value FROM kv_objects WHERE key = ANY($1)";
+/// Batch deletes.
+pub(crate) const DELETE_IN_LIST: &str = "DELETE FROM kv_objects WHERE key = ANY($1)";
+/// Number of keys and sum of value sizes (`SUM(bigint)` is NUMERIC, hence the cast).
+pub(crate) const COUNT_AND_SUM_SIZES: &str =
+    "SELECT COUNT(*), COALESCE(SUM(size), 0)::BIGINT FROM kv_objects";
+/// Bytes of the table with its indexes and TOAST data.
+pub(crate) const STORED_BYTES: &str = "SELECT pg_total_relation_size('kv_objects')";
+
+/// The parameter for the `*_IN_LIST` statements.
+pub(crate) fn key_list_param(keys: &[Key]) -> Vec<Vec<u8>> {
+    keys.iter().map(|k| k.as_bytes().to_vec()).collect()
+}
+
+/// Starts a write transaction. A batch with preconditions (`serializable`) first takes
+/// `SHARE ROW EXCLUSIVE` on `kv_objects`: the lock conflicts with every other writer's
+/// `ROW EXCLUSIVE` and with itself, but not with readers, so between the checks and the
+/// commit no other write can change a checked key (including creating a key checked as
+/// absent, which row locks cannot cover). Batches without checks take only row locks.
+pub(crate) async fn begin_write(
+    writer: &Pool<Db>,
+    serializable: bool,
+) -> Result<Transaction<'static, Db>> {
+    let mut tx = writer.begin().await.map_err(map_sqlx)?;
+    if serializable {
+        sqlx::query("LOCK TABLE kv_objects IN SHARE ROW EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+    }
+    Ok(tx)
+}
+
+// ---- Connection set-up -----------------------------------------------------------------
+
+/// Connects to the database at `url`, runs the migrations and builds the pool.
+pub(crate) async fn open(url: &str, options: &SqlStoreOptions) -> Result<engine::Engine> {
+    let connect = PgConnectOptions::from_str(url).map_err(|e| open_error(url, e))?;
+    let pool = PgPoolOptions::new()
+        .max_connections(options.max_connections.max(1))
+        .acquire_timeout(options.acquire_timeout)
+        .connect_with(connect)
+        .await
+        .map_err(|e| open_error(url, e))?;
+    sqlx::migrate!("./migrations/postgres")
+        .run(&pool)
+        .await
+        .map_err(|e| open_error(url, e))?;
+    Ok(engine::Engine {
+        reader: pool.clone(),
+        writer: pool,
+        verify_reads: options.verify_reads,
+    })
+}

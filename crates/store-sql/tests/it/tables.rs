@@ -1,0 +1,209 @@
+//! Documents, sessions and settings on both backends.
+
+use std::time::Duration;
+
+use hybridstore_core::ErrorKind;
+use hybridstore_sql::{Document, MAX_ID_LEN, SqlStore};
+use serde_json::json;
+
+fn doc(id: &str, filename: &str, hash: &str) -> Document {
+    Document {
+        doc_id: id.to_string(),
+        filename: filename.to_string(),
+        size: id.len() as u64 * 100,
+        content_hash: hash.to_string(),
+        created_at: std::time::SystemTime::now(),
+        metadata: json!({"id": id, "tags": ["a", "b"], "nested": {"n": 1.5}}),
+    }
+}
+
+/// Millisecond precision: what the tables store.
+fn truncated(mut d: Document) -> Document {
+    let ms = d
+        .created_at
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    d.created_at = std::time::UNIX_EPOCH + Duration::from_millis(ms as u64);
+    d
+}
+
+async fn documents(store: &SqlStore) {
+    let docs = store.documents();
+    let a = doc("a", "reports/2026/q1.pdf", "h1");
+    let b = doc("b", "reports/2026/q2.pdf", "h2");
+    let c = doc("c", "reports/2027/q1.pdf", "h1");
+    let d = doc("d", "reports_old/x.pdf", "h3");
+    let e = doc("e", "reports%/_.pdf", "h1");
+    for x in [&a, &b, &c, &d, &e] {
+        docs.put(x).await.unwrap();
+    }
+    assert_eq!(docs.count().await.unwrap(), 5);
+    assert_eq!(docs.get("a").await.unwrap(), Some(truncated(a.clone())));
+    assert_eq!(docs.get("zz").await.unwrap(), None);
+
+    // Find duplicates by content hash.
+    let dups: Vec<_> = docs
+        .by_content_hash("h1", 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|d| d.doc_id)
+        .collect();
+    assert_eq!(dups, ["a", "c", "e"]);
+
+    // Filename prefix: byte-wise, no wildcards, paged.
+    let page1 = docs.by_filename_prefix("reports/", None, 2).await.unwrap();
+    let ids: Vec<_> = page1.iter().map(|d| d.doc_id.as_str()).collect();
+    assert_eq!(ids, ["a", "b"]);
+    let page2 = docs
+        .by_filename_prefix("reports/", page1.last(), 2)
+        .await
+        .unwrap();
+    let ids: Vec<_> = page2.iter().map(|d| d.doc_id.as_str()).collect();
+    assert_eq!(ids, ["c"]);
+    let wild = docs.by_filename_prefix("reports%", None, 10).await.unwrap();
+    assert_eq!(wild.len(), 1, "% must not act as a wildcard");
+
+    // Page through everything by id.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = docs.list(after.as_deref(), 2).await.unwrap();
+        if page.is_empty() {
+            break;
+        }
+        after = page.last().map(|d| d.doc_id.clone());
+        seen.extend(page.into_iter().map(|d| d.doc_id));
+    }
+    assert_eq!(seen, ["a", "b", "c", "d", "e"]);
+
+    // Update keeps created_at; delete reports existence.
+    let mut a2 = a.clone();
+    a2.filename = "moved.pdf".into();
+    a2.created_at = std::time::UNIX_EPOCH;
+    docs.put(&a2).await.unwrap();
+    let stored = docs.get("a").await.unwrap().unwrap();
+    assert_eq!(stored.filename, "moved.pdf");
+    assert_eq!(stored.created_at, truncated(a).created_at);
+    assert!(docs.delete("a").await.unwrap());
+    assert!(!docs.delete("a").await.unwrap());
+
+    // Invalid input is refused with InvalidInput, not a database error.
+    let err = docs.put(&doc("", "f", "h")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    let long = "x".repeat(MAX_ID_LEN + 1);
+    assert_eq!(
+        docs.get(&long).await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    let mut huge = doc("h", "f", "h");
+    huge.metadata = json!("y".repeat(hybridstore_sql::MAX_JSON_LEN));
+    assert_eq!(
+        docs.put(&huge).await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+}
+
+async fn sessions(store: &SqlStore) {
+    let sessions = store.sessions();
+    let live = sessions
+        .put("live", &json!({"user": 7}), Duration::from_secs(3600))
+        .await
+        .unwrap();
+    assert_eq!(live.data, json!({"user": 7}));
+    assert_eq!(sessions.get("live").await.unwrap(), Some(live.clone()));
+
+    // A session that has already expired reads as absent, cannot be touched back to life,
+    // and is what delete_expired removes.
+    sessions
+        .put("gone", &json!(null), Duration::ZERO)
+        .await
+        .expect_err("a zero-ttl session is expired before it can be read back");
+    assert_eq!(sessions.get("gone").await.unwrap(), None);
+    assert!(
+        !sessions
+            .touch("gone", Duration::from_secs(60))
+            .await
+            .unwrap()
+    );
+    assert!(
+        sessions
+            .touch("live", Duration::from_secs(7200))
+            .await
+            .unwrap()
+    );
+    let touched = sessions.get("live").await.unwrap().unwrap();
+    assert!(touched.expires_at > live.expires_at);
+    assert_eq!(touched.created_at, live.created_at);
+    assert_eq!(sessions.delete_expired().await.unwrap(), 1);
+    assert_eq!(sessions.delete_expired().await.unwrap(), 0);
+    assert!(sessions.delete("live").await.unwrap());
+    assert_eq!(sessions.get("live").await.unwrap(), None);
+}
+
+async fn settings(store: &SqlStore) {
+    let settings = store.settings();
+    settings.set("theme", &json!("dark")).await.unwrap();
+    settings
+        .set("limits", &json!({"max": 10, "list": [1, 2]}))
+        .await
+        .unwrap();
+    let first = settings.get("theme").await.unwrap().unwrap();
+    settings.set("theme", &json!("light")).await.unwrap();
+    let second = settings.get("theme").await.unwrap().unwrap();
+    assert_eq!(second.value, json!("light"));
+    assert!(second.updated_at >= first.updated_at);
+    let keys: Vec<_> = settings
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.key)
+        .collect();
+    assert_eq!(keys, ["limits", "theme"]);
+    assert!(settings.delete("theme").await.unwrap());
+    assert_eq!(settings.get("theme").await.unwrap(), None);
+}
+
+#[tokio::test]
+async fn sqlite_documents() {
+    let (store, _dir) = super::sqlite_store().await;
+    documents(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_sessions() {
+    let (store, _dir) = super::sqlite_store().await;
+    sessions(&store).await;
+}
+
+#[tokio::test]
+async fn sqlite_settings() {
+    let (store, _dir) = super::sqlite_store().await;
+    settings(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_documents() {
+    let Some((store, _db)) = super::postgres_store().await else {
+        return;
+    };
+    documents(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_sessions() {
+    let Some((store, _db)) = super::postgres_store().await else {
+        return;
+    };
+    sessions(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_settings() {
+    let Some((store, _db)) = super::postgres_store().await else {
+        return;
+    };
+    settings(&store).await;
+}
