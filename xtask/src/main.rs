@@ -23,8 +23,9 @@ usage: cargo xtask <task>
 tasks:
   test-all              fmt check, clippy -D warnings, all tests (nextest), doc tests
   bench [FILTER]        criterion benchmarks + target/bench-report/summary.{md,json}
-  demo [--source DIR] [--work DIR]
-                        release build; ingest the Rust docs, export, diff -r, verify";
+  demo [--source DIR] [--work DIR] [--primary file|sql]
+                        release build; ingest the Rust docs, export, diff -r, verify
+                        (--primary sets HYBRIDSTORE_PRIMARY for the CLI; default file)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -263,11 +264,13 @@ fn human_ns(ns: f64) -> String {
 fn demo(args: &[String]) -> Result<()> {
     let mut source = None;
     let mut work = None;
+    let mut primary = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--source" => source = it.next().map(PathBuf::from),
             "--work" => work = it.next().map(PathBuf::from),
+            "--primary" => primary = it.next().cloned(),
             other => return Err(format!("unknown demo argument {other:?}\n{USAGE}")),
         }
     }
@@ -287,6 +290,9 @@ fn demo(args: &[String]) -> Result<()> {
     let cli = |args: &[&str]| {
         let mut cmd = Command::new(&bin);
         cmd.arg("--data-dir").arg(&data).args(args);
+        if let Some(primary) = &primary {
+            cmd.env("HYBRIDSTORE_PRIMARY", primary);
+        }
         cmd
     };
     let timed = |what: &str, cmd: Command| -> Result<f64> {
@@ -306,7 +312,8 @@ fn demo(args: &[String]) -> Result<()> {
     timed("diff -r", diff)?;
     let verify_s = timed("verify", cli(&["verify"]))?;
     eprintln!(
-        "xtask: demo passed: ingest {ingest_s:.1} s, export {export_s:.1} s, verify {verify_s:.1} s; data in {}",
+        "xtask: demo passed ({} primary): ingest {ingest_s:.1} s, export {export_s:.1} s, verify {verify_s:.1} s; data in {}",
+        primary.as_deref().unwrap_or("file"),
         data.display()
     );
     Ok(())

@@ -33,6 +33,24 @@ pub struct StorageConfig {
     pub io_concurrency: usize,
     /// Re-hash values on every read and fail with `Corrupted` on mismatch (default `true`).
     pub verify_reads: bool,
+    /// Which store holds keys and values (default [`PrimaryStore::File`]).
+    pub primary: PrimaryStore,
+    /// Database of the [`PrimaryStore::Sql`] primary: `sqlite://…` or `postgres://…`
+    /// (default none: SQLite at `<data_dir>/kv.db`).
+    pub sql_url: Option<String>,
+}
+
+/// The primary key/value store of a [`HybridStorageSystem`](crate::HybridStorageSystem).
+/// Configured as `primary = "file"` or `primary = "sql"` (`HYBRIDSTORE_PRIMARY=sql`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrimaryStore {
+    /// `FileStore` under `<data_dir>/kv` (feature `file`).
+    #[default]
+    File,
+    /// `SqlStore` on [`StorageConfig::sql_url`], or SQLite at `<data_dir>/kv.db` (feature
+    /// `sql`; `postgres://` URLs need feature `postgres`).
+    Sql,
 }
 
 impl Default for StorageConfig {
@@ -41,6 +59,8 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("./hybridstore-data"),
             io_concurrency: 16,
             verify_reads: true,
+            primary: PrimaryStore::File,
+            sql_url: None,
         }
     }
 }
@@ -82,8 +102,14 @@ impl StorageConfig {
     /// Checks values that deserialize but make no sense.
     ///
     /// # Errors
-    /// `InvalidInput` if `io_concurrency` is 0 or above 1,024.
+    /// `InvalidInput` if `io_concurrency` is 0 or above 1,024, or `sql_url` is set while
+    /// `primary` is not `sql`.
     pub fn validate(&self) -> Result<()> {
+        if self.sql_url.is_some() && self.primary != PrimaryStore::Sql {
+            return Err(Error::invalid_input(
+                "sql_url is set but primary is not \"sql\"; set primary = \"sql\" to use it",
+            ));
+        }
         if !(1..=1024).contains(&self.io_concurrency) {
             return Err(Error::invalid_input(format!(
                 "io_concurrency must be between 1 and 1024, got {}",

@@ -4,7 +4,9 @@
 //! [`StorageConfig`] asks for under one data directory and offers the whole-system operations
 //! (ingest of a directory tree, export, verify, stats). The building blocks are re-exported:
 //! [`core`] (the `KvStore` trait, errors, `MemoryStore`, tenant namespaces) and, behind the
-//! default `file` feature, [`file`] (`FileStore`).
+//! default `file` feature, [`file`] (`FileStore`), and behind the default `sql` feature,
+//! [`sql`] (`SqlStore` on SQLite; PostgreSQL with the `postgres` feature). The primary store
+//! is chosen by [`StorageConfig::primary`].
 //!
 //! It is not a server: applications link it, and scale-out is configuration of the backends
 //! it composes.
@@ -39,7 +41,7 @@ use hybridstore_core::verify::{VerifyReport, verify_store};
 use hybridstore_core::{KeyRange, KvStore, Result, StoreStats};
 use serde::Serialize;
 
-pub use config::{ENV_PREFIX, StorageConfig};
+pub use config::{ENV_PREFIX, PrimaryStore, StorageConfig};
 pub use transfer::{FileError, Progress, TransferReport, export_path};
 
 #[doc(inline)]
@@ -47,9 +49,14 @@ pub use hybridstore_core as core;
 #[cfg(feature = "file")]
 #[doc(inline)]
 pub use hybridstore_file as file;
+#[cfg(feature = "sql")]
+#[doc(inline)]
+pub use hybridstore_sql as sql;
 
-/// Subdirectory of the data directory that holds the key/value records.
+/// Subdirectory of the data directory that holds the `FileStore` primary's records.
 pub const KV_DIR: &str = "kv";
+/// File in the data directory that holds the SQLite `SqlStore` primary (when no `sql_url`).
+pub const KV_SQLITE_FILE: &str = "kv.db";
 
 /// Size figures of the whole system.
 #[derive(Clone, Debug, Serialize)]
@@ -172,19 +179,76 @@ pub fn guess_content_type(path: &Path) -> Option<String> {
     mime_guess::from_path(path).first_raw().map(str::to_string)
 }
 
-#[cfg(feature = "file")]
+/// Opens the primary store `config` asks for. A data directory already holding the other
+/// kind of primary is refused, so a wrong setting never shows an empty store over real data.
 async fn open_primary(config: &StorageConfig) -> Result<Arc<dyn KvStore>> {
+    let file_dir = config.data_dir.join(KV_DIR);
+    let sqlite_file = config.data_dir.join(KV_SQLITE_FILE);
+    let mismatch = |found: &Path, wanted: &str| {
+        Err(hybridstore_core::Error::invalid_input(format!(
+            "the data directory holds a different primary store ({}); \
+             it is configured as primary = \"{wanted}\"",
+            found.display()
+        )))
+    };
+    match config.primary {
+        PrimaryStore::File => {
+            if sqlite_file.exists() && !file_dir.exists() {
+                return mismatch(&sqlite_file, "file");
+            }
+            open_file_primary(config, &file_dir).await
+        }
+        PrimaryStore::Sql => {
+            if config.sql_url.is_none() && file_dir.exists() && !sqlite_file.exists() {
+                return mismatch(&file_dir, "sql");
+            }
+            open_sql_primary(config, &sqlite_file).await
+        }
+    }
+}
+
+#[cfg(feature = "file")]
+async fn open_file_primary(config: &StorageConfig, dir: &Path) -> Result<Arc<dyn KvStore>> {
     let mut options = hybridstore_file::FileStoreOptions::default();
     options.verify_reads = config.verify_reads;
-    let store =
-        hybridstore_file::FileStore::open_with(config.data_dir.join(KV_DIR), options).await?;
+    let store = hybridstore_file::FileStore::open_with(dir, options).await?;
     Ok(Arc::new(store))
 }
 
 #[cfg(not(feature = "file"))]
-async fn open_primary(_config: &StorageConfig) -> Result<Arc<dyn KvStore>> {
-    Err(hybridstore_core::Error::new(
-        hybridstore_core::ErrorKind::Unsupported,
-        "hybridstore was built without a primary store; enable the `file` feature",
-    ))
+async fn open_file_primary(_config: &StorageConfig, _dir: &Path) -> Result<Arc<dyn KvStore>> {
+    Err(unsupported("primary = \"file\" needs the `file` feature"))
+}
+
+#[cfg(feature = "sql")]
+async fn open_sql_primary(config: &StorageConfig, sqlite_file: &Path) -> Result<Arc<dyn KvStore>> {
+    let options =
+        hybridstore_sql::SqlStoreOptions::default().with_verify_reads(config.verify_reads);
+    let store = match &config.sql_url {
+        Some(url) => hybridstore_sql::SqlStore::open(url, options).await?,
+        None => {
+            std::fs::create_dir_all(&config.data_dir).map_err(|e| {
+                hybridstore_core::Error::new(
+                    hybridstore_core::ErrorKind::Unavailable,
+                    format!("cannot create data directory: {e}"),
+                )
+                .with_context("path", config.data_dir.display())
+            })?;
+            hybridstore_sql::SqlStore::open_sqlite_file(sqlite_file, options).await?
+        }
+    };
+    Ok(Arc::new(store))
+}
+
+#[cfg(not(feature = "sql"))]
+async fn open_sql_primary(
+    _config: &StorageConfig,
+    _sqlite_file: &Path,
+) -> Result<Arc<dyn KvStore>> {
+    Err(unsupported("primary = \"sql\" needs the `sql` feature"))
+}
+
+#[cfg(not(all(feature = "file", feature = "sql")))]
+fn unsupported(message: &str) -> hybridstore_core::Error {
+    hybridstore_core::Error::new(hybridstore_core::ErrorKind::Unsupported, message)
 }

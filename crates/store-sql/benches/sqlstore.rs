@@ -129,7 +129,9 @@ fn benches(c: &mut Criterion) {
     // ---- single put ----
     let mut group = c.benchmark_group("sqlstore_put_1KiB");
     group.throughput(Throughput::Bytes(VALUE_LEN as u64));
-    group.sample_size(40).measurement_time(Duration::from_secs(4));
+    group
+        .sample_size(40)
+        .measurement_time(Duration::from_secs(4));
     let mut i = 0usize;
     group.bench_function(BenchmarkId::from_parameter("baseline"), |b| {
         b.iter(|| {
@@ -154,7 +156,9 @@ fn benches(c: &mut Criterion) {
     // ---- batched put ----
     let mut group = c.benchmark_group("sqlstore_batch_put_1000x1KiB");
     group.throughput(Throughput::Bytes((BATCH * VALUE_LEN) as u64));
-    group.sample_size(20).measurement_time(Duration::from_secs(6));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(6));
     let mut round = 0usize;
     group.bench_function(BenchmarkId::from_parameter("baseline"), |b| {
         b.iter(|| {
@@ -185,7 +189,9 @@ fn benches(c: &mut Criterion) {
     // ---- point get ----
     let mut group = c.benchmark_group("sqlstore_get_1KiB");
     group.throughput(Throughput::Bytes(VALUE_LEN as u64));
-    group.sample_size(50).measurement_time(Duration::from_secs(3));
+    group
+        .sample_size(50)
+        .measurement_time(Duration::from_secs(3));
     let mut i = 0usize;
     group.bench_function(BenchmarkId::from_parameter("baseline"), |b| {
         b.iter(|| {
@@ -206,7 +212,9 @@ fn benches(c: &mut Criterion) {
     // ---- get_many ----
     let mut group = c.benchmark_group("sqlstore_get_many_100x1KiB");
     group.throughput(Throughput::Bytes((MANY * VALUE_LEN) as u64));
-    group.sample_size(40).measurement_time(Duration::from_secs(4));
+    group
+        .sample_size(40)
+        .measurement_time(Duration::from_secs(4));
     let mut round = 0usize;
     group.bench_function(BenchmarkId::from_parameter("baseline"), |b| {
         b.iter(|| {
@@ -238,7 +246,9 @@ fn benches(c: &mut Criterion) {
     let total = TASKS * GETS_PER_TASK;
     let mut group = c.benchmark_group(format!("sqlstore_concurrent_get_{total}x1KiB"));
     group.throughput(Throughput::Bytes((total * VALUE_LEN) as u64));
-    group.sample_size(40).measurement_time(Duration::from_secs(4));
+    group
+        .sample_size(40)
+        .measurement_time(Duration::from_secs(4));
     let mut round = 0usize;
     group.bench_function(BenchmarkId::from_parameter("baseline"), |b| {
         b.iter(|| {

@@ -97,6 +97,9 @@ pub(crate) async fn open(
     let writer = SqlitePoolOptions::new()
         .max_connections(1)
         .min_connections(1)
+        // A local file's connection cannot go stale; the default ping before every acquire
+        // costs a round trip to the connection's worker thread per call.
+        .test_before_acquire(false)
         .acquire_timeout(options.acquire_timeout)
         // An in-memory database lives as long as a connection to it: keep the one we have.
         .idle_timeout(None)
@@ -116,6 +119,7 @@ pub(crate) async fn open(
         SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
+            .test_before_acquire(false)
             .connect_with(connect.read_only(true))
             .await
             .map_err(|e| open_error(url, e))?

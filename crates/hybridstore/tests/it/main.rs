@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use hybridstore::core::{ErrorKind, Key, KvStore};
-use hybridstore::{HybridStorageSystem, StorageConfig};
+use hybridstore::{HybridStorageSystem, PrimaryStore, StorageConfig};
 
 /// Relative path -> contents of every regular file under `root`.
 fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
@@ -58,7 +58,16 @@ fn make_source(root: &Path) {
 }
 
 #[tokio::test]
-async fn ingest_then_export_is_byte_identical() {
+async fn ingest_then_export_is_byte_identical_on_file_primary() {
+    ingest_then_export_is_byte_identical(PrimaryStore::File).await;
+}
+
+#[tokio::test]
+async fn ingest_then_export_is_byte_identical_on_sql_primary() {
+    ingest_then_export_is_byte_identical(PrimaryStore::Sql).await;
+}
+
+async fn ingest_then_export_is_byte_identical(primary: PrimaryStore) {
     let base = tempfile::tempdir().unwrap();
     let (src, out, data) = (
         base.path().join("src"),
@@ -66,9 +75,9 @@ async fn ingest_then_export_is_byte_identical() {
         base.path().join("data"),
     );
     make_source(&src);
-    let system = HybridStorageSystem::open(StorageConfig::with_data_dir(&data))
-        .await
-        .unwrap();
+    let mut config = StorageConfig::with_data_dir(&data);
+    config.primary = primary;
+    let system = HybridStorageSystem::open(config).await.unwrap();
 
     let last = std::sync::Mutex::new(None);
     let report = system
@@ -208,6 +217,68 @@ fn config_file_values_and_errors() {
             .kind(),
         ErrorKind::NotFound
     );
+}
+
+/// A data directory holding one kind of primary refuses to open as the other, so a wrong
+/// setting never shows an empty store over real data.
+#[tokio::test]
+async fn primary_mismatch_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StorageConfig::with_data_dir(dir.path());
+    let system = HybridStorageSystem::open(config.clone()).await.unwrap();
+    system
+        .kv()
+        .put(&Key::new("k").unwrap(), "v".into())
+        .await
+        .unwrap();
+    drop(system);
+    config.primary = PrimaryStore::Sql;
+    let err = HybridStorageSystem::open(config.clone()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("primary"), "{err}");
+
+    let other = tempfile::tempdir().unwrap();
+    config.data_dir = other.path().to_path_buf();
+    HybridStorageSystem::open(config.clone()).await.unwrap();
+    config.primary = PrimaryStore::File;
+    let err = HybridStorageSystem::open(config).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+#[test]
+fn primary_and_sql_url_from_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("hybridstore.toml");
+    std::fs::write(&file, "primary = \"sql\"\nsql_url = \"sqlite::memory:\"\n").unwrap();
+    let config = StorageConfig::load(Some(&file)).unwrap();
+    assert_eq!(config.primary, PrimaryStore::Sql);
+    assert_eq!(config.sql_url.as_deref(), Some("sqlite::memory:"));
+    std::fs::write(&file, "sql_url = \"sqlite::memory:\"\n").unwrap();
+    assert_eq!(
+        StorageConfig::load(Some(&file)).unwrap_err().kind(),
+        ErrorKind::InvalidInput,
+        "sql_url without primary = sql is a mistake, not silently ignored"
+    );
+    std::fs::write(&file, "primary = \"lance\"\n").unwrap();
+    assert_eq!(
+        StorageConfig::load(Some(&file)).unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+}
+
+/// The full conformance suite through the facade's SQL primary.
+mod sql_primary_conformance {
+    use hybridstore::{HybridStorageSystem, PrimaryStore, StorageConfig};
+    use hybridstore_core::conformance::Fixture;
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StorageConfig::with_data_dir(dir.path());
+        config.primary = PrimaryStore::Sql;
+        let system = HybridStorageSystem::open(config).await.unwrap();
+        Fixture::with_guard(system.kv().clone(), dir)
+    }
+    hybridstore_core::conformance_tests!(fixture);
 }
 
 /// The full conformance suite through the facade's primary store.
