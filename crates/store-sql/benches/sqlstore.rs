@@ -10,7 +10,7 @@
 //! - `sqlstore_get_1KiB`: one point select;
 //! - `sqlstore_get_many_100x1KiB`: 100 keys (`get_many`; the baseline runs its point select
 //!   100 times);
-//! - `sqlstore_concurrent_get_128x1KiB`: 128 point gets, from 8 tasks doing 16 each for
+//! - `sqlstore_concurrent_get_1024x1KiB`: 1,024 point gets, from 8 tasks doing 128 each for
 //!   SqlStore, sequentially on the one connection for the baseline.
 //!
 //! `cargo xtask bench sqlstore` turns these into ratios (SqlStore time / baseline time).
@@ -31,7 +31,7 @@ const PRELOADED: usize = 10_000;
 const BATCH: usize = 1000;
 const MANY: usize = 100;
 const TASKS: usize = 8;
-const GETS_PER_TASK: usize = 16;
+const GETS_PER_TASK: usize = 128;
 
 const UPSERT: &str = "INSERT INTO kv_objects \
     (key, value, size, created, modified, checksum, content_type, dedup_hash) \

@@ -38,6 +38,8 @@ pub(crate) struct Engine {
     pub(crate) reader: Pool<Db>,
     pub(crate) writer: Pool<Db>,
     pub(crate) verify_reads: bool,
+    /// The `get` fast path (SQLite files only; see `inline_reads`).
+    pub(crate) inline_reader: Option<std::sync::Arc<crate::inline_reads::InlineReader>>,
 }
 
 fn meta_row(row: &<Db as sqlx::Database>::Row) -> std::result::Result<MetaRow, sqlx::Error> {
@@ -72,6 +74,11 @@ fn dedup_param(meta: &ObjectMeta) -> Option<Vec<u8>> {
 
 impl Engine {
     pub(crate) async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
+        if let Some(reader) = &self.inline_reader
+            && let crate::inline_reads::InlineRead::Done(value) = reader.get(key)?
+        {
+            return Ok(value);
+        }
         if self.verify_reads {
             let row = sqlx::query(
                 "SELECT key, size, created, modified, checksum, content_type, dedup_hash, value \

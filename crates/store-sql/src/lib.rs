@@ -17,6 +17,13 @@
 //! PostgreSQL, a batch with preconditions locks out other writers between its checks and its
 //! commit (see `postgres::begin_write`).
 //!
+//! **Reads.** sqlx-sqlite answers every query through a round trip to a connection's worker
+//! thread, which costs far more than a point `SELECT` itself (measured here: 33–67 µs against
+//! 2–4 µs). On SQLite files a `get` of a value up to 64 KiB therefore runs its `SELECT`
+//! inline on the calling thread, on one of a few read-only rusqlite connections; larger
+//! values and everything else go through sqlx (see `inline_reads`). `get_many` is one sqlx
+//! query for up to 512 keys.
+//!
 //! **Safety.** Every statement is a constant string (or built from constant fragments) and
 //! every value a bound parameter; no identifier or value is ever spliced from input.
 //!
@@ -40,6 +47,7 @@
 
 mod codec;
 mod error;
+mod inline_reads;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod sqlite;
@@ -92,6 +100,10 @@ pub struct SqlStoreOptions {
     /// SQLite `synchronous=FULL` instead of `NORMAL` (default false): survive power loss, not
     /// only process crashes, at one `fsync` per commit.
     pub sqlite_synchronous_full: bool,
+    /// Read-only rusqlite connections for inline SQLite `get`s (see the crate docs,
+    /// "Reads"). Default: twice the available parallelism (one per runtime worker thread,
+    /// with room to spare).
+    pub inline_readers: usize,
     /// Re-hash every value read against its stored SHA-256 and return `Corrupted` on mismatch
     /// (default false: the database's own integrity checks apply; `verify` re-hashes all).
     pub verify_reads: bool,
@@ -102,6 +114,7 @@ impl Default for SqlStoreOptions {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         SqlStoreOptions {
             max_connections: u32::try_from(cores * 2).unwrap_or(u32::MAX).max(4),
+            inline_readers: cores * 2,
             busy_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(30),
             sqlite_synchronous_full: false,

@@ -77,5 +77,6 @@ pub(crate) async fn open(url: &str, options: &SqlStoreOptions) -> Result<engine:
         reader: pool.clone(),
         writer: pool,
         verify_reads: options.verify_reads,
+        inline_reader: None,
     })
 }

@@ -113,20 +113,28 @@ pub(crate) async fn open(
         .map_err(|e| open_error(url, e))?;
 
     // An in-memory database is private to its connection: the one connection serves reads too.
-    let reader = if in_memory {
-        writer.clone()
+    let (reader, inline_reader) = if in_memory {
+        (writer.clone(), None)
     } else {
-        SqlitePoolOptions::new()
+        let inline = crate::inline_reads::InlineReader::open(
+            connect.get_filename(),
+            options.inline_readers,
+            options.busy_timeout,
+            options.verify_reads,
+        )?;
+        let reader = SqlitePoolOptions::new()
             .max_connections(options.max_connections.max(1))
             .acquire_timeout(options.acquire_timeout)
             .test_before_acquire(false)
             .connect_with(connect.read_only(true))
             .await
-            .map_err(|e| open_error(url, e))?
+            .map_err(|e| open_error(url, e))?;
+        (reader, Some(std::sync::Arc::new(inline)))
     };
     Ok(engine::Engine {
         reader,
         writer,
         verify_reads: options.verify_reads,
+        inline_reader,
     })
 }
