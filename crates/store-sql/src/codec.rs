@@ -9,35 +9,36 @@ use hybridstore_core::{Error, Key, KeyRange, ObjectMeta, Result, Sha256Digest};
 /// Unix nanoseconds, the unit of `kv_objects.created` / `modified`. An `i64` of nanoseconds
 /// covers 1677-09-21 to 2262-04-11; times outside are clamped.
 pub(crate) fn to_unix_nanos(time: SystemTime) -> i64 {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_nanos()).unwrap_or(i64::MAX),
-        Err(e) => i64::try_from(e.duration().as_nanos()).map_or(i64::MIN, |n| -n),
-    }
+    to_unix(time, Duration::as_nanos)
 }
 
 /// The inverse of [`to_unix_nanos`].
 pub(crate) fn from_unix_nanos(nanos: i64) -> SystemTime {
-    if nanos >= 0 {
-        UNIX_EPOCH + Duration::from_nanos(nanos.unsigned_abs())
-    } else {
-        UNIX_EPOCH - Duration::from_nanos(nanos.unsigned_abs())
-    }
+    from_unix(nanos, Duration::from_nanos)
 }
 
 /// Unix milliseconds, the unit of the operational tables' `*_at` columns.
 pub(crate) fn to_unix_millis(time: SystemTime) -> i64 {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Err(e) => i64::try_from(e.duration().as_millis()).map_or(i64::MIN, |n| -n),
-    }
+    to_unix(time, Duration::as_millis)
 }
 
 /// The inverse of [`to_unix_millis`].
 pub(crate) fn from_unix_millis(millis: i64) -> SystemTime {
-    if millis >= 0 {
-        UNIX_EPOCH + Duration::from_millis(millis.unsigned_abs())
+    from_unix(millis, Duration::from_millis)
+}
+
+fn to_unix(time: SystemTime, units: fn(&Duration) -> u128) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(units(&d)).unwrap_or(i64::MAX),
+        Err(e) => i64::try_from(units(&e.duration())).map_or(i64::MIN, |n| -n),
+    }
+}
+
+fn from_unix(count: i64, unit: fn(u64) -> Duration) -> SystemTime {
+    if count >= 0 {
+        UNIX_EPOCH + unit(count.unsigned_abs())
     } else {
-        UNIX_EPOCH - Duration::from_millis(millis.unsigned_abs())
+        UNIX_EPOCH - unit(count.unsigned_abs())
     }
 }
 

@@ -62,10 +62,11 @@ use std::time::Duration;
 use async_stream::try_stream;
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use hybridstore_core::{
-    Capabilities, EntryStream, Error, Key, KeyRange, KvStore, MAX_KEY_LEN, MetaStream, ObjectMeta,
-    PutOptions, Result, Sha256Digest, StoreStats, WriteBatch,
+    Capabilities, EntryStream, Error, Key, KeyRange, KvStore, MAX_KEY_LEN, MetaEntry, MetaStream,
+    ObjectMeta, PutOptions, Result, Sha256Digest, StoreStats, WriteBatch,
 };
 
 use crate::codec::SqlRange;
@@ -288,6 +289,32 @@ impl SqlStore {
         dispatch!(self, e => e.keys_with_checksum(checksum, limit).await)
     }
 
+    /// Keys and metadata in `range`, in key order, as keyset pages of at most [`META_PAGE`]
+    /// rows and `limit` rows in all. No connection is held between pages.
+    fn meta_pages(
+        &self,
+        range: KeyRange,
+        limit: Option<usize>,
+    ) -> BoxStream<'_, Result<Vec<MetaEntry>>> {
+        try_stream! {
+            let mut remaining = limit.unwrap_or(usize::MAX);
+            let mut cursor = SqlRange::new(&range);
+            while remaining > 0 {
+                let want = remaining.min(META_PAGE);
+                let page = dispatch!(self, e => e.meta_page(&cursor, want).await)?;
+                let Some(last) = page.last() else { break };
+                cursor = cursor.after(last.key.as_bytes());
+                let page_was_full = page.len() == want;
+                remaining -= page.len();
+                yield page;
+                if !page_was_full {
+                    break;
+                }
+            }
+        }
+        .boxed()
+    }
+
     /// Waits for in-flight calls, then closes every connection (on SQLite this checkpoints
     /// the WAL into the database file). Calls made afterwards fail with `Unavailable`.
     pub async fn close(&self) {
@@ -338,13 +365,8 @@ impl KvStore for SqlStore {
     fn scan(&self, range: KeyRange, limit: Option<usize>) -> EntryStream<'_> {
         try_stream! {
             let mut remaining = limit.unwrap_or(usize::MAX);
-            let mut cursor = SqlRange::new(&range);
-            while remaining > 0 {
-                let want = remaining.min(META_PAGE);
-                let page = dispatch!(self, e => e.meta_page(&cursor, want).await)?;
-                let Some(last) = page.last() else { break };
-                cursor = cursor.after(last.key.as_bytes());
-                let page_was_full = page.len() == want;
+            let mut pages = self.meta_pages(range, limit);
+            while let Some(page) = pages.try_next().await? {
                 // Fetch values in groups of consecutive keys holding at most
                 // SCAN_GROUP_BYTES (or one key), so memory stays bounded for large values.
                 let mut start = 0;
@@ -357,17 +379,12 @@ impl KvStore for SqlStore {
                     }
                     let (first, last) = (&page[start].key, &page[end - 1].key);
                     let entries = dispatch!(self, e => e.entries_between(first, last).await)?;
-                    for entry in entries {
-                        if remaining == 0 {
-                            break;
-                        }
+                    // A key written between the two queries may add entries: keep the limit.
+                    for entry in entries.into_iter().take(remaining) {
                         remaining -= 1;
                         yield entry;
                     }
                     start = end;
-                }
-                if !page_was_full {
-                    break;
                 }
             }
         }
@@ -375,25 +392,10 @@ impl KvStore for SqlStore {
     }
 
     fn scan_meta(&self, range: KeyRange, limit: Option<usize>) -> MetaStream<'_> {
-        try_stream! {
-            let mut remaining = limit.unwrap_or(usize::MAX);
-            let mut cursor = SqlRange::new(&range);
-            while remaining > 0 {
-                let want = remaining.min(META_PAGE);
-                let page = dispatch!(self, e => e.meta_page(&cursor, want).await)?;
-                let Some(last) = page.last() else { break };
-                cursor = cursor.after(last.key.as_bytes());
-                let page_was_full = page.len() == want;
-                remaining -= page.len();
-                for entry in page {
-                    yield entry;
-                }
-                if !page_was_full {
-                    break;
-                }
-            }
-        }
-        .boxed()
+        self.meta_pages(range, limit)
+            .map_ok(|page| futures::stream::iter(page.into_iter().map(Ok)))
+            .try_flatten()
+            .boxed()
     }
 
     async fn write_batch(&self, batch: WriteBatch) -> Result<()> {
