@@ -27,6 +27,23 @@ use crate::tables::{Document, Session, Setting};
 /// Rows per multi-row `INSERT` in a write batch: 7 parameters a row keeps one statement at
 /// 448 parameters, far below SQLite's 32,766 and PostgreSQL's 65,535.
 const INSERT_ROWS_PER_STATEMENT: usize = 64;
+/// Metadata of one key: [`meta_row`]'s columns.
+const META_BY_KEY: &str = "SELECT key, size, created, modified, checksum, content_type, \
+     dedup_hash FROM kv_objects WHERE key = $1";
+/// Metadata and value of one key: [`entry_row`]'s columns.
+const ENTRY_BY_KEY: &str = "SELECT key, size, created, modified, checksum, content_type, \
+     dedup_hash, value FROM kv_objects WHERE key = $1";
+
+/// The conflict clause of every `kv_objects` upsert: all columns but `created` are replaced,
+/// so a key keeps its creation time across overwrites.
+macro_rules! upsert_on_conflict {
+    () => {
+        " ON CONFLICT (key) DO UPDATE SET value = excluded.value, size = excluded.size, \
+         modified = excluded.modified, checksum = excluded.checksum, \
+         content_type = excluded.content_type, dedup_hash = excluded.dedup_hash"
+    };
+}
+
 /// Keys per `get_many` / batch delete statement.
 pub(crate) const KEYS_PER_STATEMENT: usize = 512;
 
@@ -80,14 +97,11 @@ impl Engine {
             return Ok(value);
         }
         if self.verify_reads {
-            let row = sqlx::query(
-                "SELECT key, size, created, modified, checksum, content_type, dedup_hash, value \
-                 FROM kv_objects WHERE key = $1",
-            )
-            .bind(key.as_bytes())
-            .fetch_optional(&self.reader)
-            .await
-            .map_err(map_sqlx)?;
+            let row = sqlx::query(ENTRY_BY_KEY)
+                .bind(key.as_bytes())
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(map_sqlx)?;
             return row
                 .map(|r| entry_row(&r, true).map(|e| e.value))
                 .transpose();
@@ -102,14 +116,11 @@ impl Engine {
     }
 
     pub(crate) async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>> {
-        let row = sqlx::query(
-            "SELECT key, size, created, modified, checksum, content_type, dedup_hash \
-             FROM kv_objects WHERE key = $1",
-        )
-        .bind(key.as_bytes())
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(map_sqlx)?;
+        let row = sqlx::query(META_BY_KEY)
+            .bind(key.as_bytes())
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_sqlx)?;
         match row {
             None => Ok(None),
             Some(row) => Ok(Some(meta_row(&row).map_err(map_sqlx)?.into_parts()?.1)),
@@ -123,15 +134,13 @@ impl Engine {
         options: &PutOptions,
     ) -> Result<ObjectMeta> {
         let mut meta = ObjectMeta::for_value(&value, options, None);
-        let created: i64 = sqlx::query_scalar(
+        let created: i64 = sqlx::query_scalar(concat!(
             "INSERT INTO kv_objects \
              (key, value, size, created, modified, checksum, content_type, dedup_hash) \
-             VALUES ($1, $2, $3, $4, $4, $5, $6, $7) \
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value, size = excluded.size, \
-             modified = excluded.modified, checksum = excluded.checksum, \
-             content_type = excluded.content_type, dedup_hash = excluded.dedup_hash \
-             RETURNING created",
-        )
+             VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
+            upsert_on_conflict!(),
+            " RETURNING created"
+        ))
         .bind(key.as_bytes())
         .bind(value.as_ref())
         .bind(size_param(meta.size)?)
@@ -143,7 +152,6 @@ impl Engine {
         .await
         .map_err(map_sqlx)?;
         meta.created = codec::from_unix_nanos(created);
-        meta.modified = codec::from_unix_nanos(codec::to_unix_nanos(meta.modified));
         Ok(meta)
     }
 
@@ -237,14 +245,11 @@ impl Engine {
     pub(crate) async fn write_batch(&self, plan: BatchPlan) -> Result<()> {
         let mut tx = begin_write(&self.writer, !plan.checks.is_empty()).await?;
         for (key, expect) in &plan.checks {
-            let row = sqlx::query(
-                "SELECT key, size, created, modified, checksum, content_type, dedup_hash \
-                 FROM kv_objects WHERE key = $1",
-            )
-            .bind(key.as_bytes())
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(map_sqlx)?;
+            let row = sqlx::query(META_BY_KEY)
+                .bind(key.as_bytes())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(map_sqlx)?;
             let current = match row {
                 None => None,
                 Some(row) => Some(meta_row(&row).map_err(map_sqlx)?.into_parts()?.1),
@@ -261,8 +266,7 @@ impl Engine {
             match mutation {
                 Mutation::Delete => deletes.push(key),
                 Mutation::Put { value, options } => {
-                    let mut meta = ObjectMeta::for_value(&value, &options, Some(now));
-                    meta.modified = now;
+                    let meta = ObjectMeta::for_value(&value, &options, Some(now));
                     puts.push((key, value, meta));
                 }
             }
@@ -658,10 +662,6 @@ fn multi_row_upsert(rows: usize) -> String {
             p + 7
         ));
     }
-    sql.push_str(
-        " ON CONFLICT (key) DO UPDATE SET value = excluded.value, size = excluded.size, \
-         modified = excluded.modified, checksum = excluded.checksum, \
-         content_type = excluded.content_type, dedup_hash = excluded.dedup_hash",
-    );
+    sql.push_str(upsert_on_conflict!());
     sql
 }

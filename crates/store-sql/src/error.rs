@@ -30,7 +30,10 @@ mod sqlite_code {
 /// - anything else: `Backend`.
 pub(crate) fn map_sqlx(error: sqlx::Error) -> Error {
     let (kind, retryable) = classify(&error);
-    let message = error.to_string();
+    let message = match &error {
+        sqlx::Error::Migrate(_) => format!("schema migration failed: {error}"),
+        _ => error.to_string(),
+    };
     let mut mapped = Error::new(kind, message).with_source(error);
     if let Some(retryable) = retryable {
         mapped = mapped.with_retryable(retryable);
@@ -51,8 +54,30 @@ fn classify(error: &sqlx::Error) -> (ErrorKind, Option<bool>) {
         sqlx::Error::RowNotFound => (ErrorKind::NotFound, None),
         sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => (ErrorKind::Corrupted, None),
         sqlx::Error::Encode(_) => (ErrorKind::InvalidInput, None),
-        sqlx::Error::Migrate(_) => (ErrorKind::Backend, None),
+        sqlx::Error::Migrate(migrate) => match migrate.as_ref() {
+            // The database's schema history does not match this build's migrations.
+            sqlx::migrate::MigrateError::VersionMissing(_)
+            | sqlx::migrate::MigrateError::VersionMismatch(_)
+            | sqlx::migrate::MigrateError::Dirty(_) => (ErrorKind::Corrupted, None),
+            sqlx::migrate::MigrateError::Execute(inner)
+            | sqlx::migrate::MigrateError::ExecuteMigration(inner, _) => classify(inner),
+            _ => (ErrorKind::Backend, None),
+        },
         sqlx::Error::Database(db) => classify_database(db.as_ref()),
+        _ => (ErrorKind::Backend, None),
+    }
+}
+
+/// The kind of a SQLite (extended) result code; shared by the sqlx and rusqlite paths.
+pub(crate) fn classify_sqlite(extended_code: i64) -> (ErrorKind, Option<bool>) {
+    match extended_code & 0xff {
+        sqlite_code::BUSY | sqlite_code::LOCKED => (ErrorKind::Unavailable, Some(true)),
+        sqlite_code::FULL => (ErrorKind::QuotaExceeded, None),
+        sqlite_code::CORRUPT | sqlite_code::NOTADB => (ErrorKind::Corrupted, None),
+        sqlite_code::TOOBIG | sqlite_code::CONSTRAINT => (ErrorKind::InvalidInput, None),
+        sqlite_code::READONLY | sqlite_code::IOERR | sqlite_code::CANTOPEN => {
+            (ErrorKind::Unavailable, Some(false))
+        }
         _ => (ErrorKind::Backend, None),
     }
 }
@@ -61,16 +86,7 @@ fn classify_database(db: &dyn sqlx::error::DatabaseError) -> (ErrorKind, Option<
     let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
     if let Ok(extended) = code.parse::<i64>() {
         // SQLite reports numeric (extended) result codes.
-        return match extended & 0xff {
-            sqlite_code::BUSY | sqlite_code::LOCKED => (ErrorKind::Unavailable, Some(true)),
-            sqlite_code::FULL => (ErrorKind::QuotaExceeded, None),
-            sqlite_code::CORRUPT | sqlite_code::NOTADB => (ErrorKind::Corrupted, None),
-            sqlite_code::TOOBIG | sqlite_code::CONSTRAINT => (ErrorKind::InvalidInput, None),
-            sqlite_code::READONLY | sqlite_code::IOERR | sqlite_code::CANTOPEN => {
-                (ErrorKind::Unavailable, Some(false))
-            }
-            _ => (ErrorKind::Backend, None),
-        };
+        return classify_sqlite(extended);
     }
     // PostgreSQL SQLSTATE codes (https://www.postgresql.org/docs/current/errcodes-appendix.html).
     match code.as_str() {
@@ -84,61 +100,23 @@ fn classify_database(db: &dyn sqlx::error::DatabaseError) -> (ErrorKind, Option<
     }
 }
 
-/// An error while opening the store at `url`, with the password removed from the URL.
-pub(crate) fn open_error(url: &str, error: impl Into<OpenFailure>) -> Error {
-    let mapped = match error.into() {
-        OpenFailure::Sqlx(e) => map_sqlx(e),
-        OpenFailure::Migrate(e) => {
-            let kind = match &e {
-                sqlx::migrate::MigrateError::VersionMissing(_)
-                | sqlx::migrate::MigrateError::VersionMismatch(_)
-                | sqlx::migrate::MigrateError::Dirty(_) => ErrorKind::Corrupted,
-                sqlx::migrate::MigrateError::Execute(inner)
-                | sqlx::migrate::MigrateError::ExecuteMigration(inner, _) => classify(inner).0,
-                _ => ErrorKind::Backend,
-            };
-            Error::new(kind, format!("schema migration failed: {e}")).with_source(e)
-        }
-    };
-    mapped
+/// An error while opening the store at `url` (connecting or migrating), with the password
+/// removed from the URL.
+pub(crate) fn open_error(url: &str, error: impl Into<sqlx::Error>) -> Error {
+    map_sqlx(error.into())
         .with_operation("open")
         .with_context("url", redact_url(url))
 }
 
-/// What [`open_error`] accepts.
-pub(crate) enum OpenFailure {
-    Sqlx(sqlx::Error),
-    Migrate(sqlx::migrate::MigrateError),
-}
-
-impl From<sqlx::Error> for OpenFailure {
-    fn from(e: sqlx::Error) -> Self {
-        OpenFailure::Sqlx(e)
-    }
-}
-
-impl From<sqlx::migrate::MigrateError> for OpenFailure {
-    fn from(e: sqlx::migrate::MigrateError) -> Self {
-        OpenFailure::Migrate(e)
-    }
-}
-
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
-pub(crate) fn redact_url(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
-    let authority = &rest[..authority_end];
-    match (authority.rfind('@'), authority.find(':')) {
-        (Some(at), Some(colon)) if colon < at => format!(
-            "{}{}:***{}",
-            &url[..scheme_end + 3],
-            &authority[..colon],
-            &url[scheme_end + 3 + at..]
-        ),
-        _ => url.to_string(),
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`; a URL without a
+/// password (or that does not parse) is returned as it is.
+pub(crate) fn redact_url(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => raw.to_string(),
     }
 }
 

@@ -138,22 +138,20 @@ fn read_small(conn: &Connection, key: &Key, verify: bool) -> Result<InlineRead> 
     Ok(InlineRead::Done(Some(codec::bytes(value))))
 }
 
-/// Maps rusqlite errors onto the kinds [`crate::error::map_sqlx`] gives SQLite errors.
+/// Maps rusqlite errors onto the kinds [`crate::error::map_sqlx`] gives the same SQLite
+/// result codes.
 fn map_rusqlite(error: rusqlite::Error) -> Error {
-    use rusqlite::ErrorCode;
-    let (kind, retryable) = match error.sqlite_error_code() {
-        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => (ErrorKind::Unavailable, true),
-        Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => (ErrorKind::Corrupted, false),
-        Some(ErrorCode::CannotOpen | ErrorCode::SystemIoFailure | ErrorCode::ReadOnly) => {
-            (ErrorKind::Unavailable, false)
-        }
-        _ => match error {
+    let (kind, retryable) = match error.sqlite_error() {
+        Some(failure) => crate::error::classify_sqlite(i64::from(failure.extended_code)),
+        None => match error {
             rusqlite::Error::FromSqlConversionFailure(..)
-            | rusqlite::Error::InvalidColumnType(..) => (ErrorKind::Corrupted, false),
-            _ => (ErrorKind::Backend, false),
+            | rusqlite::Error::InvalidColumnType(..) => (ErrorKind::Corrupted, None),
+            _ => (ErrorKind::Backend, None),
         },
     };
-    Error::new(kind, error.to_string())
-        .with_source(error)
-        .with_retryable(retryable)
+    let mapped = Error::new(kind, error.to_string()).with_source(error);
+    match retryable {
+        Some(retryable) => mapped.with_retryable(retryable),
+        None => mapped,
+    }
 }

@@ -58,28 +58,7 @@ impl PostgresTestDatabase {
             .await
             .expect("CREATE DATABASE");
         let _ = conn.close().await;
-        let url = {
-            let mut url = admin_url.clone();
-            let path_start = url
-                .find("://")
-                .and_then(|i| url[i + 3..].find('/').map(|j| i + 3 + j));
-            match path_start {
-                Some(p) => {
-                    let query = url[p..].find('?').map(|q| url[p + q..].to_string());
-                    url.truncate(p);
-                    url.push('/');
-                    url.push_str(&name);
-                    if let Some(query) = query {
-                        url.push_str(&query);
-                    }
-                }
-                None => {
-                    url.push('/');
-                    url.push_str(&name);
-                }
-            }
-            url
-        };
+        let url = admin.clone().database(&name).to_url_lossy().to_string();
         Some(PostgresTestDatabase { admin, name, url })
     }
 
