@@ -23,9 +23,12 @@ usage: cargo xtask <task>
 tasks:
   test-all              fmt check, clippy -D warnings, all tests (nextest), doc tests
   bench [FILTER]        criterion benchmarks + target/bench-report/summary.{md,json}
-  demo [--source DIR] [--work DIR] [--primary file|sql]
-                        release build; ingest the Rust docs, export, diff -r, verify
-                        (--primary sets HYBRIDSTORE_PRIMARY for the CLI; default file)";
+  demo [--source DIR] [--work DIR] [--primary file|sql] [--no-dedup]
+                        release build; ingest the Rust docs twice (prefixes first/ and
+                        second/), stats, export first/, diff -r, verify; with dedup the
+                        second ingest must add < 1 % to the stored bytes
+                        (--primary sets HYBRIDSTORE_PRIMARY, default sql; --no-dedup sets
+                        HYBRIDSTORE_DEDUP=false)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -265,12 +268,14 @@ fn demo(args: &[String]) -> Result<()> {
     let mut source = None;
     let mut work = None;
     let mut primary = None;
+    let mut dedup = true;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--source" => source = it.next().map(PathBuf::from),
             "--work" => work = it.next().map(PathBuf::from),
             "--primary" => primary = it.next().cloned(),
+            "--no-dedup" => dedup = false,
             other => return Err(format!("unknown demo argument {other:?}\n{USAGE}")),
         }
     }
@@ -293,6 +298,7 @@ fn demo(args: &[String]) -> Result<()> {
         if let Some(primary) = &primary {
             cmd.env("HYBRIDSTORE_PRIMARY", primary);
         }
+        cmd.env("HYBRIDSTORE_DEDUP", dedup.to_string());
         cmd
     };
     let timed = |what: &str, cmd: Command| -> Result<f64> {
@@ -302,20 +308,63 @@ fn demo(args: &[String]) -> Result<()> {
         eprintln!("xtask: {what} took {s:.1} s");
         Ok(s)
     };
+    let stats = || -> Result<serde_json::Value> {
+        let out = cli(&["--json", "stats"])
+            .output()
+            .map_err(|e| format!("hybridstore stats: {e}"))?;
+        if !out.status.success() {
+            return Err(format!(
+                "hybridstore stats failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            ));
+        }
+        let stats: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .map_err(|e| format!("hybridstore stats printed no JSON: {e}"))?;
+        eprintln!("xtask: stats {}", stats);
+        Ok(stats)
+    };
+    let stored = |stats: &serde_json::Value| stats["kv"]["stored_bytes"].as_u64();
     let src = source.to_string_lossy().into_owned();
     let out = exported.to_string_lossy().into_owned();
-    let ingest_s = timed("ingest", cli(&["ingest", &src]))?;
-    timed("stats", cli(&["stats"]))?;
-    let export_s = timed("export", cli(&["export", &out]))?;
+    let ingest_s = timed("ingest", cli(&["ingest", &src, "--prefix", "first/"]))?;
+    let first = stats()?;
+    let logical = first["kv"]["logical_bytes"].as_u64().unwrap_or(0);
+    let second_s = timed(
+        "second ingest (same tree, other prefix)",
+        cli(&["ingest", &src, "--prefix", "second/"]),
+    )?;
+    let second = stats()?;
+    let growth = match (stored(&first), stored(&second)) {
+        (Some(a), Some(b)) if a > 0 => Some((b as f64 - a as f64) / a as f64 * 100.0),
+        _ => None,
+    };
+    let export_s = timed("export", cli(&["export", &out, "--prefix", "first/"]))?;
     let mut diff = Command::new("diff");
     diff.args(["-r", "-q"]).arg(&source).arg(&exported);
     timed("diff -r", diff)?;
     let verify_s = timed("verify", cli(&["verify"]))?;
+    let mb_per_s = |secs: f64| logical as f64 / 1e6 / secs;
     eprintln!(
-        "xtask: demo passed ({} primary): ingest {ingest_s:.1} s, export {export_s:.1} s, verify {verify_s:.1} s; data in {}",
-        primary.as_deref().unwrap_or("file"),
+        "xtask: demo passed ({} primary, dedup {}): {:.1} MB ingested in {ingest_s:.1} s \
+         ({:.1} MB/s), again under another prefix in {second_s:.1} s ({:.1} MB/s); \
+         stored {} bytes{}; export {export_s:.1} s, verify (both copies) {verify_s:.1} s; \
+         data in {}",
+        primary.as_deref().unwrap_or("sql"),
+        if dedup { "on" } else { "off" },
+        logical as f64 / 1e6,
+        mb_per_s(ingest_s),
+        mb_per_s(second_s),
+        stored(&first).map_or("?".into(), |b| b.to_string()),
+        growth.map_or(String::new(), |g| format!(
+            ", +{g:.3}% after the second ingest"
+        )),
         data.display()
     );
+    if dedup && growth.is_none_or(|g| g >= 1.0) {
+        return Err(format!(
+            "the second ingest of the same tree grew the stored bytes by {growth:?} %; dedup promises < 1 %"
+        ));
+    }
     Ok(())
 }
 

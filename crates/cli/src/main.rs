@@ -139,8 +139,15 @@ enum Command {
         #[arg(long, default_value = "")]
         prefix: String,
     },
-    /// Key count and sizes
+    /// Key count and sizes; with dedup on, chunk count and dedup and compression ratios
     Stats,
+    /// Reclaim chunks no key references any more (dedup garbage collection)
+    Gc {
+        /// Leave chunk packs younger than this alone, so writes in flight in another
+        /// process are safe (e.g. `1h`, `10m`, `0s`)
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
+    },
     /// Re-read every value and check it against its SHA-256 (exit code 4 on damage)
     Verify,
 }
@@ -334,6 +341,47 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 if let Some(stored) = stats.kv.stored_bytes {
                     println!("stored bytes    {}", human_bytes(stored));
                 }
+                if let Some(d) = &stats.dedup {
+                    println!(
+                        "chunks          {} in {} packs ({}), {} unreferenced",
+                        d.stored_chunks,
+                        d.packs,
+                        human_bytes(d.pack_bytes),
+                        human_bytes(d.unreferenced_blob_bytes)
+                    );
+                    println!(
+                        "inline values   {} ({})",
+                        d.inline_values,
+                        human_bytes(d.inline_bytes)
+                    );
+                    println!("manifest bytes  {}", human_bytes(d.manifest_bytes));
+                    println!("dedup ratio     {:.2}x", d.dedup_ratio);
+                    println!("compression     {:.2}x", d.compression_ratio);
+                    if d.missing_chunks > 0 {
+                        println!("MISSING chunks  {} (run verify)", d.missing_chunks);
+                    }
+                }
+            }
+        }
+        Command::Gc { grace } => {
+            let mut options = hybridstore::dedup::GcOptions::default();
+            options.grace = grace;
+            let report = system.collect_garbage(&options).await?;
+            if ui.json {
+                ui.print_json(&report)?;
+            } else {
+                println!(
+                    "gc: {} manifests, {} live chunks; {} packs deleted, {} rewritten, \
+                     {} chunks removed, {} freed, {} packs within the grace period ({:.1} s)",
+                    report.manifests,
+                    report.live_chunks,
+                    report.packs_deleted,
+                    report.packs_rewritten,
+                    report.chunks_removed,
+                    human_bytes(report.bytes_freed),
+                    report.packs_in_grace,
+                    report.elapsed_ms as f64 / 1e3
+                );
             }
         }
         Command::Verify => {

@@ -33,11 +33,17 @@ pub struct StorageConfig {
     pub io_concurrency: usize,
     /// Re-hash values on every read and fail with `Corrupted` on mismatch (default `true`).
     pub verify_reads: bool,
-    /// Which store holds keys and values (default [`PrimaryStore::File`]).
+    /// Which store holds keys and metadata (default [`PrimaryStore::Sql`]: SQLite at
+    /// `<data_dir>/kv.db`).
     pub primary: PrimaryStore,
     /// Database of the [`PrimaryStore::Sql`] primary: `sqlite://…` or `postgres://…`
     /// (default none: SQLite at `<data_dir>/kv.db`).
     pub sql_url: Option<String>,
+    /// Store values through the dedup layer (default `true`): the primary store keeps a
+    /// manifest per key (small values inline), content-defined chunks live LZ4-compressed in
+    /// pack files under `<data_dir>/chunks`. A data directory is written with or without
+    /// dedup for good; opening it the other way is refused.
+    pub dedup: bool,
 }
 
 /// The primary key/value store of a [`HybridStorageSystem`](crate::HybridStorageSystem).
@@ -46,10 +52,10 @@ pub struct StorageConfig {
 #[serde(rename_all = "lowercase")]
 pub enum PrimaryStore {
     /// `FileStore` under `<data_dir>/kv` (feature `file`).
-    #[default]
     File,
     /// `SqlStore` on [`StorageConfig::sql_url`], or SQLite at `<data_dir>/kv.db` (feature
-    /// `sql`; `postgres://` URLs need feature `postgres`).
+    /// `sql`; `postgres://` URLs need feature `postgres`). The default.
+    #[default]
     Sql,
 }
 
@@ -59,8 +65,9 @@ impl Default for StorageConfig {
             data_dir: PathBuf::from("./hybridstore-data"),
             io_concurrency: 16,
             verify_reads: true,
-            primary: PrimaryStore::File,
+            primary: PrimaryStore::Sql,
             sql_url: None,
+            dedup: true,
         }
     }
 }

@@ -5,8 +5,11 @@
 //! (ingest of a directory tree, export, verify, stats). The building blocks are re-exported:
 //! [`core`] (the `KvStore` trait, errors, `MemoryStore`, tenant namespaces) and, behind the
 //! default `file` feature, [`file`] (`FileStore`), and behind the default `sql` feature,
-//! [`sql`] (`SqlStore` on SQLite; PostgreSQL with the `postgres` feature). The primary store
-//! is chosen by [`StorageConfig::primary`].
+//! [`sql`] (`SqlStore` on SQLite; PostgreSQL with the `postgres` feature), and [`dedup`]
+//! (`DedupStore`, chunking, garbage collection). The primary store is chosen by
+//! [`StorageConfig::primary`]; by default values go through the dedup layer
+//! ([`StorageConfig::dedup`]): manifests in the primary store, chunks in pack files under
+//! `<data_dir>/chunks`.
 //!
 //! It is not a server: applications link it, and scale-out is configuration of the backends
 //! it composes.
@@ -38,7 +41,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hybridstore_core::verify::{VerifyReport, verify_store};
-use hybridstore_core::{KeyRange, KvStore, Result, StoreStats};
+use hybridstore_core::{Error, ErrorKind, KeyRange, KvStore, Result, StoreStats};
+use hybridstore_dedup::{DedupOptions, DedupStats, DedupStore, GcOptions, GcReport};
 use serde::Serialize;
 
 pub use config::{ENV_PREFIX, PrimaryStore, StorageConfig};
@@ -46,6 +50,8 @@ pub use transfer::{FileError, Progress, TransferReport, export_path};
 
 #[doc(inline)]
 pub use hybridstore_core as core;
+#[doc(inline)]
+pub use hybridstore_dedup as dedup;
 #[cfg(feature = "file")]
 #[doc(inline)]
 pub use hybridstore_file as file;
@@ -57,14 +63,22 @@ pub use hybridstore_sql as sql;
 pub const KV_DIR: &str = "kv";
 /// File in the data directory that holds the SQLite `SqlStore` primary (when no `sql_url`).
 pub const KV_SQLITE_FILE: &str = "kv.db";
+/// Subdirectory of the data directory that holds the dedup layer's chunk packs (a
+/// `FileStore`).
+pub const CHUNKS_DIR: &str = "chunks";
+
+/// The primary store seen through the dedup layer.
+pub type DedupPrimary = DedupStore<Arc<dyn KvStore>>;
 
 /// Size figures of the whole system.
 #[derive(Clone, Debug, Serialize)]
 pub struct SystemStats {
     /// The data directory.
     pub data_dir: PathBuf,
-    /// The primary key/value store.
+    /// The primary key/value store (through the dedup layer when it is on).
     pub kv: StoreStats,
+    /// Deduplication figures, when the dedup layer is on.
+    pub dedup: Option<DedupStats>,
 }
 
 /// The storage system: every configured store, opened under one data directory.
@@ -75,6 +89,7 @@ pub struct SystemStats {
 pub struct HybridStorageSystem {
     config: StorageConfig,
     kv: Arc<dyn KvStore>,
+    dedup: Option<Arc<DedupPrimary>>,
 }
 
 impl HybridStorageSystem {
@@ -86,9 +101,61 @@ impl HybridStorageSystem {
     /// feature; errors of the stores being opened.
     pub async fn open(config: StorageConfig) -> Result<Self> {
         config.validate()?;
-        let kv = open_primary(&config).await?;
-        tracing::debug!(data_dir = %config.data_dir.display(), "storage system open");
-        Ok(HybridStorageSystem { config, kv })
+        let primary = open_primary(&config).await?;
+        let chunks_dir = config.data_dir.join(CHUNKS_DIR);
+        let (kv, dedup): (Arc<dyn KvStore>, _) = if config.dedup {
+            if !chunks_dir.exists()
+                && !primary
+                    .list_keys(KeyRange::all(), Some(1))
+                    .await?
+                    .is_empty()
+            {
+                return Err(Error::invalid_input(
+                    "the primary store holds values written without dedup; \
+                     open it with dedup = false",
+                ));
+            }
+            let chunks = open_chunk_dir(&chunks_dir).await?;
+            let store = Arc::new(DedupStore::open(primary, chunks, DedupOptions::default()).await?);
+            let report = store.chunk_store().open_report();
+            if !report.damaged_packs.is_empty() {
+                tracing::warn!(
+                    damaged = report.damaged_packs.len(),
+                    "some chunk packs are damaged; `verify` names the keys that use them"
+                );
+            }
+            (store.clone(), Some(store))
+        } else {
+            if chunks_dir.exists() {
+                return Err(Error::invalid_input(format!(
+                    "the data directory holds dedup chunks ({}); open it with dedup = true",
+                    chunks_dir.display()
+                )));
+            }
+            (primary, None)
+        };
+        tracing::debug!(data_dir = %config.data_dir.display(), dedup = config.dedup, "storage system open");
+        Ok(HybridStorageSystem { config, kv, dedup })
+    }
+
+    /// The dedup layer over the primary store, if [`StorageConfig::dedup`] is on.
+    pub fn dedup(&self) -> Option<&Arc<DedupPrimary>> {
+        self.dedup.as_ref()
+    }
+
+    /// Garbage collection of the dedup layer's chunks (see
+    /// [`DedupStore::collect_garbage`]).
+    ///
+    /// # Errors
+    /// `Unsupported` if dedup is off; otherwise as `collect_garbage`.
+    pub async fn collect_garbage(&self, options: &GcOptions) -> Result<GcReport> {
+        match &self.dedup {
+            Some(store) => store.collect_garbage(options).await,
+            None => Err(Error::new(
+                ErrorKind::Unsupported,
+                "garbage collection needs dedup = true",
+            )),
+        }
     }
 
     /// The configuration the system was opened with.
@@ -166,9 +233,17 @@ impl HybridStorageSystem {
     /// # Errors
     /// Errors of the stores' `stats`.
     pub async fn stats(&self) -> Result<SystemStats> {
+        let (kv, dedup) = match &self.dedup {
+            Some(store) => {
+                let d = store.dedup_stats().await?;
+                (StoreStats::from(&d), Some(d))
+            }
+            None => (self.kv.stats().await?, None),
+        };
         Ok(SystemStats {
             data_dir: self.config.data_dir.clone(),
-            kv: self.kv.stats().await?,
+            kv,
+            dedup,
         })
     }
 }
@@ -215,6 +290,19 @@ async fn open_file_primary(config: &StorageConfig, dir: &Path) -> Result<Arc<dyn
     Ok(Arc::new(store))
 }
 
+/// The `FileStore` holding the chunk packs.
+#[cfg(feature = "file")]
+async fn open_chunk_dir(dir: &Path) -> Result<Arc<dyn KvStore>> {
+    Ok(Arc::new(hybridstore_file::FileStore::open(dir).await?))
+}
+
+#[cfg(not(feature = "file"))]
+async fn open_chunk_dir(_dir: &Path) -> Result<Arc<dyn KvStore>> {
+    Err(unsupported(
+        "dedup = true keeps chunks in files and needs the `file` feature",
+    ))
+}
+
 #[cfg(not(feature = "file"))]
 async fn open_file_primary(_config: &StorageConfig, _dir: &Path) -> Result<Arc<dyn KvStore>> {
     Err(unsupported("primary = \"file\" needs the `file` feature"))
@@ -249,6 +337,6 @@ async fn open_sql_primary(
 }
 
 #[cfg(not(all(feature = "file", feature = "sql")))]
-fn unsupported(message: &str) -> hybridstore_core::Error {
-    hybridstore_core::Error::new(hybridstore_core::ErrorKind::Unsupported, message)
+fn unsupported(message: &str) -> Error {
+    Error::new(ErrorKind::Unsupported, message)
 }

@@ -197,6 +197,89 @@ pub fn export_path(rel_key: &[u8]) -> Result<PathBuf> {
     Ok(path)
 }
 
+/// Files per ingest write batch.
+const BATCH_FILES: usize = 512;
+/// Bytes per ingest write batch; a larger file is a batch of its own.
+const BATCH_BYTES: u64 = 16 * 1024 * 1024;
+/// Write batches an ingest keeps in flight.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// Splits files into write batches of at most [`BATCH_FILES`] files and [`BATCH_BYTES`] bytes.
+fn group_into_batches(files: Vec<SourceFile>) -> Vec<Vec<SourceFile>> {
+    let mut batches: Vec<Vec<SourceFile>> = Vec::new();
+    let mut bytes = 0;
+    for file in files {
+        let full = batches
+            .last()
+            .is_none_or(|b| b.len() >= BATCH_FILES || bytes + file.size > BATCH_BYTES);
+        if full {
+            batches.push(Vec::new());
+            bytes = 0;
+        }
+        bytes += file.size;
+        if let Some(batch) = batches.last_mut() {
+            batch.push(file);
+        }
+    }
+    batches
+}
+
+/// Reads the files of one batch and stores them in one write batch. If the batch fails, the
+/// files are stored one by one, so each failure is reported against its own file.
+async fn ingest_batch(
+    store: &dyn KvStore,
+    files: Vec<SourceFile>,
+    read_concurrency: usize,
+) -> Vec<(u64, std::result::Result<u64, FileError>)> {
+    let file_error = |file: &SourceFile, e: Error| FileError {
+        path: file.path.display().to_string(),
+        message: e.to_string(),
+    };
+    let read: Vec<(SourceFile, Result<(Bytes, PutOptions)>)> = stream::iter(files)
+        .map(|file| async move {
+            let value = tokio::fs::read(&file.path)
+                .await
+                .map_err(|e| Error::from(e).with_context("path", file.path.display()));
+            let options = crate::guess_content_type(&file.path)
+                .map(PutOptions::with_content_type)
+                .unwrap_or_default();
+            (file, value.map(|v| (Bytes::from(v), options)))
+        })
+        .buffered(read_concurrency)
+        .collect()
+        .await;
+    let mut batch = hybridstore_core::WriteBatch::new();
+    for (file, value) in &read {
+        if let Ok((value, options)) = value {
+            batch.put_with(file.key.clone(), value.clone(), options.clone());
+        }
+    }
+    let batch_result = if batch.is_empty() {
+        Ok(())
+    } else {
+        store.write_batch(batch).await
+    };
+    let mut out = Vec::with_capacity(read.len());
+    for (file, value) in read {
+        let result = match value {
+            Err(e) => Err(file_error(&file, e)),
+            Ok((value, options)) => {
+                let len = value.len() as u64;
+                match &batch_result {
+                    Ok(()) => Ok(len),
+                    Err(_) => store
+                        .put_with(&file.key, value, &options)
+                        .await
+                        .map(|_| len)
+                        .map_err(|e| file_error(&file, e)),
+                }
+            }
+        };
+        out.push((file.size, result));
+    }
+    out
+}
+
 /// Stores every regular file under `source` as `prefix + relative path`, `concurrency` files
 /// at a time. Per-file failures are collected in the report and the ingest carries on.
 ///
@@ -227,30 +310,24 @@ pub(crate) async fn ingest(
 
     let tracker = Tracker::new(files.len() as u64, files.iter().map(|f| f.size).sum());
     on_progress(tracker.start());
-    let results: Vec<std::result::Result<u64, FileError>> = stream::iter(files)
-        .map(|file| {
+    // Files go in write batches (one transaction of the primary, one chunk pack): per-file
+    // commits cost a transaction and an fsync each. `concurrency` files are read at once, and
+    // two batches are in flight, so one is hashed and compressed while the other commits.
+    let batches = group_into_batches(files);
+    let read_concurrency = concurrency.max(1);
+    let results: Vec<std::result::Result<u64, FileError>> = stream::iter(batches)
+        .map(|batch| {
             let tracker = &tracker;
             async move {
-                let outcome = async {
-                    let value = tokio::fs::read(&file.path).await?;
-                    let options = crate::guess_content_type(&file.path)
-                        .map(PutOptions::with_content_type)
-                        .unwrap_or_default();
-                    let len = value.len() as u64;
-                    store
-                        .put_with(&file.key, Bytes::from(value), &options)
-                        .await?;
-                    Ok::<_, Error>(len)
+                let results = ingest_batch(store, batch, read_concurrency).await;
+                for (size, _) in &results {
+                    on_progress(tracker.finish_one(*size));
                 }
-                .await;
-                on_progress(tracker.finish_one(file.size));
-                outcome.map_err(|e| FileError {
-                    path: file.path.display().to_string(),
-                    message: e.to_string(),
-                })
+                results.into_iter().map(|(_, r)| r).collect::<Vec<_>>()
             }
         })
-        .buffer_unordered(concurrency.max(1))
+        .buffer_unordered(BATCHES_IN_FLIGHT)
+        .flat_map(stream::iter)
         .collect()
         .await;
     report.absorb(results, started);

@@ -97,7 +97,7 @@ macro_rules! conformance_tests {
             round_trip, overwrite_keeps_created, delete_and_delete_missing, head_metadata,
             scan_order, scan_prefix, scan_range, scan_limit_and_paging, binary_keys,
             batch_applies_in_order, batch_failure_applies_nothing, invalid_input,
-            value_of_64_mib, concurrent_tasks, provided_methods);
+            value_of_64_mib, concurrent_tasks, provided_methods, range_reads);
 
         #[test]
         fn conformance_model_based() {
@@ -163,6 +163,39 @@ pub async fn round_trip(fx: &Fixture) {
     assert_eq!(s.get(&empty).await.unwrap().as_deref(), Some(&b""[..]));
     assert_eq!(s.head(&empty).await.unwrap().unwrap().size, 0);
     assert_eq!(s.get(&key("round/missing")).await.unwrap(), None);
+}
+
+/// `get_range` returns exactly the requested bytes, an empty range as empty bytes, `None` for
+/// a missing key, and refuses ranges that are inverted or run past the value's end.
+pub async fn range_reads(fx: &Fixture) {
+    let s = fx.store();
+    let k = key("range/value");
+    let value = pattern(300_000, 7);
+    s.put(&k, value.clone()).await.unwrap();
+    for (start, end) in [
+        (0u64, 300_000u64),
+        (0, 1),
+        (299_999, 300_000),
+        (12_345, 200_001),
+        (17, 17),
+    ] {
+        let got = s.get_range(&k, start..end).await.unwrap().expect("present");
+        assert_eq!(
+            got,
+            value.slice(start as usize..end as usize),
+            "range {start}..{end}"
+        );
+    }
+    assert_eq!(
+        s.get_range(&key("range/missing"), 0..1).await.unwrap(),
+        None
+    );
+    #[allow(clippy::reversed_empty_ranges)] // an inverted range is the point of the check
+    let inverted = 10u64..5;
+    for bad in [0u64..300_001, 300_001..300_002, inverted] {
+        let err = s.get_range(&k, bad.clone()).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "range {bad:?}: {err}");
+    }
 }
 
 /// An overwrite replaces value, size and checksum, and keeps the first `created` time.

@@ -47,6 +47,9 @@ pub use key::{Key, KeyRange, MAX_KEY_LEN, prefix_successor};
 pub use memory::MemoryStore;
 pub use meta::{MAX_CONTENT_TYPE_LEN, ObjectMeta, PutOptions, Sha256Digest};
 pub use namespace::{MAX_TENANT_LEN, Namespaced, TenantId};
-pub use store::{Capabilities, Entry, EntryStream, KvStore, MetaEntry, MetaStream, StoreStats};
+pub use store::{
+    Capabilities, Entry, EntryStream, KvStore, MetaEntry, MetaStream, StoreStats, check_range,
+    slice_range,
+};
 
 pub use bytes::Bytes;

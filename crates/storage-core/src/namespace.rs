@@ -170,6 +170,10 @@ impl<S: KvStore> KvStore for Namespaced<S> {
         self.inner.head(&self.outer_key(key)?).await
     }
 
+    async fn get_range(&self, key: &Key, range: std::ops::Range<u64>) -> Result<Option<Bytes>> {
+        self.inner.get_range(&self.outer_key(key)?, range).await
+    }
+
     async fn put_with(&self, key: &Key, value: Bytes, options: &PutOptions) -> Result<ObjectMeta> {
         self.inner
             .put_with(&self.outer_key(key)?, value, options)

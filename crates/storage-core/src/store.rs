@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Range;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -196,6 +197,24 @@ pub trait KvStore: Send + Sync + fmt::Debug {
         self.put_with(key, value, &PutOptions::default()).await
     }
 
+    /// The bytes `range` (offsets in bytes, end exclusive) of the value of `key`, or `None`
+    /// if the key is absent.
+    ///
+    /// A range read does **not** verify the value's checksum (that needs every byte); callers
+    /// that read parts frame and check them themselves, as the dedup chunk store checks each
+    /// chunk's SHA-256. The default reads the whole value with [`get`](Self::get) and slices
+    /// it; backends that can read a part alone (files, object stores) override it.
+    ///
+    /// # Errors
+    /// `InvalidInput` if `range.start > range.end` or `range.end` is past the end of the value;
+    /// otherwise as [`get`](Self::get).
+    async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Option<Bytes>> {
+        let Some(value) = self.get(key).await? else {
+            return Ok(None);
+        };
+        slice_range(&value, range).map(Some)
+    }
+
     /// Whether `key` exists.
     ///
     /// # Errors
@@ -265,6 +284,31 @@ pub trait KvStore: Send + Sync + fmt::Debug {
     }
 }
 
+/// `value[range]` as a cheap `Bytes` slice, checking the range as
+/// [`KvStore::get_range`] promises.
+///
+/// # Errors
+/// `InvalidInput` if `range.start > range.end` or `range.end > value.len()`.
+pub fn slice_range(value: &Bytes, range: Range<u64>) -> Result<Bytes> {
+    check_range(&range, value.len() as u64)?;
+    // Both ends are at most `value.len()`, so they fit in usize.
+    Ok(value.slice(range.start as usize..range.end as usize))
+}
+
+/// Checks `range` against a value of `len` bytes as [`KvStore::get_range`] promises.
+///
+/// # Errors
+/// `InvalidInput` if `range.start > range.end` or `range.end > len`.
+pub fn check_range(range: &Range<u64>, len: u64) -> Result<()> {
+    if range.start > range.end || range.end > len {
+        return Err(crate::Error::invalid_input(format!(
+            "byte range {}..{} is not within a value of {len} bytes",
+            range.start, range.end
+        )));
+    }
+    Ok(())
+}
+
 /// Forwards every method, provided ones included, so an `Arc` keeps its inner overrides.
 macro_rules! forward_kv_store {
     ($ty:ty) => {
@@ -304,6 +348,9 @@ macro_rules! forward_kv_store {
             }
             async fn exists(&self, key: &Key) -> Result<bool> {
                 (**self).exists(key).await
+            }
+            async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Option<Bytes>> {
+                (**self).get_range(key, range).await
             }
             async fn list_keys(&self, range: KeyRange, limit: Option<usize>) -> Result<Vec<Key>> {
                 (**self).list_keys(range, limit).await

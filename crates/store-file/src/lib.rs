@@ -453,6 +453,35 @@ fn get_blocking(objects: &Path, key: &Key, verify: bool) -> Result<Option<Bytes>
     Ok(Some(Bytes::from(value)))
 }
 
+/// Reads `range` of the value of `key` with one positioned read after the header; the
+/// whole-value checksum is not checked (see `KvStore::get_range`), the length is.
+fn get_range_blocking(
+    objects: &Path,
+    key: &Key,
+    range: std::ops::Range<u64>,
+) -> Result<Option<Bytes>> {
+    use std::os::unix::fs::FileExt;
+    let path = layout::record_path(objects, key);
+    let Some((file, header)) = open_record(&path, key)? else {
+        return Ok(None);
+    };
+    hybridstore_core::check_range(&range, header.meta.size)?;
+    let file_len = file.metadata().map_err(|e| io_err(e, &path))?.len();
+    if file_len != header.header_len + header.meta.size {
+        return Err(Error::corrupted(format!(
+            "record is {file_len} bytes; header says {}",
+            header.header_len + header.meta.size
+        ))
+        .with_context("path", path.display()));
+    }
+    let len = usize::try_from(range.end - range.start)
+        .map_err(|_| Error::invalid_input("range larger than the address space"))?;
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, header.header_len + range.start)
+        .map_err(|e| io_err(e, &path))?;
+    Ok(Some(Bytes::from(buf)))
+}
+
 /// Writes a synced temporary record for `key` beside its target and returns the temp path.
 fn stage_record(
     objects: &Path,
@@ -705,6 +734,14 @@ impl KvStore for FileStore {
         blocking(move || get_blocking(&objects, &k, verify))
             .await
             .map_err(|e| e.with_operation("get").with_context("key", key))
+    }
+
+    async fn get_range(&self, key: &Key, range: std::ops::Range<u64>) -> Result<Option<Bytes>> {
+        let _shared = self.inner.gate.read().await;
+        let (objects, k) = (self.inner.objects.clone(), key.clone());
+        blocking(move || get_range_blocking(&objects, &k, range))
+            .await
+            .map_err(|e| e.with_operation("get_range").with_context("key", key))
     }
 
     async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>> {

@@ -115,6 +115,41 @@ impl Engine {
         Ok(value.map(codec::bytes))
     }
 
+    /// `range` of the value of `key`, cut by the database (`substr` on a BLOB / `bytea`
+    /// counts bytes, 1-based, in both dialects) so only the range travels.
+    pub(crate) async fn get_range(
+        &self,
+        key: &Key,
+        range: std::ops::Range<u64>,
+    ) -> Result<Option<Bytes>> {
+        // Values are at most MAX_VALUE_LEN (512 MiB) bytes, so valid offsets fit in i32, the
+        // type PostgreSQL's substr takes.
+        let (Ok(start), Ok(count)) = (
+            i32::try_from(range.start.saturating_add(1)),
+            i32::try_from(range.end.saturating_sub(range.start)),
+        ) else {
+            return Err(Error::invalid_input(format!(
+                "byte range {}..{} is beyond any value this store holds",
+                range.start, range.end
+            )));
+        };
+        let row: Option<(i64, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT CAST(length(value) AS BIGINT), substr(value, $2, $3) \
+             FROM kv_objects WHERE key = $1",
+        )
+        .bind(key.as_bytes())
+        .bind(start)
+        .bind(count)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(map_sqlx)?;
+        let Some((len, part)) = row else {
+            return Ok(None);
+        };
+        hybridstore_core::check_range(&range, u64::try_from(len).unwrap_or(0))?;
+        Ok(Some(codec::bytes(part.unwrap_or_default())))
+    }
+
     pub(crate) async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>> {
         let row = sqlx::query(META_BY_KEY)
             .bind(key.as_bytes())

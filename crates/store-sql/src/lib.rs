@@ -348,6 +348,11 @@ impl KvStore for SqlStore {
         dispatch!(self, e => e.get(key).await).map_err(|e| e.with_operation("get"))
     }
 
+    async fn get_range(&self, key: &Key, range: std::ops::Range<u64>) -> Result<Option<Bytes>> {
+        dispatch!(self, e => e.get_range(key, range).await)
+            .map_err(|e| e.with_operation("get_range"))
+    }
+
     async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>> {
         dispatch!(self, e => e.head(key).await).map_err(|e| e.with_operation("head"))
     }

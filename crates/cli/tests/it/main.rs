@@ -107,8 +107,10 @@ fn ingest_export_verify_and_damage() {
         dir.path().join("out"),
         dir.path().join("data"),
     );
+    // a.html is large enough to be a chunk in a pack; the others stay inline.
+    let a_html = "<p>A</p>".repeat(1000);
     for (rel, body) in [
-        ("a.html", "A"),
+        ("a.html", a_html.as_str()),
         ("sub/b.css", "B"),
         ("sub/deeper/c.js", "C"),
     ] {
@@ -120,7 +122,7 @@ fn ingest_export_verify_and_damage() {
     let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(
         (report["files"].as_u64(), report["bytes"].as_u64()),
-        (Some(3), Some(3))
+        (Some(3), Some(8002))
     );
 
     assert_eq!(
@@ -132,13 +134,14 @@ fn ingest_export_verify_and_damage() {
     assert_eq!(code(&o), 0);
     assert!(stdout(&o).contains("verified 3 keys"), "{}", stdout(&o));
 
-    // Damage the value of "a.html" (first byte 'a' = 0x61): its last byte is the value's.
-    let record = data
-        .join("kv/objects/61")
-        .join(format!("k{}", hex_of(b".html")));
-    let mut bytes = std::fs::read(&record).unwrap();
-    *bytes.last_mut().unwrap() ^= 1;
-    std::fs::write(&record, bytes).unwrap();
+    // Damage a.html's chunk: the one pack file ends with a.html's blob, the 48-byte index
+    // entry and the 12-byte footer (see hybridstore-dedup's `pack` module).
+    let packs: Vec<_> = walk_files(&data.join("chunks/objects"));
+    assert_eq!(packs.len(), 1, "one pack expected: {packs:?}");
+    let mut bytes = std::fs::read(&packs[0]).unwrap();
+    let last_blob_byte = bytes.len() - 12 - 48 - 1;
+    bytes[last_blob_byte] ^= 1;
+    std::fs::write(&packs[0], bytes).unwrap();
     let o = hybridstore(&data, &["verify"]);
     assert_eq!(code(&o), 4, "damage is exit code 4");
     assert!(stdout(&o).contains("DAMAGED a.html"), "{}", stdout(&o));
@@ -152,8 +155,17 @@ fn ingest_export_verify_and_damage() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("is not a directory"));
 }
 
-fn hex_of(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
 }
 
 #[test]

@@ -225,6 +225,7 @@ fn config_file_values_and_errors() {
 async fn primary_mismatch_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = StorageConfig::with_data_dir(dir.path());
+    config.primary = PrimaryStore::File;
     let system = HybridStorageSystem::open(config.clone()).await.unwrap();
     system
         .kv()
@@ -266,19 +267,81 @@ fn primary_and_sql_url_from_config() {
     );
 }
 
-/// The full conformance suite through the facade's SQL primary.
-mod sql_primary_conformance {
+/// The full conformance suite through the facade with a file primary (and dedup).
+mod file_primary_conformance {
     use hybridstore::{HybridStorageSystem, PrimaryStore, StorageConfig};
     use hybridstore_core::conformance::Fixture;
 
     async fn fixture() -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let mut config = StorageConfig::with_data_dir(dir.path());
-        config.primary = PrimaryStore::Sql;
+        config.primary = PrimaryStore::File;
         let system = HybridStorageSystem::open(config).await.unwrap();
         Fixture::with_guard(system.kv().clone(), dir)
     }
     hybridstore_core::conformance_tests!(fixture);
+}
+
+/// Dedup through the facade: a second copy of a tree costs (almost) nothing, `stats` says
+/// so, garbage collection reclaims a deleted copy, and a data directory written one way
+/// refuses to open the other way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dedup_stats_gc_and_mode_mismatch() {
+    let base = tempfile::tempdir().unwrap();
+    let (src, data) = (base.path().join("src"), base.path().join("data"));
+    make_source(&src);
+    let config = StorageConfig::with_data_dir(&data);
+    assert!(config.dedup, "dedup is the default");
+    let system = HybridStorageSystem::open(config.clone()).await.unwrap();
+    system.ingest_dir(&src, "one/", |_| {}).await.unwrap();
+    let one = system.stats().await.unwrap().dedup.expect("dedup stats");
+    system.ingest_dir(&src, "two/", |_| {}).await.unwrap();
+    let two = system.stats().await.unwrap().dedup.expect("dedup stats");
+    assert_eq!(two.logical_bytes, 2 * one.logical_bytes);
+    assert_eq!(
+        two.pack_bytes, one.pack_bytes,
+        "the second copy adds no chunk bytes"
+    );
+    assert!(two.dedup_ratio > 1.9, "{two:?}");
+
+    for key in system
+        .kv()
+        .list_keys(hybridstore::core::KeyRange::prefix("one/"), None)
+        .await
+        .unwrap()
+    {
+        system.kv().delete(&key).await.unwrap();
+    }
+    let gc = system
+        .collect_garbage(&hybridstore::dedup::GcOptions::with_grace(
+            std::time::Duration::ZERO,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        gc.chunks_removed, 0,
+        "every chunk is still used by two/: {gc:?}"
+    );
+    assert!(system.verify(|_, _| {}).await.unwrap().is_clean());
+    drop(system);
+
+    let mut plain = config.clone();
+    plain.dedup = false;
+    let err = HybridStorageSystem::open(plain.clone()).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    let other = base.path().join("plain");
+    plain.data_dir = other.clone();
+    let system = HybridStorageSystem::open(plain).await.unwrap();
+    system
+        .kv()
+        .put(&Key::new("k").unwrap(), "v".into())
+        .await
+        .unwrap();
+    drop(system);
+    let err = HybridStorageSystem::open(StorageConfig::with_data_dir(&other))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
 }
 
 /// The full conformance suite through the facade's primary store.

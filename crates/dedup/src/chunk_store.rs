@@ -1,0 +1,676 @@
+//! The content-addressed chunk store: chunk blobs grouped into pack files on any `KvStore`,
+//! an in-memory index from chunk id to pack and offset, and group commit.
+//!
+//! **Write path.** Writers [`add`](ChunkStore::add) blobs to the one *open pack* (a memory
+//! buffer) and then [`commit`](ChunkStore::commit): the first writer to commit seals the open
+//! pack and writes it with one `put` of the backend (durable when it returns), while the
+//! others append to the next open pack; every writer whose chunks were in a sealed pack is
+//! released when its `put` returns. So concurrent writers share packs and `fsync`s, the way a
+//! database groups commits. A chunk already durable (or already in the open pack) is not
+//! stored again. **Invariant:** a writer writes the manifest that refers to a chunk only
+//! after `commit` returned `Ok`, so no crash can leave a manifest pointing at a chunk that
+//! is not durable.
+//!
+//! **Index.** Opening the store lists `packs/` and reads each pack's index from its footer
+//! (two range reads per pack). A pack whose footer or index is damaged is reported in
+//! [`OpenReport`] and skipped; its chunks read as missing, which fails their values with
+//! `Corrupted`.
+//!
+//! **Garbage collection** (see `DedupStore::collect_garbage`) runs while writers write: while
+//! it runs, every reuse of an existing chunk is recorded, and a pack is only swept when none
+//! of its chunks was referenced by a manifest at mark time or reused since, checked under the
+//! index lock at the moment the chunks are removed from the index.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use hybridstore_core::{Error, ErrorKind, Key, KeyRange, KvStore, Result};
+use serde::Serialize;
+
+use crate::chunk::{self, ChunkId};
+use crate::pack::{self, PackEntry};
+
+/// Key prefix of pack files in the backing store.
+pub const PACK_PREFIX: &str = "packs/";
+
+/// Default pack size at which a writer seals the open pack even if nobody else commits:
+/// 16 MiB, restic's default pack size since 0.14 (`--pack-size`).
+pub const DEFAULT_TARGET_PACK_SIZE: usize = 16 * 1024 * 1024;
+
+/// The outcome of writing one pack, shared by every writer waiting on it.
+#[derive(Debug, Default)]
+pub(crate) struct PackCommit {
+    result: OnceLock<std::result::Result<(), (ErrorKind, String)>>,
+}
+
+impl PackCommit {
+    fn outcome(&self) -> Option<Result<()>> {
+        self.result.get().map(|r| {
+            r.clone()
+                .map_err(|(kind, message)| Error::new(kind, message).with_operation("chunk commit"))
+        })
+    }
+}
+
+/// Where the index finds a chunk.
+#[derive(Clone, Debug)]
+enum Slot {
+    /// In a durable pack: `packs[pack].entries[entry]`.
+    Durable { pack: u32, entry: u32 },
+    /// In a pack being written; durable once `commit` has an `Ok` outcome.
+    Pending(Arc<PackCommit>),
+}
+
+/// A durable pack.
+#[derive(Debug)]
+pub(crate) struct PackInfo {
+    pub(crate) key: Key,
+    pub(crate) len: u64,
+    pub(crate) created: SystemTime,
+    pub(crate) entries: Vec<PackEntry>,
+}
+
+#[derive(Debug)]
+struct OpenPack {
+    number: u32,
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+    commit: Arc<PackCommit>,
+}
+
+#[derive(Debug)]
+struct State {
+    index: HashMap<ChunkId, Slot>,
+    packs: HashMap<u32, PackInfo>,
+    next_pack: u32,
+    open: OpenPack,
+    /// Chunks found already stored since garbage collection began (`None` when none runs).
+    reused: Option<HashSet<ChunkId>>,
+}
+
+impl State {
+    fn new_open(&mut self) -> OpenPack {
+        let number = self.next_pack;
+        self.next_pack = self.next_pack.wrapping_add(1);
+        OpenPack {
+            number,
+            buf: Vec::new(),
+            entries: Vec::new(),
+            commit: Arc::new(PackCommit::default()),
+        }
+    }
+}
+
+/// What opening a chunk store found.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct OpenReport {
+    /// Packs whose index was loaded.
+    pub packs: u64,
+    /// Packs that could not be read, with the reason; their chunks are unavailable.
+    pub damaged_packs: Vec<(String, String)>,
+}
+
+/// Size figures of a chunk store.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ChunkStoreStats {
+    /// Durable packs.
+    pub packs: u64,
+    /// Bytes of all packs (blobs, indexes, footers).
+    pub pack_bytes: u64,
+    /// Distinct chunks in the index.
+    pub chunks: u64,
+    /// Plaintext bytes of those chunks.
+    pub raw_bytes: u64,
+    /// Stored (blob) bytes of those chunks, headers included.
+    pub blob_bytes: u64,
+}
+
+/// Chunks to wait for: the commits of the packs holding them.
+#[derive(Debug, Default)]
+#[must_use = "chunks are durable only after ChunkStore::commit"]
+pub(crate) struct PendingChunks(Vec<Arc<PackCommit>>);
+
+impl PendingChunks {
+    /// Adds the commits of `other`.
+    pub(crate) fn absorb(&mut self, other: PendingChunks) {
+        for commit in &other.0 {
+            self.push(commit);
+        }
+    }
+
+    fn push(&mut self, commit: &Arc<PackCommit>) {
+        if !self.0.iter().any(|c| Arc::ptr_eq(c, commit)) {
+            self.0.push(commit.clone());
+        }
+    }
+}
+
+/// One chunk offered to [`ChunkStore::add`].
+pub(crate) struct NewChunk<'a> {
+    pub(crate) id: ChunkId,
+    pub(crate) data: &'a [u8],
+    /// The encoded blob, or `None` if the caller found the chunk stored and skipped
+    /// compressing it (`add` encodes it after all if it has gone since).
+    pub(crate) blob: Option<Vec<u8>>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    backend: Arc<dyn KvStore>,
+    state: Mutex<State>,
+    /// Held while a pack is sealed and written: packs are written one at a time, in order.
+    flush: tokio::sync::Mutex<()>,
+    /// Writers hold it shared from their first index lookup until their manifest is written;
+    /// garbage collection takes it exclusively for an instant to start recording reuse.
+    writers: tokio::sync::RwLock<()>,
+    target_pack_size: usize,
+    report: OpenReport,
+}
+
+/// A content-addressed chunk store on a `KvStore` (see the module docs). Cloning is cheap and
+/// shares the store.
+#[derive(Clone, Debug)]
+pub struct ChunkStore {
+    inner: Arc<Inner>,
+}
+
+impl ChunkStore {
+    /// Opens the chunk store kept in `backend` (packs under [`PACK_PREFIX`]), loading every
+    /// pack's index into memory (about 100 bytes per chunk).
+    ///
+    /// `target_pack_size` (bytes) is the size at which a writer seals the open pack itself.
+    ///
+    /// # Errors
+    /// Errors of listing the packs. Damaged packs do not fail the open; see
+    /// [`open_report`](Self::open_report).
+    pub async fn open(backend: Arc<dyn KvStore>, target_pack_size: usize) -> Result<ChunkStore> {
+        let listed: Vec<_> = backend
+            .scan_meta(KeyRange::prefix(PACK_PREFIX), None)
+            .try_collect()
+            .await?;
+        let loaded: Vec<(Key, Result<PackInfo>)> = futures::stream::iter(listed)
+            .map(|entry| {
+                let backend = backend.clone();
+                async move {
+                    let info = read_pack_index(backend.as_ref(), &entry.key, entry.meta.size)
+                        .await
+                        .map(|entries| PackInfo {
+                            key: entry.key.clone(),
+                            len: entry.meta.size,
+                            created: entry.meta.created,
+                            entries,
+                        });
+                    (entry.key, info)
+                }
+            })
+            .buffered(8)
+            .collect()
+            .await;
+        let mut report = OpenReport::default();
+        let mut index = HashMap::new();
+        let mut packs = HashMap::new();
+        let mut next_pack = 0u32;
+        for (key, info) in loaded {
+            match info {
+                Ok(info) => {
+                    for (i, e) in info.entries.iter().enumerate() {
+                        index.entry(e.id).or_insert(Slot::Durable {
+                            pack: next_pack,
+                            entry: i as u32,
+                        });
+                    }
+                    packs.insert(next_pack, info);
+                    next_pack += 1;
+                    report.packs += 1;
+                }
+                Err(e) if e.kind() == ErrorKind::Corrupted => {
+                    tracing::warn!(pack = %key, error = %e, "damaged pack: its chunks are unavailable");
+                    report.damaged_packs.push((key.to_string(), e.to_string()));
+                }
+                Err(e) => return Err(e.with_context("pack", key)),
+            }
+        }
+        let mut state = State {
+            index,
+            packs,
+            next_pack,
+            open: OpenPack {
+                number: 0,
+                buf: Vec::new(),
+                entries: Vec::new(),
+                commit: Arc::default(),
+            },
+            reused: None,
+        };
+        state.open = state.new_open();
+        Ok(ChunkStore {
+            inner: Arc::new(Inner {
+                backend,
+                state: Mutex::new(state),
+                flush: tokio::sync::Mutex::new(()),
+                writers: tokio::sync::RwLock::new(()),
+                target_pack_size: target_pack_size.max(1),
+                report,
+            }),
+        })
+    }
+
+    /// What [`open`](Self::open) found.
+    pub fn open_report(&self) -> &OpenReport {
+        &self.inner.report
+    }
+
+    /// The store holding the packs.
+    pub fn backend(&self) -> &Arc<dyn KvStore> {
+        &self.inner.backend
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the index half-updated in a way later
+        // calls rely on (every update is a whole insert or remove), so poisoning is ignored.
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Writers hold this from their first lookup until their manifest is written.
+    pub(crate) async fn writer(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.inner.writers.read().await
+    }
+
+    /// Whether `id` is stored or being stored (callers skip compressing such chunks).
+    pub(crate) fn contains(&self, id: &ChunkId) -> bool {
+        self.state().index.contains_key(id)
+    }
+
+    /// Adds chunks not yet stored to the open pack and returns the commits to wait for.
+    /// Chunks already durable are recorded as reused (for a running garbage collection).
+    pub(crate) fn add<'a>(&self, chunks: impl IntoIterator<Item = NewChunk<'a>>) -> PendingChunks {
+        let mut pending = PendingChunks::default();
+        let mut state = self.state();
+        let state = &mut *state;
+        for chunk in chunks {
+            match state.index.get(&chunk.id) {
+                Some(Slot::Durable { .. }) => {
+                    if let Some(reused) = &mut state.reused {
+                        reused.insert(chunk.id);
+                    }
+                }
+                Some(Slot::Pending(commit)) => pending.push(commit),
+                None => {
+                    let blob = chunk.blob.unwrap_or_else(|| chunk::encode_blob(chunk.data));
+                    let open = &mut state.open;
+                    open.entries.push(PackEntry {
+                        id: chunk.id,
+                        offset: open.buf.len() as u64,
+                        blob_len: blob.len() as u32,
+                        raw_len: chunk.data.len() as u32,
+                    });
+                    open.buf.extend_from_slice(&blob);
+                    state
+                        .index
+                        .insert(chunk.id, Slot::Pending(open.commit.clone()));
+                    pending.push(&open.commit);
+                }
+            }
+        }
+        pending
+    }
+
+    /// Whether the open pack has reached the target size (streaming writers commit then, so
+    /// a large value never sits whole in memory).
+    pub(crate) fn open_pack_is_full(&self) -> bool {
+        self.state().open.buf.len() >= self.inner.target_pack_size
+    }
+
+    /// Waits until every chunk in `pending` is durable, writing packs as needed.
+    ///
+    /// # Errors
+    /// The backend's error if a pack holding one of the chunks could not be written; those
+    /// chunks are then forgotten (a later `add` stores them again).
+    pub(crate) async fn commit(&self, pending: PendingChunks) -> Result<()> {
+        for commit in pending.0 {
+            loop {
+                if let Some(outcome) = commit.outcome() {
+                    outcome?;
+                    break;
+                }
+                // The flush runs in its own task, so a caller that gives up (a dropped
+                // future) cannot leave a sealed pack half-recorded.
+                let store = self.clone();
+                let target = commit.clone();
+                tokio::spawn(async move { store.flush_pack_of(&target).await })
+                    .await
+                    .map_err(|e| Error::backend(format!("pack writer task failed: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Seals the open pack if it is `target`'s and writes it.
+    async fn flush_pack_of(&self, target: &Arc<PackCommit>) {
+        let _flush = self.inner.flush.lock().await;
+        if target.result.get().is_some() {
+            return; // another writer flushed it while we waited
+        }
+        let (number, buf, entries, commit) = {
+            let mut state = self.state();
+            if !Arc::ptr_eq(&state.open.commit, target) {
+                // Packs are sealed only under `flush` and get their outcome before it is
+                // released, so a pending commit is always the open pack's.
+                let _ = target.result.set(Err((
+                    ErrorKind::Backend,
+                    "internal: pending chunk commit is not the open pack".into(),
+                )));
+                return;
+            }
+            let fresh = state.new_open();
+            let sealed = std::mem::replace(&mut state.open, fresh);
+            (sealed.number, sealed.buf, sealed.entries, sealed.commit)
+        };
+        let written = self.write_pack(buf, &entries).await;
+        let mut state = self.state();
+        let outcome = match written {
+            Ok((key, len, created)) => {
+                for (i, e) in entries.iter().enumerate() {
+                    if matches!(state.index.get(&e.id), Some(Slot::Pending(c)) if Arc::ptr_eq(c, &commit))
+                    {
+                        state.index.insert(
+                            e.id,
+                            Slot::Durable {
+                                pack: number,
+                                entry: i as u32,
+                            },
+                        );
+                    }
+                }
+                state.packs.insert(
+                    number,
+                    PackInfo {
+                        key,
+                        len,
+                        created,
+                        entries,
+                    },
+                );
+                Ok(())
+            }
+            Err(e) => {
+                for e in &entries {
+                    if matches!(state.index.get(&e.id), Some(Slot::Pending(c)) if Arc::ptr_eq(c, &commit))
+                    {
+                        state.index.remove(&e.id);
+                    }
+                }
+                Err((e.kind(), e.to_string()))
+            }
+        };
+        let _ = commit.result.set(outcome);
+    }
+
+    /// Writes `blobs` + index + footer as a new pack; returns its key, length and time.
+    async fn write_pack(
+        &self,
+        mut buf: Vec<u8>,
+        entries: &[PackEntry],
+    ) -> Result<(Key, u64, SystemTime)> {
+        pack::finish(&mut buf, entries);
+        let key = Key::new(format!("{PACK_PREFIX}{:032x}", rand::random::<u128>()))?;
+        let len = buf.len() as u64;
+        let meta = self.inner.backend.put(&key, Bytes::from(buf)).await?;
+        tracing::debug!(pack = %key, bytes = len, chunks = entries.len(), "pack written");
+        Ok((key, len, meta.created))
+    }
+
+    /// The plaintext of chunk `id`, checked against its SHA-256.
+    ///
+    /// # Errors
+    /// `Corrupted` if the chunk is not in the store (a manifest refers to a chunk that was
+    /// lost) or its blob is damaged; backend errors.
+    pub async fn read(&self, id: &ChunkId) -> Result<Bytes> {
+        // At most one retry: garbage collection may move a live chunk to a new pack between
+        // the lookup and the read.
+        let mut previous: Option<(Key, u64)> = None;
+        loop {
+            let (key, entry) = {
+                let state = self.state();
+                match state.index.get(id) {
+                    Some(Slot::Durable { pack, entry }) => match state.packs.get(pack) {
+                        Some(info) => (info.key.clone(), info.entries[*entry as usize]),
+                        None => return Err(missing(id)),
+                    },
+                    _ => return Err(missing(id)),
+                }
+            };
+            if previous.as_ref() == Some(&(key.clone(), entry.offset)) {
+                return Err(Error::corrupted(format!("chunk {id}: its pack is missing"))
+                    .with_context("pack", key));
+            }
+            let range = entry.offset..entry.offset + u64::from(entry.blob_len);
+            match self.inner.backend.get_range(&key, range).await {
+                Ok(Some(blob)) => {
+                    return chunk::decode_blob(id, entry.raw_len, &blob)
+                        .map_err(|e| e.with_context("pack", &key));
+                }
+                Ok(None) => previous = Some((key, entry.offset)),
+                Err(e) => return Err(e.with_context("pack", key)),
+            }
+        }
+    }
+
+    /// Size figures.
+    pub fn stats(&self) -> ChunkStoreStats {
+        let state = self.state();
+        let mut stats = ChunkStoreStats {
+            packs: state.packs.len() as u64,
+            pack_bytes: state.packs.values().map(|p| p.len).sum(),
+            ..ChunkStoreStats::default()
+        };
+        for slot in state.index.values() {
+            if let Slot::Durable { pack, entry } = slot
+                && let Some(info) = state.packs.get(pack)
+            {
+                let e = &info.entries[*entry as usize];
+                stats.chunks += 1;
+                stats.raw_bytes += u64::from(e.raw_len);
+                stats.blob_bytes += u64::from(e.blob_len);
+            }
+        }
+        stats
+    }
+
+    /// Where the durable chunk `id` is: its pack's key in the backend and the byte range of
+    /// its blob in that pack's value; `None` if the chunk is not durably stored. For tools
+    /// and tests that inspect or damage packs on purpose.
+    pub fn locate(&self, id: &ChunkId) -> Option<(Key, std::ops::Range<u64>)> {
+        let state = self.state();
+        match state.index.get(id)? {
+            Slot::Durable { pack, entry } => state.packs.get(pack).map(|p| {
+                let e = &p.entries[*entry as usize];
+                (p.key.clone(), e.offset..e.offset + u64::from(e.blob_len))
+            }),
+            Slot::Pending(_) => None,
+        }
+    }
+
+    /// Plaintext and blob length of a durable chunk, if stored.
+    pub(crate) fn chunk_sizes(&self, id: &ChunkId) -> Option<(u32, u32)> {
+        let state = self.state();
+        match state.index.get(id)? {
+            Slot::Durable { pack, entry } => state
+                .packs
+                .get(pack)
+                .map(|p| &p.entries[*entry as usize])
+                .map(|e| (e.raw_len, e.blob_len)),
+            Slot::Pending(_) => None,
+        }
+    }
+
+    // ---- garbage collection support (driven by `DedupStore::collect_garbage`) ----
+
+    /// Starts recording reuse. Waits for writers in flight (whose lookups were not recorded)
+    /// to finish, then returns the numbers of the packs that exist now.
+    pub(crate) async fn begin_collection(&self) -> Vec<u32> {
+        let _exclusive = self.inner.writers.write().await;
+        let mut state = self.state();
+        state.reused = Some(HashSet::new());
+        let mut packs: Vec<u32> = state.packs.keys().copied().collect();
+        packs.sort_unstable();
+        packs
+    }
+
+    /// Stops recording reuse.
+    pub(crate) fn end_collection(&self) {
+        self.state().reused = None;
+    }
+
+    /// The pack's key, creation time and the entries the index resolves to it, split by
+    /// whether `live` holds them (or they were reused since collection began).
+    pub(crate) fn classify_pack(
+        &self,
+        number: u32,
+        live: &HashSet<ChunkId>,
+    ) -> Option<PackClassification> {
+        let state = self.state();
+        let info = state.packs.get(&number)?;
+        let reused = state.reused.as_ref();
+        let mut out = PackClassification {
+            key: info.key.clone(),
+            created: info.created,
+            pack_bytes: info.len,
+            live: Vec::new(),
+            dead: Vec::new(),
+        };
+        for (i, e) in info.entries.iter().enumerate() {
+            let owned_here = matches!(state.index.get(&e.id),
+                Some(Slot::Durable { pack, entry }) if *pack == number && *entry == i as u32);
+            if owned_here && (live.contains(&e.id) || reused.is_some_and(|r| r.contains(&e.id))) {
+                out.live.push(*e);
+            } else {
+                out.dead.push(*e);
+            }
+        }
+        Some(out)
+    }
+
+    /// Reads a blob for copying, checking it decodes to its id.
+    pub(crate) async fn read_blob(&self, key: &Key, entry: &PackEntry) -> Result<Vec<u8>> {
+        let range = entry.offset..entry.offset + u64::from(entry.blob_len);
+        let blob = self
+            .inner
+            .backend
+            .get_range(key, range)
+            .await?
+            .ok_or_else(|| Error::corrupted("pack vanished while being collected"))?;
+        chunk::decode_blob(&entry.id, entry.raw_len, &blob)?;
+        Ok(blob.to_vec())
+    }
+
+    /// Writes `blobs` (copies of live chunks) as a new durable pack outside the open pack,
+    /// then points the index at them where it still points at `old_pack`.
+    pub(crate) async fn write_copies(
+        &self,
+        old_pack: u32,
+        blobs: Vec<(PackEntry, Vec<u8>)>,
+    ) -> Result<()> {
+        let mut buf = Vec::new();
+        let mut entries = Vec::with_capacity(blobs.len());
+        for (e, blob) in blobs {
+            entries.push(PackEntry {
+                offset: buf.len() as u64,
+                ..e
+            });
+            buf.extend_from_slice(&blob);
+        }
+        let (key, len, created) = self.write_pack(buf, &entries).await?;
+        let mut state = self.state();
+        let number = state.next_pack;
+        state.next_pack = state.next_pack.wrapping_add(1);
+        for (i, e) in entries.iter().enumerate() {
+            if matches!(state.index.get(&e.id), Some(Slot::Durable { pack, .. }) if *pack == old_pack)
+            {
+                state.index.insert(
+                    e.id,
+                    Slot::Durable {
+                        pack: number,
+                        entry: i as u32,
+                    },
+                );
+            }
+        }
+        state.packs.insert(
+            number,
+            PackInfo {
+                key,
+                len,
+                created,
+                entries,
+            },
+        );
+        Ok(())
+    }
+
+    /// Drops pack `number` from the index unless one of its chunks is still resolved to it
+    /// and was reused since `classify_pack`, or is in `live`. Returns the pack's key if it
+    /// may now be deleted.
+    pub(crate) fn retire_pack(&self, number: u32, live: &HashSet<ChunkId>) -> Option<Key> {
+        let mut state = self.state();
+        let state = &mut *state;
+        let info = state.packs.get(&number)?;
+        let still_needed = info.entries.iter().enumerate().any(|(i, e)| {
+            let owned_here = matches!(state.index.get(&e.id),
+                Some(Slot::Durable { pack, entry }) if *pack == number && *entry == i as u32);
+            owned_here
+                && (live.contains(&e.id)
+                    || state.reused.as_ref().is_some_and(|r| r.contains(&e.id)))
+        });
+        if still_needed {
+            return None;
+        }
+        let info = state.packs.remove(&number)?;
+        for e in &info.entries {
+            if matches!(state.index.get(&e.id), Some(Slot::Durable { pack, .. }) if *pack == number)
+            {
+                state.index.remove(&e.id);
+            }
+        }
+        Some(info.key)
+    }
+}
+
+/// A pack's chunks split for garbage collection.
+#[derive(Debug)]
+pub(crate) struct PackClassification {
+    pub(crate) key: Key,
+    pub(crate) created: SystemTime,
+    pub(crate) pack_bytes: u64,
+    pub(crate) live: Vec<PackEntry>,
+    pub(crate) dead: Vec<PackEntry>,
+}
+
+fn missing(id: &ChunkId) -> Error {
+    Error::corrupted(format!("chunk {id} is not in the chunk store"))
+}
+
+/// Reads the index of the pack `key` of `len` bytes from its footer.
+async fn read_pack_index(backend: &dyn KvStore, key: &Key, len: u64) -> Result<Vec<PackEntry>> {
+    let footer_len = pack::FOOTER_LEN as u64;
+    if len < footer_len {
+        return Err(Error::corrupted("pack is shorter than its footer"));
+    }
+    let footer = backend
+        .get_range(key, len - footer_len..len)
+        .await?
+        .ok_or_else(|| Error::not_found("pack vanished while opening"))?;
+    let (count, crc) = pack::parse_footer(&footer, len)?;
+    let index_start = len - footer_len - (count * pack::ENTRY_LEN) as u64;
+    let index = backend
+        .get_range(key, index_start..len - footer_len)
+        .await?
+        .ok_or_else(|| Error::not_found("pack vanished while opening"))?;
+    pack::parse_index(&index, crc, index_start)
+}
