@@ -193,7 +193,9 @@ fn configuration_from_environment_and_file() {
         .output()
         .unwrap();
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(data.join("kv/FORMAT").exists());
+    // The default embedded stack: SQLite for keys and manifests, a FileStore for chunk packs.
+    assert!(data.join("kv.db").exists());
+    assert!(data.join("chunks/FORMAT").exists());
 
     let config = dir.path().join("bad.toml");
     std::fs::write(&config, "io_concurrency = \"many\"\n").unwrap();

@@ -155,9 +155,12 @@ async fn verify_names_every_damaged_key() {
     let data = base.path().join("data");
     let src = base.path().join("src");
     make_source(&src);
-    let system = HybridStorageSystem::open(StorageConfig::with_data_dir(&data))
-        .await
-        .unwrap();
+    // Whole values in FileStore records, so the test can damage them by path (damage under
+    // dedup is tested in hybridstore-dedup and the CLI tests).
+    let mut config = StorageConfig::with_data_dir(&data);
+    config.primary = PrimaryStore::File;
+    config.dedup = false;
+    let system = HybridStorageSystem::open(config).await.unwrap();
     system.ingest_dir(&src, "", |_| {}).await.unwrap();
     assert!(system.verify(|_, _| {}).await.unwrap().is_clean());
 
@@ -254,11 +257,11 @@ fn primary_and_sql_url_from_config() {
     let config = StorageConfig::load(Some(&file)).unwrap();
     assert_eq!(config.primary, PrimaryStore::Sql);
     assert_eq!(config.sql_url.as_deref(), Some("sqlite::memory:"));
-    std::fs::write(&file, "sql_url = \"sqlite::memory:\"\n").unwrap();
+    std::fs::write(&file, "primary = \"file\"\nsql_url = \"sqlite::memory:\"\n").unwrap();
     assert_eq!(
         StorageConfig::load(Some(&file)).unwrap_err().kind(),
         ErrorKind::InvalidInput,
-        "sql_url without primary = sql is a mistake, not silently ignored"
+        "sql_url with primary = file is a mistake, not silently ignored"
     );
     std::fs::write(&file, "primary = \"lance\"\n").unwrap();
     assert_eq!(
