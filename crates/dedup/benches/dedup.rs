@@ -136,7 +136,7 @@ fn benches(c: &mut Criterion) {
     group.bench_function(BenchmarkId::from_parameter("pipeline"), |b| {
         b.to_async(&rt).iter_batched(
             || {
-                let store = rt.block_on(DedupStore::open(
+                let store = futures::executor::block_on(DedupStore::open(
                     MemoryStore::new(),
                     Arc::new(MemoryStore::new()),
                     DedupOptions::default(),
