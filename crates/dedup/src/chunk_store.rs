@@ -92,6 +92,29 @@ struct State {
 }
 
 impl State {
+    /// Records a durable pack and points the index at each of its chunks whose current slot
+    /// `claim` accepts.
+    fn install_pack(&mut self, number: u32, info: PackInfo, claim: impl Fn(&Slot) -> bool) {
+        for (i, e) in info.entries.iter().enumerate() {
+            if self.index.get(&e.id).is_some_and(&claim) {
+                self.index.insert(
+                    e.id,
+                    Slot::Durable {
+                        pack: number,
+                        entry: i as u32,
+                    },
+                );
+            }
+        }
+        self.packs.insert(number, info);
+    }
+
+    /// Whether the index resolves entry `entry` of pack `number` (chunk `id`) to that copy.
+    fn resolves_to(&self, id: &ChunkId, number: u32, entry: usize) -> bool {
+        matches!(self.index.get(id),
+            Some(Slot::Durable { pack, entry: e }) if *pack == number && *e as usize == entry)
+    }
+
     fn new_open(&mut self) -> OpenPack {
         let number = self.next_pack;
         self.next_pack = self.next_pack.wrapping_add(1);
@@ -376,26 +399,16 @@ impl ChunkStore {
         let mut state = self.state();
         let outcome = match written {
             Ok((key, len, created)) => {
-                for (i, e) in entries.iter().enumerate() {
-                    if matches!(state.index.get(&e.id), Some(Slot::Pending(c)) if Arc::ptr_eq(c, &commit))
-                    {
-                        state.index.insert(
-                            e.id,
-                            Slot::Durable {
-                                pack: number,
-                                entry: i as u32,
-                            },
-                        );
-                    }
-                }
-                state.packs.insert(
+                let info = PackInfo {
+                    key,
+                    len,
+                    created,
+                    entries,
+                };
+                state.install_pack(
                     number,
-                    PackInfo {
-                        key,
-                        len,
-                        created,
-                        entries,
-                    },
+                    info,
+                    |slot| matches!(slot, Slot::Pending(c) if Arc::ptr_eq(c, &commit)),
                 );
                 Ok(())
             }
@@ -546,9 +559,9 @@ impl ChunkStore {
             dead: Vec::new(),
         };
         for (i, e) in info.entries.iter().enumerate() {
-            let owned_here = matches!(state.index.get(&e.id),
-                Some(Slot::Durable { pack, entry }) if *pack == number && *entry == i as u32);
-            if owned_here && (live.contains(&e.id) || reused.is_some_and(|r| r.contains(&e.id))) {
+            if state.resolves_to(&e.id, number, i)
+                && (live.contains(&e.id) || reused.is_some_and(|r| r.contains(&e.id)))
+            {
                 out.live.push(*e);
             } else {
                 out.dead.push(*e);
@@ -590,26 +603,16 @@ impl ChunkStore {
         let mut state = self.state();
         let number = state.next_pack;
         state.next_pack = state.next_pack.wrapping_add(1);
-        for (i, e) in entries.iter().enumerate() {
-            if matches!(state.index.get(&e.id), Some(Slot::Durable { pack, .. }) if *pack == old_pack)
-            {
-                state.index.insert(
-                    e.id,
-                    Slot::Durable {
-                        pack: number,
-                        entry: i as u32,
-                    },
-                );
-            }
-        }
-        state.packs.insert(
+        let info = PackInfo {
+            key,
+            len,
+            created,
+            entries,
+        };
+        state.install_pack(
             number,
-            PackInfo {
-                key,
-                len,
-                created,
-                entries,
-            },
+            info,
+            |slot| matches!(slot, Slot::Durable { pack, .. } if *pack == old_pack),
         );
         Ok(())
     }
@@ -622,9 +625,7 @@ impl ChunkStore {
         let state = &mut *state;
         let info = state.packs.get(&number)?;
         let still_needed = info.entries.iter().enumerate().any(|(i, e)| {
-            let owned_here = matches!(state.index.get(&e.id),
-                Some(Slot::Durable { pack, entry }) if *pack == number && *entry == i as u32);
-            owned_here
+            state.resolves_to(&e.id, number, i)
                 && (live.contains(&e.id)
                     || state.reused.as_ref().is_some_and(|r| r.contains(&e.id)))
         });
