@@ -107,6 +107,7 @@ impl TransferReport {
     }
 }
 
+#[derive(Clone)]
 struct SourceFile {
     path: PathBuf,
     key: Key,
@@ -224,6 +225,19 @@ fn group_into_batches(files: Vec<SourceFile>) -> Vec<Vec<SourceFile>> {
     batches
 }
 
+/// Files read per blocking task during an ingest.
+const READ_GROUP_FILES: usize = 16;
+
+/// Reads one source file with its guessed content type.
+fn read_source(file: SourceFile) -> (SourceFile, Result<(Bytes, PutOptions)>) {
+    let value = std::fs::read(&file.path)
+        .map_err(|e| Error::from(e).with_context("path", file.path.display()));
+    let options = crate::guess_content_type(&file.path)
+        .map(PutOptions::with_content_type)
+        .unwrap_or_default();
+    (file, value.map(|v| (Bytes::from(v), options)))
+}
+
 /// Reads the files of one batch and stores them in one write batch. If the batch fails, the
 /// files are stored one by one, so each failure is reported against its own file.
 async fn ingest_batch(
@@ -235,17 +249,30 @@ async fn ingest_batch(
         path: file.path.display().to_string(),
         message: e.to_string(),
     };
-    let read: Vec<(SourceFile, Result<(Bytes, PutOptions)>)> = stream::iter(files)
-        .map(|file| async move {
-            let value = tokio::fs::read(&file.path)
+    // Small files are read a group at a time on one blocking thread: a blocking-pool hop per
+    // file costs about as much as reading a typical 12 KB file from the page cache.
+    let mut groups: Vec<Vec<SourceFile>> = Vec::new();
+    for file in files {
+        match groups.last_mut() {
+            Some(g) if g.len() < READ_GROUP_FILES => g.push(file),
+            _ => groups.push(vec![file]),
+        }
+    }
+    let read: Vec<(SourceFile, Result<(Bytes, PutOptions)>)> = stream::iter(groups)
+        .map(|group| async move {
+            let kept = group.clone();
+            tokio::task::spawn_blocking(move || group.into_iter().map(read_source).collect())
                 .await
-                .map_err(|e| Error::from(e).with_context("path", file.path.display()));
-            let options = crate::guess_content_type(&file.path)
-                .map(PutOptions::with_content_type)
-                .unwrap_or_default();
-            (file, value.map(|v| (Bytes::from(v), options)))
+                .unwrap_or_else(|e| {
+                    // The reader panicked: report each of its files as failed.
+                    let message = format!("file reader task failed: {e}");
+                    kept.into_iter()
+                        .map(|f| (f, Err(Error::backend(message.clone()))))
+                        .collect::<Vec<_>>()
+                })
         })
-        .buffered(read_concurrency)
+        .buffered(read_concurrency.div_ceil(READ_GROUP_FILES).max(2))
+        .flat_map(stream::iter)
         .collect()
         .await;
     let mut batch = hybridstore_core::WriteBatch::new();
