@@ -4,7 +4,7 @@
 //! [`StorageConfig`] asks for under one data directory and offers the whole-system operations
 //! (ingest of a directory tree, export, verify, stats). The building blocks are re-exported:
 //! [`core`] (the `KvStore` trait, errors, `MemoryStore`, tenant namespaces) and, behind the
-//! default `file` feature, [`file`] (`FileStore`), and behind the default `sql` feature,
+//! default `file` feature, [`file`](mod@file) (`FileStore`), and behind the default `sql` feature,
 //! [`sql`] (`SqlStore` on SQLite; PostgreSQL with the `postgres` feature), and [`dedup`]
 //! (`DedupStore`, chunking, garbage collection). The primary store is chosen by
 //! [`StorageConfig::primary`]; by default values go through the dedup layer

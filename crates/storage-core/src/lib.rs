@@ -1,7 +1,7 @@
 //! The core of hybridstore: the [`KvStore`] trait every backend and layer implements, its
 //! types ([`Key`], [`KeyRange`], [`ObjectMeta`], [`WriteBatch`]), the one [`Error`] type,
 //! the in-memory reference store [`MemoryStore`], the tenant layer [`Namespaced`], and — behind
-//! the `testing` feature — the [`conformance`] suite that every backend and layer runs.
+//! the `testing` feature — the `conformance` suite that every backend and layer runs.
 //!
 //! This crate has no storage engine of its own and depends on none: backends live in their own
 //! crates (`hybridstore-file`, `hybridstore-sql`, …) and the `hybridstore` facade composes them.

@@ -120,7 +120,7 @@ pub struct StoreStats {
 /// a `KvStore`. The trait is object safe: `Arc<dyn KvStore>` is the usual currency.
 ///
 /// # Behaviour every implementation guarantees
-/// (checked by [`conformance`](crate::conformance) for every backend and layer)
+/// (checked by `conformance` for every backend and layer)
 /// - **Keys** are validated by [`Key`]; a store may accept shorter keys only
 ///   ([`Capabilities::max_key_len`]) and returns `InvalidInput` beyond that.
 /// - **Reads see writes**: once `put`, `delete` or `write_batch` returns `Ok`, every later
