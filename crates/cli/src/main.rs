@@ -364,8 +364,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             }
         }
         Command::Gc { grace } => {
-            let mut options = hybridstore::dedup::GcOptions::default();
-            options.grace = grace;
+            let options = hybridstore::dedup::GcOptions::with_grace(grace);
             let report = system.collect_garbage(&options).await?;
             if ui.json {
                 ui.print_json(&report)?;

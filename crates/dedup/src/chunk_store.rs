@@ -75,7 +75,6 @@ pub(crate) struct PackInfo {
 
 #[derive(Debug)]
 struct OpenPack {
-    number: u32,
     buf: Vec<u8>,
     entries: Vec<PackEntry>,
     commit: Arc<PackCommit>,
@@ -92,11 +91,29 @@ struct State {
 }
 
 impl State {
+    fn new() -> State {
+        State {
+            index: HashMap::new(),
+            packs: HashMap::new(),
+            next_pack: 0,
+            open: OpenPack::new(),
+            reused: None,
+        }
+    }
+
+    /// A pack number not used before in this process.
+    fn take_pack_number(&mut self) -> u32 {
+        let number = self.next_pack;
+        self.next_pack = self.next_pack.wrapping_add(1);
+        number
+    }
+
     /// Records a durable pack and points the index at each of its chunks whose current slot
-    /// `claim` accepts.
-    fn install_pack(&mut self, number: u32, info: PackInfo, claim: impl Fn(&Slot) -> bool) {
+    /// (`None` if the chunk is not indexed) `claim` accepts.
+    fn install_pack(&mut self, info: PackInfo, claim: impl Fn(Option<&Slot>) -> bool) {
+        let number = self.take_pack_number();
         for (i, e) in info.entries.iter().enumerate() {
-            if self.index.get(&e.id).is_some_and(&claim) {
+            if claim(self.index.get(&e.id)) {
                 self.index.insert(
                     e.id,
                     Slot::Durable {
@@ -109,17 +126,43 @@ impl State {
         self.packs.insert(number, info);
     }
 
+    /// The durable copy of chunk `id`: its pack and index entry.
+    fn durable_entry(&self, id: &ChunkId) -> Option<(&PackInfo, &PackEntry)> {
+        match self.index.get(id)? {
+            Slot::Durable { pack, entry } => {
+                let info = self.packs.get(pack)?;
+                Some((info, &info.entries[*entry as usize]))
+            }
+            Slot::Pending(_) => None,
+        }
+    }
+
+    /// Adds up the durable chunks among `ids` and counts the others.
+    fn sum_sizes<'a>(&self, ids: impl IntoIterator<Item = &'a ChunkId>) -> ChunkSizes {
+        let mut sizes = ChunkSizes::default();
+        for id in ids {
+            match self.durable_entry(id) {
+                Some((_, e)) => {
+                    sizes.chunks += 1;
+                    sizes.raw_bytes += u64::from(e.raw_len);
+                    sizes.blob_bytes += u64::from(e.blob_len);
+                }
+                None => sizes.missing += 1,
+            }
+        }
+        sizes
+    }
+
     /// Whether the index resolves entry `entry` of pack `number` (chunk `id`) to that copy.
     fn resolves_to(&self, id: &ChunkId, number: u32, entry: usize) -> bool {
         matches!(self.index.get(id),
             Some(Slot::Durable { pack, entry: e }) if *pack == number && *e as usize == entry)
     }
+}
 
-    fn new_open(&mut self) -> OpenPack {
-        let number = self.next_pack;
-        self.next_pack = self.next_pack.wrapping_add(1);
+impl OpenPack {
+    fn new() -> OpenPack {
         OpenPack {
-            number,
             buf: Vec::new(),
             entries: Vec::new(),
             commit: Arc::new(PackCommit::default()),
@@ -149,6 +192,15 @@ pub struct ChunkStoreStats {
     pub raw_bytes: u64,
     /// Stored (blob) bytes of those chunks, headers included.
     pub blob_bytes: u64,
+}
+
+/// What [`ChunkStore::sizes_of`] adds up.
+#[derive(Debug, Default)]
+pub(crate) struct ChunkSizes {
+    pub(crate) chunks: u64,
+    pub(crate) raw_bytes: u64,
+    pub(crate) blob_bytes: u64,
+    pub(crate) missing: u64,
 }
 
 /// Chunks to wait for: the commits of the packs holding them.
@@ -233,20 +285,13 @@ impl ChunkStore {
             .collect()
             .await;
         let mut report = OpenReport::default();
-        let mut index = HashMap::new();
-        let mut packs = HashMap::new();
-        let mut next_pack = 0u32;
+        let mut state = State::new();
         for (key, info) in loaded {
             match info {
                 Ok(info) => {
-                    for (i, e) in info.entries.iter().enumerate() {
-                        index.entry(e.id).or_insert(Slot::Durable {
-                            pack: next_pack,
-                            entry: i as u32,
-                        });
-                    }
-                    packs.insert(next_pack, info);
-                    next_pack += 1;
+                    // A chunk in two packs (a crash during garbage collection) is read from
+                    // the first; the other copy is garbage.
+                    state.install_pack(info, |slot| slot.is_none());
                     report.packs += 1;
                 }
                 Err(e) if e.kind() == ErrorKind::Corrupted => {
@@ -256,19 +301,6 @@ impl ChunkStore {
                 Err(e) => return Err(e.with_context("pack", key)),
             }
         }
-        let mut state = State {
-            index,
-            packs,
-            next_pack,
-            open: OpenPack {
-                number: 0,
-                buf: Vec::new(),
-                entries: Vec::new(),
-                commit: Arc::default(),
-            },
-            reused: None,
-        };
-        state.open = state.new_open();
         Ok(ChunkStore {
             inner: Arc::new(Inner {
                 backend,
@@ -380,7 +412,7 @@ impl ChunkStore {
         if target.result.get().is_some() {
             return; // another writer flushed it while we waited
         }
-        let (number, buf, entries, commit) = {
+        let (buf, entries, commit) = {
             let mut state = self.state();
             if !Arc::ptr_eq(&state.open.commit, target) {
                 // Packs are sealed only under `flush` and get their outcome before it is
@@ -391,31 +423,21 @@ impl ChunkStore {
                 )));
                 return;
             }
-            let fresh = state.new_open();
-            let sealed = std::mem::replace(&mut state.open, fresh);
-            (sealed.number, sealed.buf, sealed.entries, sealed.commit)
+            let sealed = std::mem::replace(&mut state.open, OpenPack::new());
+            (sealed.buf, sealed.entries, sealed.commit)
         };
         let written = self.write_pack(buf, &entries).await;
+        let ours =
+            |slot: Option<&Slot>| matches!(slot, Some(Slot::Pending(c)) if Arc::ptr_eq(c, &commit));
         let mut state = self.state();
         let outcome = match written {
-            Ok((key, len, created)) => {
-                let info = PackInfo {
-                    key,
-                    len,
-                    created,
-                    entries,
-                };
-                state.install_pack(
-                    number,
-                    info,
-                    |slot| matches!(slot, Slot::Pending(c) if Arc::ptr_eq(c, &commit)),
-                );
+            Ok(info) => {
+                state.install_pack(info, ours);
                 Ok(())
             }
             Err(e) => {
                 for e in &entries {
-                    if matches!(state.index.get(&e.id), Some(Slot::Pending(c)) if Arc::ptr_eq(c, &commit))
-                    {
+                    if ours(state.index.get(&e.id)) {
                         state.index.remove(&e.id);
                     }
                 }
@@ -425,18 +447,19 @@ impl ChunkStore {
         let _ = commit.result.set(outcome);
     }
 
-    /// Writes `blobs` + index + footer as a new pack; returns its key, length and time.
-    async fn write_pack(
-        &self,
-        mut buf: Vec<u8>,
-        entries: &[PackEntry],
-    ) -> Result<(Key, u64, SystemTime)> {
+    /// Writes `blobs` + index + footer as a new durable pack and describes it.
+    async fn write_pack(&self, mut buf: Vec<u8>, entries: &[PackEntry]) -> Result<PackInfo> {
         pack::finish(&mut buf, entries);
         let key = Key::new(format!("{PACK_PREFIX}{:032x}", rand::random::<u128>()))?;
         let len = buf.len() as u64;
         let meta = self.inner.backend.put(&key, Bytes::from(buf)).await?;
         tracing::debug!(pack = %key, bytes = len, chunks = entries.len(), "pack written");
-        Ok((key, len, meta.created))
+        Ok(PackInfo {
+            key,
+            len,
+            created: meta.created,
+            entries: entries.to_vec(),
+        })
     }
 
     /// The plaintext of chunk `id`, checked against its SHA-256.
@@ -449,22 +472,15 @@ impl ChunkStore {
         // the lookup and the read.
         let mut previous: Option<(Key, u64)> = None;
         loop {
-            let (key, entry) = {
-                let state = self.state();
-                match state.index.get(id) {
-                    Some(Slot::Durable { pack, entry }) => match state.packs.get(pack) {
-                        Some(info) => (info.key.clone(), info.entries[*entry as usize]),
-                        None => return Err(missing(id)),
-                    },
-                    _ => return Err(missing(id)),
-                }
+            let (key, entry) = match self.state().durable_entry(id) {
+                Some((info, entry)) => (info.key.clone(), *entry),
+                None => return Err(missing(id)),
             };
             if previous.as_ref() == Some(&(key.clone(), entry.offset)) {
                 return Err(Error::corrupted(format!("chunk {id}: its pack is missing"))
                     .with_context("pack", key));
             }
-            let range = entry.offset..entry.offset + u64::from(entry.blob_len);
-            match self.inner.backend.get_range(&key, range).await {
+            match self.inner.backend.get_range(&key, entry.blob_range()).await {
                 Ok(Some(blob)) => {
                     return chunk::decode_blob(id, entry.raw_len, &blob)
                         .map_err(|e| e.with_context("pack", &key));
@@ -483,16 +499,10 @@ impl ChunkStore {
             pack_bytes: state.packs.values().map(|p| p.len).sum(),
             ..ChunkStoreStats::default()
         };
-        for slot in state.index.values() {
-            if let Slot::Durable { pack, entry } = slot
-                && let Some(info) = state.packs.get(pack)
-            {
-                let e = &info.entries[*entry as usize];
-                stats.chunks += 1;
-                stats.raw_bytes += u64::from(e.raw_len);
-                stats.blob_bytes += u64::from(e.blob_len);
-            }
-        }
+        let sizes = state.sum_sizes(state.index.keys());
+        stats.chunks = sizes.chunks;
+        stats.raw_bytes = sizes.raw_bytes;
+        stats.blob_bytes = sizes.blob_bytes;
         stats
     }
 
@@ -501,26 +511,14 @@ impl ChunkStore {
     /// and tests that inspect or damage packs on purpose.
     pub fn locate(&self, id: &ChunkId) -> Option<(Key, std::ops::Range<u64>)> {
         let state = self.state();
-        match state.index.get(id)? {
-            Slot::Durable { pack, entry } => state.packs.get(pack).map(|p| {
-                let e = &p.entries[*entry as usize];
-                (p.key.clone(), e.offset..e.offset + u64::from(e.blob_len))
-            }),
-            Slot::Pending(_) => None,
-        }
+        let (info, entry) = state.durable_entry(id)?;
+        Some((info.key.clone(), entry.blob_range()))
     }
 
-    /// Plaintext and blob length of a durable chunk, if stored.
-    pub(crate) fn chunk_sizes(&self, id: &ChunkId) -> Option<(u32, u32)> {
-        let state = self.state();
-        match state.index.get(id)? {
-            Slot::Durable { pack, entry } => state
-                .packs
-                .get(pack)
-                .map(|p| &p.entries[*entry as usize])
-                .map(|e| (e.raw_len, e.blob_len)),
-            Slot::Pending(_) => None,
-        }
+    /// Plaintext bytes, blob bytes and count of the durable chunks among `ids`, and how
+    /// many of `ids` are not durably stored; one pass under one lock.
+    pub(crate) fn sizes_of<'a>(&self, ids: impl IntoIterator<Item = &'a ChunkId>) -> ChunkSizes {
+        self.state().sum_sizes(ids)
     }
 
     // ---- garbage collection support (driven by `DedupStore::collect_garbage`) ----
@@ -572,11 +570,10 @@ impl ChunkStore {
 
     /// Reads a blob for copying, checking it decodes to its id.
     pub(crate) async fn read_blob(&self, key: &Key, entry: &PackEntry) -> Result<Vec<u8>> {
-        let range = entry.offset..entry.offset + u64::from(entry.blob_len);
         let blob = self
             .inner
             .backend
-            .get_range(key, range)
+            .get_range(key, entry.blob_range())
             .await?
             .ok_or_else(|| Error::corrupted("pack vanished while being collected"))?;
         chunk::decode_blob(&entry.id, entry.raw_len, &blob)?;
@@ -599,20 +596,10 @@ impl ChunkStore {
             });
             buf.extend_from_slice(&blob);
         }
-        let (key, len, created) = self.write_pack(buf, &entries).await?;
-        let mut state = self.state();
-        let number = state.next_pack;
-        state.next_pack = state.next_pack.wrapping_add(1);
-        let info = PackInfo {
-            key,
-            len,
-            created,
-            entries,
-        };
-        state.install_pack(
-            number,
+        let info = self.write_pack(buf, &entries).await?;
+        self.state().install_pack(
             info,
-            |slot| matches!(slot, Slot::Durable { pack, .. } if *pack == old_pack),
+            |slot| matches!(slot, Some(Slot::Durable { pack, .. }) if *pack == old_pack),
         );
         Ok(())
     }

@@ -36,6 +36,13 @@ impl EncodedValue {
     }
 }
 
+/// A chunk's id (SHA-256) and, unless `store` already holds the chunk, its blob.
+pub(crate) fn hash_and_encode(data: &[u8], store: &ChunkStore) -> (ChunkId, Option<Vec<u8>>) {
+    let id = Sha256Digest::of(data);
+    let blob = (!store.contains(&id)).then(|| chunk::encode_blob(data));
+    (id, blob)
+}
+
 /// Cuts `value` with `chunker`, hashes every chunk (SHA-256), and compresses the chunks
 /// `store` does not hold yet. Values of at most `inline_max` bytes become inline manifests.
 pub(crate) fn encode_value(
@@ -54,9 +61,7 @@ pub(crate) fn encode_value(
     let mut chunks = Vec::new();
     let mut list = Vec::new();
     for (offset, len) in chunker.spans(value) {
-        let data = &value[offset..offset + len];
-        let id = Sha256Digest::of(data);
-        let blob = (!store.contains(&id)).then(|| chunk::encode_blob(data));
+        let (id, blob) = hash_and_encode(&value[offset..offset + len], store);
         chunks.push((id, offset..offset + len, blob));
         list.push((id, len as u32));
     }

@@ -125,26 +125,19 @@ impl Manifest {
     }
 }
 
-/// Unsigned LEB128 (as in DWARF and WebAssembly).
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
+/// Unsigned LEB128 (DWARF, WebAssembly), by the `leb128` crate.
+fn put_varint(out: &mut Vec<u8>, v: u64) {
+    // Writing to a Vec cannot fail.
+    let _ = leb128::write::unsigned(out, v);
 }
 
+/// Reads an unsigned LEB128 at `*at`, advancing it; `None` if truncated or over 64 bits.
 fn get_varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let b = *bytes.get(*at)?;
-        *at += 1;
-        v |= u64::from(b & 0x7f).checked_shl(shift)?;
-        if b & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
+    let mut rest = bytes.get(*at..)?;
+    let before = rest.len();
+    let v = leb128::read::unsigned(&mut rest).ok()?;
+    *at += before - rest.len();
+    Some(v)
 }
 
 fn take_digest(bytes: &[u8], at: &mut usize) -> Option<Sha256Digest> {

@@ -35,6 +35,13 @@ pub struct PackEntry {
     pub raw_len: u32,
 }
 
+impl PackEntry {
+    /// The byte range of the blob in its pack.
+    pub fn blob_range(&self) -> std::ops::Range<u64> {
+        self.offset..self.offset + u64::from(self.blob_len)
+    }
+}
+
 /// Appends the index and footer for `entries` to `pack`.
 pub fn finish(pack: &mut Vec<u8>, entries: &[PackEntry]) {
     let start = pack.len();

@@ -14,10 +14,10 @@ use serde::Serialize;
 use sha2::Digest;
 use tokio::io::AsyncRead;
 
-use crate::chunk::{self, ChunkId};
+use crate::chunk::ChunkId;
 use crate::chunk_store::{ChunkStore, DEFAULT_TARGET_PACK_SIZE, NewChunk, PendingChunks};
 use crate::chunker::ChunkerConfig;
-use crate::encode::{EncodedValue, encode_value};
+use crate::encode::{EncodedValue, encode_value, hash_and_encode};
 use crate::manifest::{ChunkList, Manifest};
 
 /// Values of at least this many bytes are encoded on the blocking thread pool rather than on
@@ -365,8 +365,7 @@ impl<S: KvStore> DedupStore<S> {
                 continue;
             }
             for data in held.take().into_iter().chain([data]) {
-                let id = Sha256Digest::of(&data);
-                let blob = (!self.chunks.contains(&id)).then(|| chunk::encode_blob(&data));
+                let (id, blob) = hash_and_encode(&data, &self.chunks);
                 pending.absorb(self.chunks.add([NewChunk {
                     id,
                     data: &data,
@@ -429,16 +428,11 @@ impl<S: KvStore> DedupStore<S> {
             }
         }
         drop(entries);
-        for id in &referenced {
-            match self.chunks.chunk_sizes(id) {
-                Some((raw, blob)) => {
-                    stats.referenced_raw_bytes += u64::from(raw);
-                    stats.referenced_blob_bytes += u64::from(blob);
-                }
-                None => stats.missing_chunks += 1,
-            }
-        }
-        stats.referenced_chunks = referenced.len() as u64 - stats.missing_chunks;
+        let sizes = self.chunks.sizes_of(&referenced);
+        stats.referenced_raw_bytes = sizes.raw_bytes;
+        stats.referenced_blob_bytes = sizes.blob_bytes;
+        stats.missing_chunks = sizes.missing;
+        stats.referenced_chunks = sizes.chunks;
         let store = self.chunks.stats();
         stats.stored_chunks = store.chunks;
         stats.packs = store.packs;
@@ -581,7 +575,7 @@ impl<S: KvStore> KvStore for DedupStore<S> {
             }
         }
         let mut encoded = self.encode_all(puts).await?.into_iter();
-        let mut pending = Vec::new();
+        let mut pending = PendingChunks::default();
         let mut translated = WriteBatch::new();
         for op in batch.ops() {
             match op {
@@ -589,7 +583,7 @@ impl<S: KvStore> KvStore for DedupStore<S> {
                     let Some((value, mut enc)) = encoded.next() else {
                         return Err(Error::backend("internal: encoded values out of step"));
                     };
-                    pending.push(self.chunks.add(enc.new_chunks(&value)));
+                    pending.absorb(self.chunks.add(enc.new_chunks(&value)));
                     translated.put_with(key.clone(), Bytes::from(enc.manifest), options.clone());
                 }
                 BatchOp::Delete { key } => {
@@ -614,9 +608,7 @@ impl<S: KvStore> KvStore for DedupStore<S> {
                 }
             }
         }
-        for p in pending {
-            self.chunks.commit(p).await?;
-        }
+        self.chunks.commit(pending).await?;
         self.inner.write_batch(translated).await
     }
 

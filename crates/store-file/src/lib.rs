@@ -466,14 +466,7 @@ fn get_range_blocking(
         return Ok(None);
     };
     hybridstore_core::check_range(&range, header.meta.size)?;
-    let file_len = file.metadata().map_err(|e| io_err(e, &path))?.len();
-    if file_len != header.header_len + header.meta.size {
-        return Err(Error::corrupted(format!(
-            "record is {file_len} bytes; header says {}",
-            header.header_len + header.meta.size
-        ))
-        .with_context("path", path.display()));
-    }
+    record::check_length(&file, &header).map_err(|e| e.with_context("path", path.display()))?;
     let len = usize::try_from(range.end - range.start)
         .map_err(|_| Error::invalid_input("range larger than the address space"))?;
     let mut buf = vec![0u8; len];

@@ -175,13 +175,7 @@ pub fn read_header(file: &mut File) -> Result<RecordHeader> {
 /// # Errors
 /// `Corrupted` if the file is shorter or longer than the header says or the checksum differs.
 pub fn read_value(file: &mut File, header: &RecordHeader, verify: bool) -> Result<Vec<u8>> {
-    let file_len = file.metadata()?.len();
-    if file_len != header.header_len + header.meta.size {
-        return Err(Error::corrupted(format!(
-            "record is {file_len} bytes; header says {}",
-            header.header_len + header.meta.size
-        )));
-    }
+    check_length(file, header)?;
     let size = usize::try_from(header.meta.size)
         .map_err(|_| Error::corrupted("value larger than the address space"))?;
     let mut value = vec![0u8; size];
@@ -192,6 +186,21 @@ pub fn read_value(file: &mut File, header: &RecordHeader, verify: bool) -> Resul
         ));
     }
     Ok(value)
+}
+
+/// Checks that the file is exactly header plus value long.
+///
+/// # Errors
+/// `Corrupted` if it is shorter or longer; I/O errors.
+pub fn check_length(file: &File, header: &RecordHeader) -> Result<()> {
+    let file_len = file.metadata()?.len();
+    if file_len != header.header_len + header.meta.size {
+        return Err(Error::corrupted(format!(
+            "record is {file_len} bytes; header says {}",
+            header.header_len + header.meta.size
+        )));
+    }
+    Ok(())
 }
 
 fn read_exact_or_corrupt(file: &mut File, buf: &mut [u8], what: &str) -> Result<()> {
