@@ -33,6 +33,7 @@ mod key;
 mod memory;
 mod meta;
 mod namespace;
+mod secret;
 mod store;
 pub mod verify;
 
@@ -47,6 +48,7 @@ pub use key::{Key, KeyRange, MAX_KEY_LEN, prefix_successor};
 pub use memory::MemoryStore;
 pub use meta::{MAX_CONTENT_TYPE_LEN, ObjectMeta, PutOptions, Sha256Digest};
 pub use namespace::{MAX_TENANT_LEN, Namespaced, TenantId};
+pub use secret::SecretUrl;
 pub use store::{
     Capabilities, Entry, EntryStream, KvStore, MetaEntry, MetaStream, StoreStats, check_range,
     slice_range,
