@@ -274,8 +274,12 @@ impl<S: KvStore> CachedStore<S> {
     /// so a write whose future is dropped halfway still invalidates.
     async fn invalidate(&self, guard: &mut InvalidationGuard<'_, S>) {
         if let Some(l1) = &self.l1 {
+            // The epoch bump below already makes any entry of these keys stale; removing it
+            // only frees memory, so keys L1 does not hold (an ingest's) cost no async call.
             for key in &guard.keys {
-                l1.invalidate(key).await;
+                if l1.contains_key(key) {
+                    l1.invalidate(key).await;
+                }
             }
         }
         if let Some(l2) = &self.l2 {

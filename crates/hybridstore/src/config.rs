@@ -1,20 +1,27 @@
 //! `StorageConfig`: every setting of a `HybridStorageSystem`, with documented defaults.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use hybridstore_core::{Error, Result};
+use hybridstore_core::{Error, Result, SecretUrl};
 use serde::{Deserialize, Serialize};
 
 /// Prefix of the environment variables that override configuration values:
 /// `HYBRIDSTORE_DATA_DIR`, `HYBRIDSTORE_IO_CONCURRENCY`, …
 pub const ENV_PREFIX: &str = "HYBRIDSTORE_";
 
+/// Environment variables read without the prefix, as the seed designs name them (seed 001's
+/// `redis_url`), below `HYBRIDSTORE_*` in precedence: `REDIS_URL` sets
+/// [`StorageConfig::redis_url`].
+pub const SEED_ENV_VARS: &[&str] = &["REDIS_URL"];
+
 /// Configuration of a [`HybridStorageSystem`](crate::HybridStorageSystem).
 ///
-/// Sources, later ones winning: the defaults below, a TOML file (if given), then environment
-/// variables named `HYBRIDSTORE_<FIELD>` in upper case. See [`StorageConfig::load`].
+/// Sources, later ones winning: the defaults below, a TOML file (if given), `REDIS_URL`, then
+/// environment variables named `HYBRIDSTORE_<FIELD>` in upper case. See
+/// [`StorageConfig::load`]. `Debug` output shows URLs with their passwords as `***`.
 ///
 /// ```
 /// use hybridstore::StorageConfig;
@@ -38,12 +45,32 @@ pub struct StorageConfig {
     pub primary: PrimaryStore,
     /// Database of the [`PrimaryStore::Sql`] primary: `sqlite://…` or `postgres://…`
     /// (default none: SQLite at `<data_dir>/kv.db`).
-    pub sql_url: Option<String>,
+    pub sql_url: Option<SecretUrl>,
     /// Store values through the dedup layer (default `true`): the primary store keeps a
     /// manifest per key (small values inline), content-defined chunks live LZ4-compressed in
     /// pack files under `<data_dir>/chunks`. A data directory is written with or without
     /// dedup for good; opening it the other way is refused.
     pub dedup: bool,
+    /// Bytes of the in-process L1 cache in front of the store (default 256 MiB, seed 002's
+    /// `cache_size_mb`); `0` turns L1 off. See `hybridstore_cache::CachedStore`.
+    pub cache_l1_bytes: u64,
+    /// L1 time-to-live in seconds (default 300): how long another process's write may stay
+    /// unseen here when several processes share the store.
+    pub cache_l1_ttl_secs: u64,
+    /// Largest value either cache tier keeps, in bytes (default 1 MiB).
+    pub cache_max_value_bytes: u64,
+    /// Redis for the shared L2 cache, `redis://[user:password@]host:port[/db]` (default none:
+    /// no L2). `REDIS_URL` sets it too.
+    pub redis_url: Option<SecretUrl>,
+    /// Prefix of every Redis key (default `hybridstore:`).
+    pub redis_key_prefix: String,
+    /// Namespace (tenant) of this system's Redis keys (default `default`).
+    pub redis_namespace: String,
+    /// L2 time-to-live in seconds (default 3,600, seed 001's `cache_ttl`).
+    pub redis_ttl_secs: u64,
+    /// Bound on each Redis call in milliseconds (default 100); what a dead Redis can add to a
+    /// call.
+    pub redis_timeout_ms: u64,
 }
 
 /// The primary key/value store of a [`HybridStorageSystem`](crate::HybridStorageSystem).
@@ -68,6 +95,14 @@ impl Default for StorageConfig {
             primary: PrimaryStore::Sql,
             sql_url: None,
             dedup: true,
+            cache_l1_bytes: hybridstore_cache::DEFAULT_L1_CAPACITY_BYTES,
+            cache_l1_ttl_secs: hybridstore_cache::DEFAULT_L1_TTL.as_secs(),
+            cache_max_value_bytes: hybridstore_cache::DEFAULT_MAX_VALUE_BYTES,
+            redis_url: None,
+            redis_key_prefix: hybridstore_cache::DEFAULT_REDIS_KEY_PREFIX.to_string(),
+            redis_namespace: hybridstore_cache::DEFAULT_REDIS_NAMESPACE.to_string(),
+            redis_ttl_secs: hybridstore_cache::DEFAULT_L2_TTL.as_secs(),
+            redis_timeout_ms: hybridstore_cache::DEFAULT_REDIS_TIMEOUT.as_millis() as u64,
         }
     }
 }
@@ -81,8 +116,8 @@ impl StorageConfig {
         }
     }
 
-    /// Loads the configuration: defaults, then `file` (TOML) if given, then `HYBRIDSTORE_*`
-    /// environment variables.
+    /// Loads the configuration: defaults, then `file` (TOML) if given, then the seed's
+    /// variables ([`SEED_ENV_VARS`]), then `HYBRIDSTORE_*` environment variables.
     ///
     /// # Errors
     /// `NotFound` if `file` is given but missing; `InvalidInput` if a value has the wrong
@@ -98,7 +133,9 @@ impl StorageConfig {
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(Env::prefixed(ENV_PREFIX));
+        figment = figment
+            .merge(Env::raw().only(SEED_ENV_VARS).lowercase(true))
+            .merge(Env::prefixed(ENV_PREFIX));
         let config: StorageConfig = figment
             .extract()
             .map_err(|e| Error::invalid_input(format!("invalid configuration: {e}")))?;
@@ -109,8 +146,9 @@ impl StorageConfig {
     /// Checks values that deserialize but make no sense.
     ///
     /// # Errors
-    /// `InvalidInput` if `io_concurrency` is 0 or above 1,024, or `sql_url` is set while
-    /// `primary` is not `sql`.
+    /// `InvalidInput` if `io_concurrency` is 0 or above 1,024, `sql_url` is set while
+    /// `primary` is not `sql`, or the cache settings are invalid (see
+    /// [`cache_config`](Self::cache_config)).
     pub fn validate(&self) -> Result<()> {
         if self.sql_url.is_some() && self.primary != PrimaryStore::Sql {
             return Err(Error::invalid_input(
@@ -123,6 +161,32 @@ impl StorageConfig {
                 self.io_concurrency
             )));
         }
+        self.cache_config()?;
         Ok(())
+    }
+
+    /// The cache in front of the store, or `None` when both tiers are off (`cache_l1_bytes =
+    /// 0` and no `redis_url`).
+    ///
+    /// # Errors
+    /// `InvalidInput` if a TTL or the Redis timeout is zero, or the Redis URL, prefix or
+    /// namespace is invalid.
+    pub fn cache_config(&self) -> Result<Option<hybridstore_cache::CacheConfig>> {
+        if self.cache_l1_bytes == 0 && self.redis_url.is_none() {
+            return Ok(None);
+        }
+        let mut cache = hybridstore_cache::CacheConfig::l1_only(self.cache_l1_bytes)
+            .with_l1_ttl(Duration::from_secs(self.cache_l1_ttl_secs))
+            .with_max_value_bytes(self.cache_max_value_bytes);
+        if let Some(url) = &self.redis_url {
+            let mut redis = hybridstore_cache::RedisConfig::new(url.clone())
+                .with_key_prefix(self.redis_key_prefix.clone())
+                .with_namespace(self.redis_namespace.clone())
+                .with_timeout(Duration::from_millis(self.redis_timeout_ms));
+            redis.ttl = Duration::from_secs(self.redis_ttl_secs);
+            cache = cache.with_redis(redis);
+        }
+        cache.validate()?;
+        Ok(Some(cache))
     }
 }

@@ -9,7 +9,8 @@
 //! (`DedupStore`, chunking, garbage collection). The primary store is chosen by
 //! [`StorageConfig::primary`]; by default values go through the dedup layer
 //! ([`StorageConfig::dedup`]): manifests in the primary store, chunks in pack files under
-//! `<data_dir>/chunks`.
+//! `<data_dir>/chunks`. In front of it all sits [`cache`] (`CachedStore`): an in-process L1
+//! (on by default) and a shared Redis L2 when [`StorageConfig::redis_url`] is set.
 //!
 //! It is not a server: applications link it, and scale-out is configuration of the backends
 //! it composes.
@@ -40,14 +41,17 @@ pub struct ReadmeDoctests;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use hybridstore_cache::{CacheStats, CachedStore};
 use hybridstore_core::verify::{VerifyReport, verify_store};
 use hybridstore_core::{Error, ErrorKind, KeyRange, KvStore, Result, StoreStats};
 use hybridstore_dedup::{DedupOptions, DedupStats, DedupStore, GcOptions, GcReport};
 use serde::Serialize;
 
-pub use config::{ENV_PREFIX, PrimaryStore, StorageConfig};
+pub use config::{ENV_PREFIX, PrimaryStore, SEED_ENV_VARS, StorageConfig};
 pub use transfer::{FileError, Progress, TransferReport, export_path};
 
+#[doc(inline)]
+pub use hybridstore_cache as cache;
 #[doc(inline)]
 pub use hybridstore_core as core;
 #[doc(inline)]
@@ -69,6 +73,8 @@ pub const CHUNKS_DIR: &str = "chunks";
 
 /// The primary store seen through the dedup layer.
 pub type DedupPrimary = DedupStore<Arc<dyn KvStore>>;
+/// The cache layer over the stack below it.
+pub type CachedStack = CachedStore<Arc<dyn KvStore>>;
 
 /// Size figures of the whole system.
 #[derive(Clone, Debug, Serialize)]
@@ -79,6 +85,8 @@ pub struct SystemStats {
     pub kv: StoreStats,
     /// Deduplication figures, when the dedup layer is on.
     pub dedup: Option<DedupStats>,
+    /// Cache counters since this process opened the system, when the cache is on.
+    pub cache: Option<CacheStats>,
 }
 
 /// The storage system: every configured store, opened under one data directory.
@@ -88,8 +96,13 @@ pub struct SystemStats {
 #[derive(Clone, Debug)]
 pub struct HybridStorageSystem {
     config: StorageConfig,
+    /// The whole stack: cache (if on) over dedup (if on) over the primary.
     kv: Arc<dyn KvStore>,
+    /// The stack without the cache: what `verify` and `export` read, so they check the
+    /// medium and do not flood the cache.
+    uncached: Arc<dyn KvStore>,
     dedup: Option<Arc<DedupPrimary>>,
+    cache: Option<Arc<CachedStack>>,
 }
 
 impl HybridStorageSystem {
@@ -134,8 +147,32 @@ impl HybridStorageSystem {
             }
             (primary, None)
         };
-        tracing::debug!(data_dir = %config.data_dir.display(), dedup = config.dedup, "storage system open");
-        Ok(HybridStorageSystem { config, kv, dedup })
+        let uncached = kv.clone();
+        let (kv, cache): (Arc<dyn KvStore>, _) = match config.cache_config()? {
+            Some(cache_config) => {
+                let cached = Arc::new(CachedStore::open(uncached.clone(), cache_config)?);
+                (cached.clone(), Some(cached))
+            }
+            None => (uncached.clone(), None),
+        };
+        tracing::debug!(
+            data_dir = %config.data_dir.display(),
+            dedup = config.dedup,
+            cache = ?config.cache_config()?,
+            "storage system open"
+        );
+        Ok(HybridStorageSystem {
+            config,
+            kv,
+            uncached,
+            dedup,
+            cache,
+        })
+    }
+
+    /// The cache in front of the stores, unless both tiers are off.
+    pub fn cache(&self) -> Option<&Arc<CachedStack>> {
+        self.cache.as_ref()
     }
 
     /// The dedup layer over the primary store, if [`StorageConfig::dedup`] is on.
@@ -204,7 +241,7 @@ impl HybridStorageSystem {
         on_progress: impl Fn(Progress) + Send + Sync,
     ) -> Result<TransferReport> {
         transfer::export(
-            self.kv.as_ref(),
+            self.uncached.as_ref(),
             dest,
             prefix,
             self.config.io_concurrency,
@@ -220,7 +257,7 @@ impl HybridStorageSystem {
     /// Only a failure to list the keys.
     pub async fn verify(&self, on_progress: impl FnMut(u64, u64) + Send) -> Result<VerifyReport> {
         verify_store(
-            self.kv.as_ref(),
+            self.uncached.as_ref(),
             KeyRange::all(),
             self.config.io_concurrency,
             on_progress,
@@ -238,12 +275,13 @@ impl HybridStorageSystem {
                 let d = store.dedup_stats().await?;
                 (StoreStats::from(&d), Some(d))
             }
-            None => (self.kv.stats().await?, None),
+            None => (self.uncached.stats().await?, None),
         };
         Ok(SystemStats {
             data_dir: self.config.data_dir.clone(),
             kv,
             dedup,
+            cache: self.cache.as_ref().map(|c| c.cache_stats()),
         })
     }
 }
@@ -313,7 +351,7 @@ async fn open_sql_primary(config: &StorageConfig, sqlite_file: &Path) -> Result<
     let options =
         hybridstore_sql::SqlStoreOptions::default().with_verify_reads(config.verify_reads);
     let store = match &config.sql_url {
-        Some(url) => hybridstore_sql::SqlStore::open(url, options).await?,
+        Some(url) => hybridstore_sql::SqlStore::open(url.expose(), options).await?,
         None => {
             std::fs::create_dir_all(&config.data_dir).map_err(|e| {
                 hybridstore_core::Error::new(

@@ -256,7 +256,7 @@ fn primary_and_sql_url_from_config() {
     std::fs::write(&file, "primary = \"sql\"\nsql_url = \"sqlite::memory:\"\n").unwrap();
     let config = StorageConfig::load(Some(&file)).unwrap();
     assert_eq!(config.primary, PrimaryStore::Sql);
-    assert_eq!(config.sql_url.as_deref(), Some("sqlite::memory:"));
+    assert_eq!(config.sql_url.as_ref().map(|u| u.expose()), Some("sqlite::memory:"));
     std::fs::write(&file, "primary = \"file\"\nsql_url = \"sqlite::memory:\"\n").unwrap();
     assert_eq!(
         StorageConfig::load(Some(&file)).unwrap_err().kind(),
@@ -358,6 +358,88 @@ mod conformance {
             .await
             .unwrap();
         Fixture::with_guard(system.kv().clone(), dir)
+    }
+    hybridstore_core::conformance_tests!(fixture);
+}
+
+/// The cache settings: defaults, TOML, the seed's `REDIS_URL`, `HYBRIDSTORE_*` over it, and
+/// passwords hidden from `Debug`.
+#[test]
+fn cache_settings_from_file_and_environment() {
+    let default = StorageConfig::default().cache_config().unwrap().unwrap();
+    assert_eq!(default.l1_capacity_bytes, 256 << 20, "L1 on by default");
+    assert!(default.redis.is_none(), "no L2 without a Redis URL");
+
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "store.toml",
+            "cache_l1_bytes = 0\nredis_url = \"redis://:from-file@10.0.0.1:6379/\"\n",
+        )?;
+        let path = jail.directory().join("store.toml");
+        let from_file = StorageConfig::load(Some(&path)).unwrap();
+        let cache = from_file.cache_config().unwrap().unwrap();
+        assert_eq!(cache.l1_capacity_bytes, 0);
+        let redis = cache.redis.unwrap();
+        assert_eq!(redis.url.expose(), "redis://:from-file@10.0.0.1:6379/");
+        assert_eq!(redis.namespace, "default");
+        let shown = format!("{from_file:?}");
+        assert!(!shown.contains("from-file"), "{shown}");
+        assert!(shown.contains("redis://:***@10.0.0.1:6379/"), "{shown}");
+
+        jail.set_env("REDIS_URL", "redis://seed-style:6379/");
+        let seed = StorageConfig::load(Some(&path)).unwrap();
+        assert_eq!(seed.redis_url.unwrap().expose(), "redis://seed-style:6379/");
+        jail.set_env("HYBRIDSTORE_REDIS_URL", "redis://ours:6379/");
+        jail.set_env("HYBRIDSTORE_REDIS_NAMESPACE", "tenant-7");
+        let ours = StorageConfig::load(None).unwrap();
+        assert_eq!(ours.redis_url.as_ref().unwrap().expose(), "redis://ours:6379/");
+        assert_eq!(ours.cache_config().unwrap().unwrap().redis.unwrap().namespace, "tenant-7");
+
+        jail.set_env("HYBRIDSTORE_REDIS_NAMESPACE", "bad:namespace");
+        assert_eq!(
+            StorageConfig::load(None).unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        Ok(())
+    });
+}
+
+/// `verify` and `export` read the stores, not the cache: damage under a cached value is
+/// still found.
+#[tokio::test]
+async fn verify_reads_past_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StorageConfig::with_data_dir(dir.path());
+    config.primary = PrimaryStore::File;
+    config.dedup = false;
+    let system = HybridStorageSystem::open(config).await.unwrap();
+    let key = Key::new("a").unwrap();
+    system.kv().put(&key, "cached value".into()).await.unwrap();
+    assert!(system.kv().get(&key).await.unwrap().is_some()); // now in L1
+    let record = dir.path().join("kv/objects/61/k");
+    let mut bytes = std::fs::read(&record).unwrap();
+    *bytes.last_mut().unwrap() ^= 0x01;
+    std::fs::write(&record, bytes).unwrap();
+    let report = system.verify(|_, _| {}).await.unwrap();
+    assert_eq!(report.damaged.len(), 1, "{report:?}");
+    let stats = system.stats().await.unwrap();
+    assert_eq!(stats.cache.unwrap().l1_hits, 0);
+}
+
+/// The conformance suite through the facade with the Redis L2 on.
+mod redis_cache_conformance {
+    use hybridstore::{HybridStorageSystem, StorageConfig};
+    use hybridstore_cache::testing::RedisServer;
+    use hybridstore_core::conformance::Fixture;
+
+    async fn fixture() -> Option<Fixture> {
+        let server = RedisServer::start()?;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = StorageConfig::with_data_dir(dir.path());
+        config.redis_url = Some(server.url().into());
+        let system = HybridStorageSystem::open(config).await.unwrap();
+        assert!(system.cache().unwrap().config().redis.is_some());
+        Some(Fixture::with_guard(system.kv().clone(), (dir, server)))
     }
     hybridstore_core::conformance_tests!(fixture);
 }
