@@ -2,6 +2,7 @@
 //!
 //! - `test-all`: formatting, clippy (`-D warnings`, all targets and features), every test of
 //!   the workspace under cargo-nextest, and the doc tests. The README's test command and CI's.
+//!   Installs `redis-server` (Debian's package) first when it is missing and it runs as root.
 //! - `bench`: the criterion benchmarks, then a summary with ratios against each benchmark's
 //!   in-run baseline in `target/bench-report/summary.{md,json}`.
 //! - `demo`: the main job on real input: a release build of the CLI ingests the Rust
@@ -101,8 +102,36 @@ fn nextest_available() -> bool {
         .unwrap_or(false)
 }
 
+/// Installs Debian's `redis-server` when it is missing and this process may (root with
+/// apt-get): hybridstore-cache's tests start their own servers from it. Otherwise they skip
+/// loudly (or fail under `CI=true`).
+fn ensure_redis_server() {
+    if on_path("redis-server") {
+        return;
+    }
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    if is_root && on_path("apt-get") {
+        eprintln!("xtask: redis-server is missing; installing Debian's redis-server");
+        let mut update = Command::new("apt-get");
+        update.args(["update", "-qq"]);
+        let mut install = Command::new("apt-get");
+        install.args(["install", "-y", "-qq", "redis-server"]);
+        if run(update).and_then(|()| run(install)).is_ok() {
+            return;
+        }
+    }
+    eprintln!(
+        "xtask: redis-server is not installed; the cache's Redis tests will be skipped \
+         (apt-get install redis-server)"
+    );
+}
+
 fn test_all() -> Result<()> {
     let started = Instant::now();
+    ensure_redis_server();
     run(cargo(&["fmt", "--all", "--", "--check"]))?;
     run(cargo(&[
         "clippy",

@@ -145,6 +145,12 @@ impl RedisTier {
     pub fn open(config: &RedisConfig, jitter: f64, counters: Arc<Counters>) -> Result<Self> {
         config.validate()?;
         let url = config.url.redacted();
+        if tokio::runtime::Handle::try_current().is_err() {
+            // The connection manager spawns its reconnect task on the current runtime.
+            return Err(Error::invalid_input(format!(
+                "a cache with Redis ({url}) must be opened inside a tokio runtime"
+            )));
+        }
         let client = redis::Client::open(config.url.expose()).map_err(|e| {
             // The error names the URL's problem, not the URL; show the redacted form.
             Error::invalid_input(format!("invalid redis URL {url}: {e}"))

@@ -145,8 +145,8 @@ impl<S: KvStore> CachedStore<S> {
     /// first use, so a store opens while Redis is down.
     ///
     /// # Errors
-    /// `InvalidInput` for an invalid configuration (see [`CacheConfig::validate`]) or a Redis
-    /// URL the client cannot parse.
+    /// `InvalidInput` for an invalid configuration (see [`CacheConfig::validate`]), a Redis
+    /// URL the client cannot parse, or a Redis tier opened outside a tokio runtime.
     pub fn open(inner: S, config: CacheConfig) -> Result<Self> {
         config.validate()?;
         let counters = Arc::new(Counters::default());

@@ -286,3 +286,12 @@ fn invalid_settings_are_refused() {
         );
     }
 }
+
+#[test]
+fn redis_outside_a_runtime_is_an_error_not_a_panic() {
+    let config = CacheConfig::l1_only(1)
+        .with_redis(hybridstore_cache::RedisConfig::new("redis://127.0.0.1:1/"));
+    let err = CachedStore::open(MemoryStore::new(), config).unwrap_err();
+    assert_eq!(err.kind(), hybridstore_core::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("tokio runtime"), "{err}");
+}

@@ -256,7 +256,10 @@ fn primary_and_sql_url_from_config() {
     std::fs::write(&file, "primary = \"sql\"\nsql_url = \"sqlite::memory:\"\n").unwrap();
     let config = StorageConfig::load(Some(&file)).unwrap();
     assert_eq!(config.primary, PrimaryStore::Sql);
-    assert_eq!(config.sql_url.as_ref().map(|u| u.expose()), Some("sqlite::memory:"));
+    assert_eq!(
+        config.sql_url.as_ref().map(|u| u.expose()),
+        Some("sqlite::memory:")
+    );
     std::fs::write(&file, "primary = \"file\"\nsql_url = \"sqlite::memory:\"\n").unwrap();
     assert_eq!(
         StorageConfig::load(Some(&file)).unwrap_err().kind(),
@@ -392,8 +395,19 @@ fn cache_settings_from_file_and_environment() {
         jail.set_env("HYBRIDSTORE_REDIS_URL", "redis://ours:6379/");
         jail.set_env("HYBRIDSTORE_REDIS_NAMESPACE", "tenant-7");
         let ours = StorageConfig::load(None).unwrap();
-        assert_eq!(ours.redis_url.as_ref().unwrap().expose(), "redis://ours:6379/");
-        assert_eq!(ours.cache_config().unwrap().unwrap().redis.unwrap().namespace, "tenant-7");
+        assert_eq!(
+            ours.redis_url.as_ref().unwrap().expose(),
+            "redis://ours:6379/"
+        );
+        assert_eq!(
+            ours.cache_config()
+                .unwrap()
+                .unwrap()
+                .redis
+                .unwrap()
+                .namespace,
+            "tenant-7"
+        );
 
         jail.set_env("HYBRIDSTORE_REDIS_NAMESPACE", "bad:namespace");
         assert_eq!(
