@@ -368,6 +368,7 @@ mod conformance {
 /// The cache settings: defaults, TOML, the seed's `REDIS_URL`, `HYBRIDSTORE_*` over it, and
 /// passwords hidden from `Debug`.
 #[test]
+#[allow(clippy::result_large_err)] // figment's Jail closure returns figment::Error by design
 fn cache_settings_from_file_and_environment() {
     let default = StorageConfig::default().cache_config().unwrap().unwrap();
     assert_eq!(default.l1_capacity_bytes, 256 << 20, "L1 on by default");
