@@ -66,6 +66,9 @@ fn rusqlite_db(path: &std::path::Path) -> Connection {
     conn.pragma_update(None, "journal_mode", "WAL").unwrap();
     conn.pragma_update(None, "synchronous", "NORMAL").unwrap();
     conn.busy_timeout(Duration::from_secs(5)).unwrap();
+    // As SqlStore's inline readers (`SqlStoreOptions::sqlite_mmap_bytes`).
+    conn.pragma_update(None, "mmap_size", 256 * 1024 * 1024)
+        .unwrap();
     conn.execute_batch(include_str!("../migrations/sqlite/0001_schema.sql"))
         .unwrap();
     conn

@@ -60,10 +60,11 @@ impl InlineReader {
         path: &Path,
         count: usize,
         busy_timeout: Duration,
+        mmap_bytes: u64,
         verify: bool,
     ) -> Result<InlineReader> {
         let connections = (0..count.max(1))
-            .map(|_| open_reader(path, busy_timeout).map(Mutex::new))
+            .map(|_| open_reader(path, busy_timeout, mmap_bytes).map(Mutex::new))
             .collect::<Result<_>>()?;
         Ok(InlineReader {
             connections,
@@ -82,11 +83,18 @@ impl InlineReader {
     }
 }
 
-fn open_reader(path: &Path, busy_timeout: Duration) -> Result<Connection> {
+fn open_reader(path: &Path, busy_timeout: Duration, mmap_bytes: u64) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| map_rusqlite(e).with_context("path", path.display()))?;
     conn.busy_timeout(busy_timeout).map_err(map_rusqlite)?;
+    // Shared OS page cache for every reader (see `SqlStoreOptions::sqlite_mmap_bytes`).
+    conn.pragma_update(
+        None,
+        "mmap_size",
+        i64::try_from(mmap_bytes).unwrap_or(i64::MAX),
+    )
+    .map_err(map_rusqlite)?;
     Ok(conn)
 }
 

