@@ -2,7 +2,7 @@
 //!
 //! - `test-all`: formatting, clippy (`-D warnings`, all targets and features), every test of
 //!   the workspace under cargo-nextest, and the doc tests. The README's test command and CI's.
-//!   Installs `redis-server` (Debian's package) first when it is missing and it runs as root.
+//!   Installs `redis-server` (Debian's package) first when it is missing (as root or through password-less sudo).
 //! - `bench`: the criterion benchmarks, then a summary with ratios against each benchmark's
 //!   in-run baseline in `target/bench-report/summary.{md,json}`.
 //! - `demo`: the main job on real input: a release build of the CLI ingests the Rust
@@ -102,9 +102,10 @@ fn nextest_available() -> bool {
         .unwrap_or(false)
 }
 
-/// Installs Debian's `redis-server` when it is missing and this process may (root with
-/// apt-get): hybridstore-cache's tests start their own servers from it. Otherwise they skip
-/// loudly (or fail under `CI=true`).
+/// Installs Debian's `redis-server` when it is missing and this process may (root, or
+/// password-less `sudo`, with apt-get): hybridstore-cache's tests start their own servers from
+/// it. Otherwise they skip loudly (or fail under `CI=true`). The one place that installs it,
+/// for the README's command and CI alike.
 fn ensure_redis_server() {
     if on_path("redis-server") {
         return;
@@ -113,13 +114,23 @@ fn ensure_redis_server() {
         .arg("-u")
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
-    if is_root && on_path("apt-get") {
+    let apt = |args: &[&str]| {
+        let mut cmd = if is_root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.args(["-n", "apt-get"]);
+            sudo
+        };
+        cmd.args(args);
+        cmd
+    };
+    if on_path("apt-get") && (is_root || on_path("sudo")) {
         eprintln!("xtask: redis-server is missing; installing Debian's redis-server");
-        let mut update = Command::new("apt-get");
-        update.args(["update", "-qq"]);
-        let mut install = Command::new("apt-get");
-        install.args(["install", "-y", "-qq", "redis-server"]);
-        if run(update).and_then(|()| run(install)).is_ok() {
+        if run(apt(&["update", "-qq"]))
+            .and_then(|()| run(apt(&["install", "-y", "-qq", "redis-server"])))
+            .is_ok()
+        {
             return;
         }
     }

@@ -100,6 +100,17 @@ struct Pending {
     overflowed: bool,
 }
 
+impl Pending {
+    /// Keys waiting, an overflow counting as one more than the list may hold.
+    fn len(&self) -> usize {
+        if self.overflowed {
+            MAX_PENDING_INVALIDATIONS + 1
+        } else {
+            self.keys.len()
+        }
+    }
+}
+
 /// What a Redis lookup found for one key.
 #[derive(Debug)]
 pub(crate) enum Lookup {
@@ -123,6 +134,7 @@ pub(crate) struct RedisTier {
     scan_pattern: String,
     url: String,
     pending: Mutex<Pending>,
+    /// `pending.len()`, readable without the lock on every Redis read.
     pending_len: AtomicUsize,
     flush_gate: tokio::sync::Mutex<()>,
     fill_script: Script,
@@ -142,8 +154,8 @@ impl std::fmt::Debug for RedisTier {
 impl RedisTier {
     /// A tier that connects lazily: opening never waits for Redis, so a store opens while
     /// Redis is down and starts using it when it answers.
+    /// `config` has been validated by [`CacheConfig::validate`](crate::CacheConfig::validate).
     pub fn open(config: &RedisConfig, jitter: f64, counters: Arc<Counters>) -> Result<Self> {
-        config.validate()?;
         let url = config.url.redacted();
         if tokio::runtime::Handle::try_current().is_err() {
             // The connection manager spawns its reconnect task on the current runtime.
@@ -266,12 +278,7 @@ impl RedisTier {
                 pending.overflowed = true;
             }
         }
-        let len = if pending.overflowed {
-            MAX_PENDING_INVALIDATIONS + 1
-        } else {
-            pending.keys.len()
-        };
-        self.pending_len.store(len, Ordering::SeqCst);
+        self.pending_len.store(pending.len(), Ordering::SeqCst);
     }
 
     /// Sends the waiting invalidations (or flushes the namespace after an overflow). Returns
@@ -305,7 +312,7 @@ impl RedisTier {
                 pending.keys.remove(key);
             }
         }
-        let left = pending.keys.len() + usize::from(pending.overflowed);
+        let left = pending.len();
         self.pending_len.store(left, Ordering::SeqCst);
         tracing::info!(redis = %self.url, replayed = keys.len(), overflowed, "replayed deferred cache invalidations");
         left == 0
@@ -376,7 +383,7 @@ impl RedisTier {
         }
     }
 
-    /// Looks `keys` up (`MGET`), then takes fill leases for the misses (`SET … NX PX`, one
+    /// Looks `keys` up (`MGET`, also for one key: the same round trip as `GET`), then takes fill leases for the misses (`SET … NX PX`, one
     /// pipeline), so each reader that misses may later [`fill`](Self::fill) what it loads.
     pub async fn lookup(&self, keys: &[&Key]) -> Vec<Lookup> {
         if !self.readable(keys.len() as u64).await {
@@ -391,18 +398,12 @@ impl RedisTier {
 
     async fn lookup_group(&self, keys: &[&Key]) -> Vec<Lookup> {
         let mut conn = self.conn.clone();
-        let values: Option<Vec<Option<Vec<u8>>>> = if let [key] = keys {
-            let cmd = redis::cmd("GET").arg(self.value_key(key)).to_owned();
-            self.call("get", cmd.query_async::<Option<Vec<u8>>>(&mut conn))
-                .await
-                .map(|v| vec![v])
-        } else {
-            let mut cmd = redis::cmd("MGET");
-            for key in keys {
-                cmd.arg(self.value_key(key));
-            }
-            self.call("mget", cmd.query_async(&mut conn)).await
-        };
+        let mut cmd = redis::cmd("MGET");
+        for key in keys {
+            cmd.arg(self.value_key(key));
+        }
+        let values: Option<Vec<Option<Vec<u8>>>> =
+            self.call("mget", cmd.query_async(&mut conn)).await;
         let Some(values) = values.filter(|v| v.len() == keys.len()) else {
             return keys.iter().map(|_| Lookup::Skipped).collect();
         };
@@ -453,7 +454,7 @@ impl RedisTier {
     }
 
     /// Writes loaded values whose leases are still valid (one script call per group).
-    pub async fn fill(&self, items: &[(&Key, u64, &Bytes)]) {
+    pub async fn fill(&self, items: &[(&Key, u64, Bytes)]) {
         if items.is_empty() || !self.breaker.is_call_permitted() {
             return;
         }

@@ -105,28 +105,15 @@ impl CacheStats {
     ///
     /// [`StoreStats::counters`]: hybridstore_core::StoreStats::counters
     pub fn to_counters(&self) -> BTreeMap<String, u64> {
-        [
-            ("l1_hits", self.l1_hits),
-            ("l1_misses", self.l1_misses),
-            ("l1_evictions", self.l1_evictions),
-            ("l1_expirations", self.l1_expirations),
-            ("l1_entries", self.l1_entries),
-            ("l1_bytes", self.l1_bytes),
-            ("l2_hits", self.l2_hits),
-            ("l2_misses", self.l2_misses),
-            ("l2_fills", self.l2_fills),
-            ("l2_damaged", self.l2_damaged),
-            ("l2_skipped", self.l2_skipped),
-            ("redis_errors", self.redis_errors),
-            ("breaker_opens", self.breaker_opens),
-            ("backend_reads", self.backend_reads),
-            ("stale_rejections", self.stale_rejections),
-            ("pending_invalidations", self.pending_invalidations),
-            ("namespace_flushes", self.namespace_flushes),
-        ]
-        .into_iter()
-        .map(|(name, v)| (format!("cache.{name}"), v))
-        .collect()
+        // Every field is a count: the serialized form names each once, for this map and for
+        // JSON output alike.
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(fields)) => fields
+                .into_iter()
+                .filter_map(|(name, value)| Some((format!("cache.{name}"), value.as_u64()?)))
+                .collect(),
+            _ => BTreeMap::new(),
+        }
     }
 
     /// L1 hits / (hits + misses), or `None` before the first read.

@@ -1,5 +1,6 @@
 //! `CachedStore`: the cache-aside layer over any `KvStore`.
 
+use std::future::Future;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
@@ -46,6 +47,17 @@ enum L1Lookup {
 struct L1Entry {
     cached: Cached,
     epoch: u64,
+}
+
+impl Cached {
+    /// How L1 keeps a value read from Redis or the backend.
+    fn of(value: Option<&Bytes>, max_value_bytes: u64) -> Cached {
+        match value {
+            None => Cached::Absent,
+            Some(v) if v.len() as u64 <= max_value_bytes => Cached::Present(v.clone()),
+            Some(_) => Cached::TooLarge,
+        }
+    }
 }
 
 impl L1Entry {
@@ -240,14 +252,10 @@ impl<S: KvStore> CachedStore<S> {
         oversized: &Mutex<Option<Bytes>>,
     ) -> Result<L1Entry> {
         let value = self.read_through(key).await?;
-        let cached = match value {
-            None => Cached::Absent,
-            Some(v) if self.cacheable(&v) => Cached::Present(v),
-            Some(v) => {
-                *oversized.lock().unwrap_or_else(PoisonError::into_inner) = Some(v);
-                Cached::TooLarge
-            }
-        };
+        let cached = Cached::of(value.as_ref(), self.config.max_value_bytes);
+        if let Cached::TooLarge = cached {
+            *oversized.lock().unwrap_or_else(PoisonError::into_inner) = value;
+        }
         Ok(L1Entry { cached, epoch })
     }
 
@@ -260,22 +268,39 @@ impl<S: KvStore> CachedStore<S> {
                 Some(Lookup::Skipped) | None => {}
             }
         }
-        Counters::one(&self.counters.backend_reads);
-        let value = self.inner.get(key).await?;
+        let value = self.backend_get(key).await?;
         if let (Some(l2), Some(token), Some(v)) = (&self.l2, lease, &value)
             && self.cacheable(v)
         {
-            l2.fill(&[(key, token, v)]).await;
+            l2.fill(&[(key, token, v.clone())]).await;
         }
         Ok(value)
     }
 
-    /// Removes `keys` from both tiers and marks their earlier loads stale. Runs in a guard
-    /// so a write whose future is dropped halfway still invalidates.
-    async fn invalidate(&self, guard: &mut InvalidationGuard<'_, S>) {
+    /// A read of the inner store, counted.
+    async fn backend_get(&self, key: &Key) -> Result<Option<Bytes>> {
+        Counters::one(&self.counters.backend_reads);
+        self.inner.get(key).await
+    }
+
+    /// Runs `write` on the inner store, then removes `keys` from both tiers and bumps their
+    /// epochs, all before returning (whatever the write's outcome: a failed write may still
+    /// have changed the store). If the returned future is dropped halfway, the guard still
+    /// bumps the epochs and defers the Redis deletes.
+    async fn invalidating<T>(
+        &self,
+        keys: Vec<Key>,
+        write: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let mut guard = InvalidationGuard {
+            store: self,
+            keys,
+            l2_done: false,
+        };
+        let result = write.await;
         if let Some(l1) = &self.l1 {
-            // The epoch bump below already makes any entry of these keys stale; removing it
-            // only frees memory, so keys L1 does not hold (an ingest's) cost no async call.
+            // The epoch bump already makes any entry of these keys stale; removing it only
+            // frees memory, so keys L1 does not hold (an ingest's) cost no async call.
             for key in &guard.keys {
                 if l1.contains_key(key) {
                     l1.invalidate(key).await;
@@ -285,35 +310,25 @@ impl<S: KvStore> CachedStore<S> {
         if let Some(l2) = &self.l2 {
             l2.invalidate(&guard.keys).await;
         }
-        for key in &guard.keys {
-            self.epochs.bump(key);
-        }
-        guard.done = true;
-    }
-
-    fn guard(&self, keys: Vec<Key>) -> InvalidationGuard<'_, S> {
-        InvalidationGuard {
-            store: self,
-            keys,
-            done: false,
-        }
+        guard.l2_done = true;
+        result
     }
 }
 
-/// Invalidates a write's keys even if the write's future is dropped before it finishes: the
-/// epochs are bumped (so L1 refuses older loads) and the Redis deletes are deferred.
+/// Bumps a write's epochs when dropped, after the tiers were cleared or, if the write's future
+/// was dropped first, with the Redis deletes deferred.
 struct InvalidationGuard<'a, S> {
     store: &'a CachedStore<S>,
     keys: Vec<Key>,
-    done: bool,
+    /// Redis has the deletes, or they are deferred already.
+    l2_done: bool,
 }
 
 impl<S> Drop for InvalidationGuard<'_, S> {
     fn drop(&mut self) {
-        if self.done {
-            return;
-        }
-        if let Some(l2) = &self.store.l2 {
+        if !self.l2_done
+            && let Some(l2) = &self.store.l2
+        {
             l2.defer_invalidation(&self.keys);
         }
         for key in &self.keys {
@@ -357,10 +372,7 @@ impl<S: KvStore> KvStore for CachedStore<S> {
                     Counters::one(&self.counters.l1_hits);
                     return Ok(None);
                 }
-                L1Lookup::Valid(Cached::TooLarge) => {
-                    Counters::one(&self.counters.backend_reads);
-                    return self.inner.get(key).await;
-                }
+                L1Lookup::Valid(Cached::TooLarge) => return self.backend_get(key).await,
                 // Drop the stale entry so `try_get_with` loads afresh instead of returning it.
                 L1Lookup::Stale => l1.invalidate(key).await,
                 L1Lookup::Absent => {}
@@ -388,17 +400,13 @@ impl<S: KvStore> KvStore for CachedStore<S> {
                     match mine {
                         Some(v) => Ok(Some(v)),
                         // Another reader loaded it; values this large are not shared.
-                        None => {
-                            Counters::one(&self.counters.backend_reads);
-                            self.inner.get(key).await
-                        }
+                        None => self.backend_get(key).await,
                     }
                 }
             };
         }
         // The key is being written faster than it can be loaded: read through, uncached.
-        Counters::one(&self.counters.backend_reads);
-        self.inner.get(key).await
+        self.backend_get(key).await
     }
 
     async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
@@ -407,24 +415,21 @@ impl<S: KvStore> KvStore for CachedStore<S> {
         let mut missing: Vec<(usize, u64)> = Vec::new();
         for (i, key) in keys.iter().enumerate() {
             let epoch = self.epochs.current(key);
-            let Some(l1) = &self.l1 else {
-                missing.push((i, epoch));
-                continue;
+            let found = match &self.l1 {
+                Some(l1) => self.l1_lookup(l1, key).await,
+                None => L1Lookup::Absent,
             };
-            match l1.get(key).await {
-                Some(entry) if entry.epoch == epoch => match entry.cached {
-                    Cached::Present(v) => {
-                        Counters::one(&self.counters.l1_hits);
-                        out[i] = Some(v);
+            match found {
+                L1Lookup::Valid(Cached::Present(v)) => {
+                    Counters::one(&self.counters.l1_hits);
+                    out[i] = Some(v);
+                }
+                L1Lookup::Valid(Cached::Absent) => Counters::one(&self.counters.l1_hits),
+                L1Lookup::Valid(Cached::TooLarge) => missing.push((i, epoch)),
+                L1Lookup::Stale | L1Lookup::Absent => {
+                    if self.l1.is_some() {
+                        Counters::one(&self.counters.l1_misses);
                     }
-                    Cached::Absent => Counters::one(&self.counters.l1_hits),
-                    Cached::TooLarge => missing.push((i, epoch)),
-                },
-                stale_or_none => {
-                    if stale_or_none.is_some() {
-                        Counters::one(&self.counters.stale_rejections);
-                    }
-                    Counters::one(&self.counters.l1_misses);
                     missing.push((i, epoch));
                 }
             }
@@ -441,7 +446,7 @@ impl<S: KvStore> KvStore for CachedStore<S> {
                 match found {
                     Lookup::Hit(v) => {
                         let (i, epoch) = missing[m];
-                        self.promote(&keys[i], Some(v.clone()), epoch).await;
+                        self.promote(&keys[i], Some(&v), epoch).await;
                         out[i] = Some(v);
                     }
                     Lookup::Miss(token) => {
@@ -467,7 +472,7 @@ impl<S: KvStore> KvStore for CachedStore<S> {
         let mut fills = Vec::new();
         for (&m, value) in from_backend.iter().zip(values) {
             let (i, epoch) = missing[m];
-            self.promote(&keys[i], value.clone(), epoch).await;
+            self.promote(&keys[i], value.as_ref(), epoch).await;
             if let (Some(token), Some(v)) = (leases[m], &value)
                 && self.cacheable(v)
             {
@@ -476,9 +481,7 @@ impl<S: KvStore> KvStore for CachedStore<S> {
             out[i] = value;
         }
         if let Some(l2) = &self.l2 {
-            let items: Vec<(&Key, u64, &Bytes)> =
-                fills.iter().map(|(k, t, v)| (*k, *t, v)).collect();
-            l2.fill(&items).await;
+            l2.fill(&fills).await;
         }
         Ok(out)
     }
@@ -498,17 +501,13 @@ impl<S: KvStore> KvStore for CachedStore<S> {
     }
 
     async fn put_with(&self, key: &Key, value: Bytes, options: &PutOptions) -> Result<ObjectMeta> {
-        let mut guard = self.guard(vec![key.clone()]);
-        let result = self.inner.put_with(key, value, options).await;
-        self.invalidate(&mut guard).await;
-        result
+        self.invalidating(vec![key.clone()], self.inner.put_with(key, value, options))
+            .await
     }
 
     async fn delete(&self, key: &Key) -> Result<()> {
-        let mut guard = self.guard(vec![key.clone()]);
-        let result = self.inner.delete(key).await;
-        self.invalidate(&mut guard).await;
-        result
+        self.invalidating(vec![key.clone()], self.inner.delete(key))
+            .await
     }
 
     fn scan(&self, range: KeyRange, limit: Option<usize>) -> EntryStream<'_> {
@@ -528,10 +527,7 @@ impl<S: KvStore> KvStore for CachedStore<S> {
                 BatchOp::Check { .. } => None,
             })
             .collect();
-        let mut guard = self.guard(keys);
-        let result = self.inner.write_batch(batch).await;
-        self.invalidate(&mut guard).await;
-        result
+        self.invalidating(keys, self.inner.write_batch(batch)).await
     }
 
     async fn stats(&self) -> Result<StoreStats> {
@@ -544,13 +540,9 @@ impl<S: KvStore> KvStore for CachedStore<S> {
 impl<S: KvStore> CachedStore<S> {
     /// Puts a loaded value into L1 with the epoch read before it was loaded (a write since
     /// makes it stale on its next read).
-    async fn promote(&self, key: &Key, value: Option<Bytes>, epoch: u64) {
+    async fn promote(&self, key: &Key, value: Option<&Bytes>, epoch: u64) {
         let Some(l1) = &self.l1 else { return };
-        let cached = match value {
-            None => Cached::Absent,
-            Some(v) if self.cacheable(&v) => Cached::Present(v),
-            Some(_) => Cached::TooLarge,
-        };
+        let cached = Cached::of(value, self.config.max_value_bytes);
         l1.insert(key.clone(), L1Entry { cached, epoch }).await;
     }
 }

@@ -12,10 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Whether missing services must fail tests instead of skipping them (`CI=true`).
-pub fn services_required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+pub use hybridstore_core::conformance::services_required;
 
 /// How long a started server may take to answer `PING`.
 const READY_WITHIN: Duration = Duration::from_secs(10);

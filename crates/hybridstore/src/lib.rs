@@ -148,19 +148,20 @@ impl HybridStorageSystem {
             (primary, None)
         };
         let uncached = kv.clone();
-        let (kv, cache): (Arc<dyn KvStore>, _) = match config.cache_config()? {
+        let cache_config = config.cache_config()?;
+        tracing::debug!(
+            data_dir = %config.data_dir.display(),
+            dedup = config.dedup,
+            cache = ?cache_config,
+            "storage system open"
+        );
+        let (kv, cache): (Arc<dyn KvStore>, _) = match cache_config {
             Some(cache_config) => {
                 let cached = Arc::new(CachedStore::open(uncached.clone(), cache_config)?);
                 (cached.clone(), Some(cached))
             }
             None => (uncached.clone(), None),
         };
-        tracing::debug!(
-            data_dir = %config.data_dir.display(),
-            dedup = config.dedup,
-            cache = ?config.cache_config()?,
-            "storage system open"
-        );
         Ok(HybridStorageSystem {
             config,
             kv,

@@ -32,6 +32,12 @@ use crate::{
     Sha256Digest, WriteBatch,
 };
 
+/// Whether tests that need a service (PostgreSQL, Redis, an S3 server) must fail when it is
+/// missing instead of skipping loudly: `CI=true` (or `1`).
+pub fn services_required() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
 /// A fresh, empty store for one check, with whatever must outlive it (a temporary directory,
 /// a server process).
 pub struct Fixture {

@@ -1,6 +1,6 @@
 //! Mapping sqlx errors onto [`hybridstore_core::Error`] kinds.
 
-use hybridstore_core::{Error, ErrorKind};
+use hybridstore_core::{Error, ErrorKind, SecretUrl};
 
 /// SQLite primary result codes (<https://www.sqlite.org/rescode.html>), low byte of the
 /// extended code sqlx reports.
@@ -108,16 +108,10 @@ pub(crate) fn open_error(url: &str, error: impl Into<sqlx::Error>) -> Error {
         .with_context("url", redact_url(url))
 }
 
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`; a URL without a
-/// password (or that does not parse) is returned as it is.
+/// `postgres://user:secret@host/db` → `postgres://user:***@host/db` (core's `SecretUrl`
+/// redaction, which all crates share).
 pub(crate) fn redact_url(raw: &str) -> String {
-    match url::Url::parse(raw) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => raw.to_string(),
-    }
+    SecretUrl::new(raw).redacted()
 }
 
 #[cfg(test)]

@@ -17,10 +17,7 @@ pub const POSTGRES_URL_VAR: &str = "HYBRIDSTORE_TEST_POSTGRES_URL";
 /// Its default: the machine's PostgreSQL with trust auth.
 pub const DEFAULT_POSTGRES_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
-/// Whether missing services must fail tests instead of skipping them (`CI=true`).
-pub fn services_required() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+pub use hybridstore_core::conformance::services_required;
 
 /// A database created for one test, dropped when this guard is dropped.
 #[derive(Debug)]
