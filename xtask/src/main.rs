@@ -408,6 +408,53 @@ fn demo(args: &[String]) -> Result<()> {
             "the second ingest of the same tree grew the stored bytes by {growth:?} %; dedup promises < 1 %"
         ));
     }
+    demo_analytics(&cli)
+}
+
+/// A few hundred `get`s of ten keys (6, 12, … 60 of each), then `analytics report`, which
+/// must list the most read key first.
+fn demo_analytics(cli: &dyn Fn(&[&str]) -> Command) -> Result<()> {
+    let listed = cli(&["ls", "first/book/", "--limit", "10"])
+        .output()
+        .map_err(|e| format!("hybridstore ls: {e}"))?;
+    let keys: Vec<String> = String::from_utf8_lossy(&listed.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    if keys.is_empty() {
+        return Err("no keys under first/book/ to read".into());
+    }
+    let started = Instant::now();
+    let mut gets = 0;
+    for (i, key) in keys.iter().enumerate() {
+        for _ in 0..(i + 1) * 6 {
+            let status = cli(&["get", key, "--output", "/dev/null"])
+                .status()
+                .map_err(|e| format!("hybridstore get: {e}"))?;
+            if !status.success() {
+                return Err(format!("hybridstore get {key} failed with {status}"));
+            }
+            gets += 1;
+        }
+    }
+    eprintln!(
+        "xtask: {gets} gets of {} keys took {:.1} s",
+        keys.len(),
+        started.elapsed().as_secs_f64()
+    );
+    run(cli(&["analytics", "report", "--top", "5"]))?;
+    let report = cli(&["--json", "analytics", "report", "--top", "1"])
+        .output()
+        .map_err(|e| format!("hybridstore analytics report: {e}"))?;
+    let report: serde_json::Value = serde_json::from_slice(&report.stdout)
+        .map_err(|e| format!("analytics report printed no JSON: {e}"))?;
+    let hottest = keys.last().map(String::as_str);
+    if report["hot_keys"][0]["key"].as_str() != hottest {
+        return Err(format!(
+            "analytics report names {} as the hottest key, expected {hottest:?}",
+            report["hot_keys"][0]
+        ));
+    }
     Ok(())
 }
 

@@ -28,6 +28,7 @@
 mod config;
 mod epoch;
 mod redis_tier;
+mod served_by;
 mod stats;
 mod store;
 #[cfg(feature = "testing")]
@@ -39,5 +40,6 @@ pub use config::{
     DEFAULT_MAX_VALUE_BYTES, DEFAULT_REDIS_KEY_PREFIX, DEFAULT_REDIS_NAMESPACE,
     DEFAULT_REDIS_TIMEOUT, DEFAULT_TTL_JITTER, MAX_PENDING_INVALIDATIONS, RedisConfig,
 };
+pub use served_by::{ServedBy, observe_served_by};
 pub use stats::CacheStats;
 pub use store::CachedStore;

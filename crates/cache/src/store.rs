@@ -17,6 +17,7 @@ use moka::future::Cache;
 use crate::config::CacheConfig;
 use crate::epoch::StripedEpochs;
 use crate::redis_tier::{Lookup, RedisTier, jittered};
+use crate::served_by::{self, ServedBy};
 use crate::stats::{CacheStats, Counters};
 
 /// Bytes added to each L1 entry's weight for the key, the entry and moka's bookkeeping.
@@ -263,7 +264,10 @@ impl<S: KvStore> CachedStore<S> {
         let mut lease = None;
         if let Some(l2) = &self.l2 {
             match l2.lookup(&[key]).await.pop() {
-                Some(Lookup::Hit(value)) => return Ok(Some(value)),
+                Some(Lookup::Hit(value)) => {
+                    served_by::note(ServedBy::L2);
+                    return Ok(Some(value));
+                }
                 Some(Lookup::Miss(token)) => lease = token,
                 Some(Lookup::Skipped) | None => {}
             }
@@ -280,6 +284,7 @@ impl<S: KvStore> CachedStore<S> {
     /// A read of the inner store, counted.
     async fn backend_get(&self, key: &Key) -> Result<Option<Bytes>> {
         Counters::one(&self.counters.backend_reads);
+        served_by::note(ServedBy::Store);
         self.inner.get(key).await
     }
 
@@ -366,10 +371,12 @@ impl<S: KvStore> KvStore for CachedStore<S> {
             match self.l1_lookup(l1, key).await {
                 L1Lookup::Valid(Cached::Present(v)) => {
                     Counters::one(&self.counters.l1_hits);
+                    served_by::note(ServedBy::L1);
                     return Ok(Some(v));
                 }
                 L1Lookup::Valid(Cached::Absent) => {
                     Counters::one(&self.counters.l1_hits);
+                    served_by::note(ServedBy::L1);
                     return Ok(None);
                 }
                 L1Lookup::Valid(Cached::TooLarge) => return self.backend_get(key).await,
@@ -378,6 +385,8 @@ impl<S: KvStore> KvStore for CachedStore<S> {
                 L1Lookup::Absent => {}
             }
             Counters::one(&self.counters.l1_misses);
+            // Until the load says otherwise (a reader that waits on another's load keeps it).
+            served_by::note(ServedBy::Store);
             let epoch = self.epochs.current(key);
             let oversized = Mutex::new(None);
             let entry = l1

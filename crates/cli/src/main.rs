@@ -4,6 +4,7 @@
 //! configuration file), does its work and exits with a code a script can act on (see
 //! [`ExitCode`]). `--json` prints machine-readable output; logs go to stderr under `RUST_LOG`.
 
+mod analytics;
 mod output;
 
 use std::io::{IsTerminal, Read, Write};
@@ -150,6 +151,12 @@ enum Command {
     },
     /// Re-read every value and check it against its SHA-256 (exit code 4 on damage)
     Verify,
+    /// Access analytics (DuckDB): reports, read-only SQL, Parquet export. Works while
+    /// another process has the data directory open.
+    Analytics {
+        #[command(subcommand)]
+        command: analytics::AnalyticsCommand,
+    },
 }
 
 /// Parses a key typed on the command line; `hex:<hex>` spells binary keys.
@@ -210,9 +217,19 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
     if let Some(dir) = cli.data_dir {
         config.data_dir = dir;
     }
+    let command = match cli.command {
+        // Reads the analytics database alone, without the data directory's lock.
+        Command::Analytics { command } => {
+            analytics::run(&config, command, &ui).await?;
+            return Ok(ExitCode::Ok);
+        }
+        other => other,
+    };
     let system = HybridStorageSystem::open(config).await?;
     let kv = system.kv();
-    match cli.command {
+    match command {
+        // Normally handled above, before the store opens; the same work either way.
+        Command::Analytics { command } => analytics::run(system.config(), command, &ui).await?,
         Command::Init => {
             let dir = &system.config().data_dir;
             if ui.json {

@@ -71,6 +71,13 @@ pub struct StorageConfig {
     /// Bound on each Redis call in milliseconds (default 100); what a dead Redis can add to a
     /// call.
     pub redis_timeout_ms: u64,
+    /// Record an access event per operation in the DuckDB database
+    /// `<data_dir>/analytics.duckdb` (default `true`; feature `analytics`). Recording never
+    /// blocks an operation: when the writer is behind, events are dropped and counted.
+    pub analytics: bool,
+    /// Keep each key's text (up to 256 bytes) in its access events, not only its hash
+    /// (default `true`); turn off when keys themselves are sensitive.
+    pub analytics_record_keys: bool,
 }
 
 /// The primary key/value store of a [`HybridStorageSystem`](crate::HybridStorageSystem).
@@ -103,6 +110,8 @@ impl Default for StorageConfig {
             redis_namespace: hybridstore_cache::DEFAULT_REDIS_NAMESPACE.to_string(),
             redis_ttl_secs: hybridstore_cache::DEFAULT_L2_TTL.as_secs(),
             redis_timeout_ms: hybridstore_cache::DEFAULT_REDIS_TIMEOUT.as_millis() as u64,
+            analytics: true,
+            analytics_record_keys: true,
         }
     }
 }
@@ -163,6 +172,15 @@ impl StorageConfig {
         }
         self.cache_config()?;
         Ok(())
+    }
+
+    /// The name access events give the primary store: `file`, `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match (self.primary, &self.sql_url) {
+            (PrimaryStore::File, _) => "file",
+            (PrimaryStore::Sql, Some(url)) if url.expose().starts_with("postgres") => "postgres",
+            (PrimaryStore::Sql, _) => "sqlite",
+        }
     }
 
     /// The cache in front of the store, or `None` when both tiers are off (`cache_l1_bytes =

@@ -31,6 +31,8 @@
 //! ```
 
 mod config;
+#[cfg(feature = "analytics")]
+mod metrics;
 mod transfer;
 
 /// The README's examples, compiled as doc tests so they stay true.
@@ -50,6 +52,9 @@ use serde::Serialize;
 pub use config::{ENV_PREFIX, PrimaryStore, SEED_ENV_VARS, StorageConfig};
 pub use transfer::{FileError, Progress, TransferReport, export_path};
 
+#[cfg(feature = "analytics")]
+#[doc(inline)]
+pub use hybridstore_analytics as analytics;
 #[doc(inline)]
 pub use hybridstore_cache as cache;
 #[doc(inline)]
@@ -62,6 +67,8 @@ pub use hybridstore_file as file;
 #[cfg(feature = "sql")]
 #[doc(inline)]
 pub use hybridstore_sql as sql;
+#[cfg(feature = "analytics")]
+pub use metrics::MeteredStore;
 
 /// Subdirectory of the data directory that holds the `FileStore` primary's records.
 pub const KV_DIR: &str = "kv";
@@ -70,6 +77,8 @@ pub const KV_SQLITE_FILE: &str = "kv.db";
 /// Subdirectory of the data directory that holds the dedup layer's chunk packs (a
 /// `FileStore`).
 pub const CHUNKS_DIR: &str = "chunks";
+/// File in the data directory that holds the access events and metric tables (DuckDB).
+pub const ANALYTICS_FILE: &str = "analytics.duckdb";
 
 /// The primary store seen through the dedup layer.
 pub type DedupPrimary = DedupStore<Arc<dyn KvStore>>;
@@ -87,6 +96,10 @@ pub struct SystemStats {
     pub dedup: Option<DedupStats>,
     /// Cache counters since this process opened the system, when the cache is on.
     pub cache: Option<CacheStats>,
+    /// Access-event sink counters since this process opened the system, when analytics is
+    /// on.
+    #[cfg(feature = "analytics")]
+    pub analytics: Option<hybridstore_analytics::SinkStats>,
 }
 
 /// The storage system: every configured store, opened under one data directory.
@@ -103,6 +116,8 @@ pub struct HybridStorageSystem {
     uncached: Arc<dyn KvStore>,
     dedup: Option<Arc<DedupPrimary>>,
     cache: Option<Arc<CachedStack>>,
+    #[cfg(feature = "analytics")]
+    analytics: Option<Arc<hybridstore_analytics::AnalyticsStore>>,
 }
 
 impl HybridStorageSystem {
@@ -162,13 +177,23 @@ impl HybridStorageSystem {
             }
             None => (uncached.clone(), None),
         };
+        #[cfg(feature = "analytics")]
+        let (kv, analytics) = open_analytics(&config, kv).await?;
         Ok(HybridStorageSystem {
             config,
             kv,
             uncached,
             dedup,
             cache,
+            #[cfg(feature = "analytics")]
+            analytics,
         })
+    }
+
+    /// The analytics store (access events, reports), if [`StorageConfig::analytics`] is on.
+    #[cfg(feature = "analytics")]
+    pub fn analytics(&self) -> Option<&Arc<hybridstore_analytics::AnalyticsStore>> {
+        self.analytics.as_ref()
     }
 
     /// The cache in front of the stores, unless both tiers are off.
@@ -283,6 +308,8 @@ impl HybridStorageSystem {
             kv,
             dedup,
             cache: self.cache.as_ref().map(|c| c.cache_stats()),
+            #[cfg(feature = "analytics")]
+            analytics: self.analytics.as_ref().map(|a| a.stats()),
         })
     }
 }
@@ -291,6 +318,35 @@ impl HybridStorageSystem {
 /// Apache `mime.types` list), or `None` if the extension is unknown.
 pub fn guess_content_type(path: &Path) -> Option<String> {
     mime_guess::from_path(path).first_raw().map(str::to_string)
+}
+
+/// Opens `<data_dir>/analytics.duckdb` and puts the metrics layer over `kv`, if analytics is
+/// on.
+#[cfg(feature = "analytics")]
+async fn open_analytics(
+    config: &StorageConfig,
+    kv: Arc<dyn KvStore>,
+) -> Result<(
+    Arc<dyn KvStore>,
+    Option<Arc<hybridstore_analytics::AnalyticsStore>>,
+)> {
+    if !config.analytics {
+        return Ok((kv, None));
+    }
+    let path = config.data_dir.join(ANALYTICS_FILE);
+    let store = tokio::task::spawn_blocking(move || {
+        hybridstore_analytics::AnalyticsStore::open(&path, Default::default())
+    })
+    .await
+    .map_err(|e| Error::backend(format!("opening the analytics store failed: {e}")))??;
+    let store = Arc::new(store);
+    let metered = metrics::MeteredStore::new(
+        kv,
+        store.sink().clone(),
+        config.backend_name(),
+        config.analytics_record_keys,
+    );
+    Ok((Arc::new(metered), Some(store)))
 }
 
 /// Opens the primary store `config` asks for. A data directory already holding the other

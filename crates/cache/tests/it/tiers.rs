@@ -295,3 +295,56 @@ fn redis_outside_a_runtime_is_an_error_not_a_panic() {
     assert_eq!(err.kind(), hybridstore_core::ErrorKind::InvalidInput);
     assert!(err.to_string().contains("tokio runtime"), "{err}");
 }
+
+/// `observe_served_by` names the tier that answered each get: the store, Redis, then L1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_get_reports_the_tier_that_answered_it() {
+    use hybridstore_cache::{ServedBy, observe_served_by};
+    let backend = Probe::new(MemoryStore::new());
+    let k = key("tiers/doc");
+    backend
+        .inner
+        .put(&k, Bytes::from_static(b"v"))
+        .await
+        .unwrap();
+    let l1 = CachedStore::open(backend.clone(), CacheConfig::l1_only(1 << 20)).unwrap();
+    let (v, tier) = observe_served_by(l1.get(&k)).await;
+    assert_eq!(
+        (v.unwrap().as_deref(), tier),
+        (Some(&b"v"[..]), Some(ServedBy::Store))
+    );
+    let (_, tier) = observe_served_by(l1.get(&k)).await;
+    assert_eq!(tier, Some(ServedBy::L1));
+    // A missing key is answered from L1 once cached as missing.
+    let absent = key("tiers/none");
+    assert_eq!(
+        observe_served_by(l1.get(&absent)).await.1,
+        Some(ServedBy::Store)
+    );
+    assert_eq!(
+        observe_served_by(l1.get(&absent)).await.1,
+        Some(ServedBy::L1)
+    );
+    // Outside observe_served_by nothing is recorded and nothing fails.
+    assert!(l1.get(&k).await.unwrap().is_some());
+    // A store without a cache reports nothing.
+    assert_eq!(observe_served_by(backend.get(&k)).await.1, None);
+
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let node_a = CachedStore::open(backend.clone(), two_tiers(&server)).unwrap();
+    let node_b = CachedStore::open(backend.clone(), two_tiers(&server)).unwrap();
+    assert_eq!(
+        observe_served_by(node_a.get(&k)).await.1,
+        Some(ServedBy::Store)
+    );
+    assert_eq!(
+        observe_served_by(node_b.get(&k)).await.1,
+        Some(ServedBy::L2)
+    );
+    assert_eq!(
+        observe_served_by(node_b.get(&k)).await.1,
+        Some(ServedBy::L1)
+    );
+}

@@ -209,3 +209,104 @@ fn configuration_from_environment_and_file() {
     assert_eq!(code(&o), 2);
     assert!(String::from_utf8_lossy(&o.stderr).contains("invalid configuration"));
 }
+
+/// `analytics report | sql | export` read the analytics database while another process has
+/// the data directory open and keeps recording events.
+#[test]
+fn analytics_commands_work_while_another_process_holds_the_store() {
+    use hybridstore::core::{Key, KvStore};
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let system = rt
+        .block_on(hybridstore::HybridStorageSystem::open(
+            hybridstore::StorageConfig::with_data_dir(&data),
+        ))
+        .unwrap();
+    rt.block_on(async {
+        let hot = Key::new("docs/hot.html").unwrap();
+        system.kv().put(&hot, "<p>hot</p>".into()).await.unwrap();
+        for _ in 0..30 {
+            system.kv().get(&hot).await.unwrap();
+        }
+        system
+            .kv()
+            .get(&Key::new("docs/cold").unwrap())
+            .await
+            .unwrap();
+    });
+    system.analytics().unwrap().flush().unwrap();
+
+    let o = hybridstore(&data, &["--json", "analytics", "report"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["hot_keys"][0]["key"], "docs/hot.html");
+    assert_eq!(report["hot_keys"][0]["reads"], 30);
+    assert_eq!(report["cache"]["l1_hits"], 29, "{}", report["cache"]);
+    assert!(
+        report["latency"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["operation"] == "get")
+    );
+
+    let o = hybridstore(&data, &["analytics", "report"]);
+    assert_eq!(code(&o), 0);
+    let text = stdout(&o);
+    assert!(
+        text.contains("Hot keys") && text.contains("docs/hot.html"),
+        "{text}"
+    );
+    assert!(text.contains("p99"), "{text}");
+
+    let o = hybridstore(
+        &data,
+        &[
+            "--json",
+            "analytics",
+            "sql",
+            "SELECT count(*) AS n FROM access_events WHERE operation = 'get'",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let rows: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rows[0]["n"], 31);
+
+    let o = hybridstore(&data, &["analytics", "sql", "DELETE FROM access_events"]);
+    assert_eq!(code(&o), 2, "writes are refused");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("read-only"));
+
+    let out = dir.path().join("events.parquet");
+    let o = hybridstore(
+        &data,
+        &[
+            "analytics",
+            "export",
+            "access_events",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).contains("rows"), "{}", stdout(&o));
+    assert!(std::fs::metadata(&out).unwrap().len() > 0);
+    let o = hybridstore(
+        &data,
+        &[
+            "analytics",
+            "export",
+            "no_such_table",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&o), 2);
+    drop(system);
+}
+
+#[test]
+fn analytics_without_a_database_is_not_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = hybridstore(&dir.path().join("none"), &["analytics", "report"]);
+    assert_eq!(code(&o), 3);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no analytics database"));
+}

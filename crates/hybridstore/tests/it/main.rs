@@ -283,7 +283,9 @@ mod file_primary_conformance {
         let mut config = StorageConfig::with_data_dir(dir.path());
         config.primary = PrimaryStore::File;
         let system = HybridStorageSystem::open(config).await.unwrap();
-        Fixture::with_guard(system.kv().clone(), dir)
+        // The system (and so the analytics writer behind the metrics layer) lives as long
+        // as the fixture.
+        Fixture::with_guard(system.kv().clone(), (system, dir))
     }
     hybridstore_core::conformance_tests!(fixture);
 }
@@ -360,7 +362,11 @@ mod conformance {
         let system = HybridStorageSystem::open(StorageConfig::with_data_dir(dir.path()))
             .await
             .unwrap();
-        Fixture::with_guard(system.kv().clone(), dir)
+        assert!(
+            system.analytics().is_some(),
+            "the metrics layer is on by default"
+        );
+        Fixture::with_guard(system.kv().clone(), (system, dir))
     }
     hybridstore_core::conformance_tests!(fixture);
 }
@@ -454,7 +460,112 @@ mod redis_cache_conformance {
         config.redis_url = Some(server.url().into());
         let system = HybridStorageSystem::open(config).await.unwrap();
         assert!(system.cache().unwrap().config().redis.is_some());
-        Some(Fixture::with_guard(system.kv().clone(), (dir, server)))
+        Some(Fixture::with_guard(
+            system.kv().clone(),
+            (system, dir, server),
+        ))
     }
     hybridstore_core::conformance_tests!(fixture);
+}
+
+/// The metrics layer records one event per operation, with the cache tier of each get, and
+/// the reports read them back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_layer_records_every_operation() {
+    use hybridstore::analytics::{CacheHitRates, TenantUsage, TimeWindow};
+    use hybridstore::core::WriteBatch;
+    let dir = tempfile::tempdir().unwrap();
+    let system = HybridStorageSystem::open(StorageConfig::with_data_dir(dir.path()))
+        .await
+        .unwrap();
+    let kv = system.kv();
+    let (a, b, c) = (
+        Key::new("a").unwrap(),
+        Key::new("b").unwrap(),
+        Key::new("c").unwrap(),
+    );
+    kv.put(&a, "alpha".into()).await.unwrap();
+    kv.put(&b, "bravo!".into()).await.unwrap();
+    for _ in 0..5 {
+        assert!(kv.get(&a).await.unwrap().is_some());
+    }
+    assert!(
+        kv.get(&Key::new("missing").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    kv.get_many(&[a.clone(), b.clone()]).await.unwrap();
+    let mut batch = WriteBatch::new();
+    batch.put(c.clone(), "charlie").delete(b.clone());
+    kv.write_batch(batch).await.unwrap();
+    assert!(kv.get(&a).await.unwrap().is_some()); // still in L1: the batch touched b and c
+
+    let analytics = system.analytics().unwrap();
+    analytics.flush().unwrap();
+    let stats = system.stats().await.unwrap().analytics.unwrap();
+    assert_eq!(stats.written, stats.accepted);
+    assert_eq!(stats.dropped_full, 0);
+
+    let reader = analytics.reader().clone();
+    let (hot, cache, tenants, latency) = tokio::task::spawn_blocking(move || {
+        let w = TimeWindow::all();
+        (
+            reader.hot_keys(w, 10).unwrap(),
+            reader.cache_hit_rates(w).unwrap(),
+            reader.tenant_usage(w).unwrap(),
+            reader.latency_percentiles(w).unwrap(),
+        )
+    })
+    .await
+    .unwrap();
+    // a: 6 gets + 1 in get_many; b: 1 in get_many; missing: 1.
+    assert_eq!(hot[0].key.as_deref(), Some("a"));
+    assert_eq!(hot[0].reads, 7);
+    assert_eq!(hot[0].bytes, 7 * 5);
+    assert_eq!(hot.len(), 3);
+    // The first gets of a and of missing miss L1; the other five gets of a hit it.
+    assert_eq!(
+        cache,
+        CacheHitRates {
+            lookups: 7,
+            l1_hits: 5,
+            l2_hits: 0,
+            misses: 2,
+            l1_hit_rate: Some(5.0 / 7.0),
+            l2_hit_rate: Some(0.0),
+            overall_hit_rate: Some(5.0 / 7.0),
+        }
+    );
+    // a (5 bytes) and c (7 bytes) remain; b was deleted in the batch.
+    assert_eq!(
+        tenants,
+        vec![TenantUsage {
+            tenant: None,
+            objects: 2,
+            bytes: 12
+        }]
+    );
+    assert!(
+        latency
+            .iter()
+            .any(|r| r.operation == "batch_put" && r.backend == "sqlite")
+    );
+}
+
+/// With `analytics = false` there is no metrics layer and no database file.
+#[tokio::test]
+async fn analytics_can_be_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StorageConfig::with_data_dir(dir.path());
+    config.analytics = false;
+    let system = HybridStorageSystem::open(config).await.unwrap();
+    system
+        .kv()
+        .put(&Key::new("k").unwrap(), "v".into())
+        .await
+        .unwrap();
+    assert!(system.analytics().is_none());
+    assert!(system.stats().await.unwrap().analytics.is_none());
+    assert!(!dir.path().join(hybridstore::ANALYTICS_FILE).exists());
 }

@@ -1,0 +1,466 @@
+//! The event sink: callers hand records to a bounded channel and return; one writer thread
+//! appends them to DuckDB in batches.
+//!
+//! The caller's side is a `try_send`: when the channel is full the record is dropped and
+//! counted, never waited for, so a slow disk or a report holding the file cannot slow a `get`.
+//! The writer thread batches by count (one DuckDB row group, 122,880 rows, by default) and by
+//! time (1 s), appends access events as Arrow record batches through DuckDB's Appender, and on
+//! shutdown drains the channel and writes what is left, so nothing accepted is lost.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arrow_array::builder::{StringBuilder, TimestampMicrosecondBuilder, UInt64Builder};
+use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::{DataType, Field, Schema, TimeUnit};
+use duckdb::{Connection, params};
+use hybridstore_core::{Error, ErrorKind, Result};
+use serde::Serialize;
+
+use crate::db::{Access, DuckFile, duck_error};
+use crate::event::{AccessEvent, MetricRecord};
+
+/// A message to the writer thread.
+enum Message {
+    Access(AccessEvent),
+    Metric(MetricRecord),
+    /// Write everything received so far, then answer.
+    Flush(SyncSender<Result<()>>),
+    /// Drain, write, stop.
+    Shutdown,
+}
+
+/// Counters of the sink since it started.
+#[derive(Debug, Default)]
+pub(crate) struct SinkCounters {
+    accepted: AtomicU64,
+    dropped_full: AtomicU64,
+    dropped_closed: AtomicU64,
+    written: AtomicU64,
+    lost: AtomicU64,
+    batches: AtomicU64,
+    write_errors: AtomicU64,
+}
+
+/// A snapshot of the sink's counters.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct SinkStats {
+    /// Records taken into the channel.
+    pub accepted: u64,
+    /// Records dropped because the channel was full (the writer is behind).
+    pub dropped_full: u64,
+    /// Records offered after the sink was shut down.
+    pub dropped_closed: u64,
+    /// Records written to DuckDB.
+    pub written: u64,
+    /// Accepted records that could not be written (the batch failed after its retries).
+    pub lost: u64,
+    /// Write batches committed.
+    pub batches: u64,
+    /// Write batches that failed.
+    pub write_errors: u64,
+}
+
+/// The caller's handle: cheap to clone, never blocks.
+#[derive(Clone, Debug)]
+pub struct EventSink {
+    tx: SyncSender<Message>,
+    counters: Arc<SinkCounters>,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Message::Access(_) => "Access",
+            Message::Metric(_) => "Metric",
+            Message::Flush(_) => "Flush",
+            Message::Shutdown => "Shutdown",
+        })
+    }
+}
+
+impl EventSink {
+    /// Offers one access event. Returns `false` if it was dropped (channel full, or the sink
+    /// shut down); the drop is counted in [`SinkStats`]. Never blocks.
+    pub fn record(&self, event: AccessEvent) -> bool {
+        self.offer(Message::Access(event))
+    }
+
+    /// Offers one metric record, as [`record`](Self::record).
+    pub fn record_metric(&self, metric: MetricRecord) -> bool {
+        self.offer(Message::Metric(metric))
+    }
+
+    fn offer(&self, message: Message) -> bool {
+        match self.tx.try_send(message) {
+            Ok(()) => {
+                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(TrySendError::Full(_)) => {
+                self.counters.dropped_full.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.counters.dropped_closed.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
+    /// The sink's counters.
+    pub fn stats(&self) -> SinkStats {
+        let c = &self.counters;
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SinkStats {
+            accepted: load(&c.accepted),
+            dropped_full: load(&c.dropped_full),
+            dropped_closed: load(&c.dropped_closed),
+            written: load(&c.written),
+            lost: load(&c.lost),
+            batches: load(&c.batches),
+            write_errors: load(&c.write_errors),
+        }
+    }
+}
+
+/// Batching settings of the writer thread.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct WriterSettings {
+    pub channel_capacity: usize,
+    pub batch_rows: usize,
+    pub flush_interval: Duration,
+}
+
+/// The writer thread and the sender that stops it.
+#[derive(Debug)]
+pub(crate) struct Writer {
+    sink: EventSink,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Writer {
+    pub(crate) fn start(file: DuckFile, settings: WriterSettings) -> Result<Writer> {
+        let (tx, rx) = mpsc::sync_channel(settings.channel_capacity);
+        let counters = Arc::new(SinkCounters::default());
+        let thread_counters = counters.clone();
+        let thread = std::thread::Builder::new()
+            .name("hybridstore-analytics".into())
+            .spawn(move || run(file, settings, rx, &thread_counters))
+            .map_err(|e| Error::backend(format!("cannot start the analytics writer: {e}")))?;
+        Ok(Writer {
+            sink: EventSink { tx, counters },
+            thread: Mutex::new(Some(thread)),
+        })
+    }
+
+    pub(crate) fn sink(&self) -> &EventSink {
+        &self.sink
+    }
+
+    /// Waits until everything offered before this call is written.
+    ///
+    /// # Errors
+    /// `Unavailable` if the writer has stopped; the batch's write error otherwise.
+    pub(crate) fn flush(&self) -> Result<()> {
+        let (ack_tx, ack_rx) = mpsc::sync_channel(1);
+        let stopped = || Error::new(ErrorKind::Unavailable, "the analytics writer has stopped");
+        self.sink
+            .tx
+            .send(Message::Flush(ack_tx))
+            .map_err(|_| stopped())?;
+        ack_rx.recv().map_err(|_| stopped())?
+    }
+
+    /// Drains the channel, writes what is left and joins the thread. Idempotent.
+    pub(crate) fn shutdown(&self) {
+        let thread = self
+            .thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(thread) = thread {
+            // A blocking send: the writer is draining, so room appears.
+            let _ = self.sink.tx.send(Message::Shutdown);
+            if thread.join().is_err() {
+                tracing::error!("the analytics writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// Records received and not yet written.
+#[derive(Default)]
+struct Pending {
+    access: Vec<AccessEvent>,
+    metrics: Vec<MetricRecord>,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.access.len() + self.metrics.len()
+    }
+
+    fn push(&mut self, message: Message) {
+        match message {
+            Message::Access(e) => self.access.push(e),
+            Message::Metric(m) => self.metrics.push(m),
+            Message::Flush(_) | Message::Shutdown => {}
+        }
+    }
+}
+
+fn run(file: DuckFile, settings: WriterSettings, rx: Receiver<Message>, counters: &SinkCounters) {
+    let mut pending = Pending::default();
+    let mut last_write = Instant::now();
+    loop {
+        let wait = settings.flush_interval.saturating_sub(last_write.elapsed());
+        match rx.recv_timeout(wait) {
+            Ok(Message::Flush(ack)) => {
+                let result = write(&file, &mut pending, counters);
+                last_write = Instant::now();
+                let _ = ack.send(result);
+            }
+            Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
+                // Everything already queued is written; a flush queued behind the shutdown is
+                // answered once it is.
+                let mut acks = Vec::new();
+                while let Ok(message) = rx.try_recv() {
+                    match message {
+                        Message::Flush(ack) => acks.push(ack),
+                        other => pending.push(other),
+                    }
+                }
+                let result = write(&file, &mut pending, counters);
+                for ack in acks {
+                    let copy = match &result {
+                        Ok(()) => Ok(()),
+                        Err(e) => Err(Error::new(e.kind(), e.to_string())),
+                    };
+                    let _ = ack.send(copy);
+                }
+                return;
+            }
+            Ok(message) => {
+                pending.push(message);
+                if pending.len() >= settings.batch_rows {
+                    let _ = write(&file, &mut pending, counters);
+                    last_write = Instant::now();
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                if pending.len() > 0 {
+                    let _ = write(&file, &mut pending, counters);
+                }
+                last_write = Instant::now();
+            }
+        }
+    }
+}
+
+/// Writes and empties `pending` in one connection; counts the outcome.
+fn write(file: &DuckFile, pending: &mut Pending, counters: &SinkCounters) -> Result<()> {
+    let rows = pending.len() as u64;
+    if rows == 0 {
+        return Ok(());
+    }
+    let result = file.with_connection(Access::ReadWrite, |conn| {
+        append_access_events(conn, &pending.access)?;
+        append_metrics(conn, &pending.metrics)
+    });
+    pending.access.clear();
+    pending.metrics.clear();
+    match &result {
+        Ok(()) => {
+            counters.written.fetch_add(rows, Ordering::Relaxed);
+            counters.batches.fetch_add(1, Ordering::Relaxed);
+        }
+        Err(e) => {
+            counters.lost.fetch_add(rows, Ordering::Relaxed);
+            counters.write_errors.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(error = %e, rows, "analytics write batch failed; its records are lost");
+        }
+    }
+    result
+}
+
+/// The Arrow schema of `access_events` as the appender receives it (column order matters).
+fn access_schema() -> Arc<Schema> {
+    // DuckDB's Arrow appender takes plain Utf8, not dictionary arrays; DuckDB dictionary-
+    // compresses the columns itself when it checkpoints.
+    let text = || DataType::Utf8;
+    Arc::new(Schema::new(vec![
+        Field::new(
+            "ts",
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            false,
+        ),
+        Field::new("operation", text(), false),
+        Field::new("backend", text(), false),
+        Field::new("tenant", text(), true),
+        Field::new("key_hash", DataType::UInt64, false),
+        Field::new("key", DataType::Utf8, true),
+        Field::new("bytes", DataType::UInt64, false),
+        Field::new("latency_us", DataType::UInt64, false),
+        Field::new("cache_tier", text(), true),
+        Field::new("outcome", text(), false),
+    ]))
+}
+
+/// `events` as one Arrow record batch with the columns of the `access_events` table, in
+/// order (`ts` microsecond timestamps, text columns as Utf8, counts as UInt64).
+///
+/// # Errors
+/// `Backend` only if Arrow rejects the columns (which would be a bug).
+pub fn access_events_batch(events: &[AccessEvent]) -> Result<RecordBatch> {
+    let n = events.len();
+    let mut ts = TimestampMicrosecondBuilder::with_capacity(n);
+    let mut operation = StringBuilder::with_capacity(n, n * 8);
+    let mut backend = StringBuilder::with_capacity(n, n * 8);
+    let mut tenant = StringBuilder::with_capacity(n, n * 8);
+    let mut key_hash = UInt64Builder::with_capacity(n);
+    let mut key = StringBuilder::with_capacity(n, n * 32);
+    let mut bytes = UInt64Builder::with_capacity(n);
+    let mut latency = UInt64Builder::with_capacity(n);
+    let mut tier = StringBuilder::with_capacity(n, n * 8);
+    let mut outcome = StringBuilder::with_capacity(n, n * 8);
+    for e in events {
+        ts.append_value(e.timestamp_us);
+        operation.append_value(e.operation.as_str());
+        backend.append_value(&*e.backend);
+        tenant.append_option(e.tenant.as_deref());
+        key_hash.append_value(e.key_hash);
+        key.append_option(e.key.as_deref());
+        bytes.append_value(e.bytes);
+        latency.append_value(e.latency_us);
+        tier.append_option(e.cache_tier.map(|t| t.as_str()));
+        outcome.append_value(e.outcome.as_str());
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(ts.finish()),
+        Arc::new(operation.finish()),
+        Arc::new(backend.finish()),
+        Arc::new(tenant.finish()),
+        Arc::new(key_hash.finish()),
+        Arc::new(key.finish()),
+        Arc::new(bytes.finish()),
+        Arc::new(latency.finish()),
+        Arc::new(tier.finish()),
+        Arc::new(outcome.finish()),
+    ];
+    RecordBatch::try_new(access_schema(), columns)
+        .map_err(|e| Error::backend(format!("cannot build the access-event batch: {e}")))
+}
+
+fn append_access_events(conn: &Connection, events: &[AccessEvent]) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let mut appender = conn.appender("access_events").map_err(duck_error)?;
+    // One row group's worth per Arrow batch keeps the builders' memory bounded.
+    for chunk in events.chunks(122_880) {
+        appender
+            .append_record_batch(access_events_batch(chunk)?)
+            .map_err(duck_error)?;
+    }
+    // Drop would flush too but swallow a constraint error: flush and check.
+    appender.flush().map_err(duck_error)
+}
+
+fn append_metrics(conn: &Connection, metrics: &[MetricRecord]) -> Result<()> {
+    if metrics.is_empty() {
+        return Ok(());
+    }
+    let ts = |us: i64| duckdb::types::Value::Timestamp(duckdb::types::TimeUnit::Microsecond, us);
+    for m in metrics {
+        let (table, result) = match m {
+            MetricRecord::Query {
+                timestamp_us,
+                query_type,
+                latency_ms,
+                result_count,
+                retrieval_strategy,
+                success,
+            } => (
+                "query_metrics",
+                conn.appender("query_metrics").and_then(|mut a| {
+                    a.append_row(params![
+                        ts(*timestamp_us),
+                        query_type,
+                        latency_ms,
+                        result_count,
+                        retrieval_strategy,
+                        success
+                    ])?;
+                    a.flush()
+                }),
+            ),
+            MetricRecord::Embedding {
+                timestamp_us,
+                model_name,
+                embedding_time_ms,
+                text_length,
+                dimension,
+            } => (
+                "embedding_metrics",
+                conn.appender("embedding_metrics").and_then(|mut a| {
+                    a.append_row(params![
+                        ts(*timestamp_us),
+                        model_name,
+                        embedding_time_ms,
+                        text_length,
+                        dimension
+                    ])?;
+                    a.flush()
+                }),
+            ),
+            MetricRecord::Reranking {
+                timestamp_us,
+                query_type,
+                document_count,
+                rerank_time_ms,
+                quality_score,
+            } => (
+                "reranking_metrics",
+                conn.appender("reranking_metrics").and_then(|mut a| {
+                    a.append_row(params![
+                        ts(*timestamp_us),
+                        query_type,
+                        document_count,
+                        rerank_time_ms,
+                        quality_score
+                    ])?;
+                    a.flush()
+                }),
+            ),
+            MetricRecord::System {
+                timestamp_us,
+                metric_name,
+                metric_value,
+                metric_unit,
+            } => (
+                "system_metrics",
+                conn.appender("system_metrics").and_then(|mut a| {
+                    a.append_row(params![
+                        ts(*timestamp_us),
+                        metric_name,
+                        metric_value,
+                        metric_unit
+                    ])?;
+                    a.flush()
+                }),
+            ),
+        };
+        result.map_err(|e| duck_error(e).with_context("table", table))?;
+    }
+    Ok(())
+}
