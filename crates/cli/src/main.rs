@@ -151,6 +151,14 @@ enum Command {
     },
     /// Re-read every value and check it against its SHA-256 (exit code 4 on damage)
     Verify,
+    /// Full-text search over the passages of ingested HTML, Markdown and text files
+    Search {
+        /// Words to look for, e.g. "borrow checker lifetime"
+        query: String,
+        /// How many passages to show
+        #[arg(long, short = 'n', default_value_t = 10)]
+        limit: usize,
+    },
     /// Access analytics (DuckDB): reports, read-only SQL, Parquet export. Works while
     /// another process has the data directory open.
     Analytics {
@@ -347,6 +355,26 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             bar.finish_and_clear();
             return transfer_outcome(&ui, "exported", &report);
         }
+        Command::Search { query, limit } => {
+            let hits = system.search(&query, limit).await?;
+            if ui.json {
+                ui.print_json(&hits)?;
+            } else if hits.is_empty() {
+                println!("no passages match {query:?}");
+            } else {
+                for h in &hits {
+                    let text = h.text.replace('\n', " ");
+                    let snippet: String = text.chars().take(240).collect();
+                    let more = if text.chars().count() > 240 {
+                        "…"
+                    } else {
+                        ""
+                    };
+                    println!("{:>7.2}  {} (passage {})", h.score, h.key, h.passage);
+                    println!("         {snippet}{more}");
+                }
+            }
+        }
         Command::Stats => {
             let stats = system.stats().await?;
             if ui.json {
@@ -457,6 +485,14 @@ fn transfer_outcome(
             report.skipped,
             report.errors.len()
         );
+        if let Some(p) = &report.passages {
+            println!(
+                "indexed {} passages of {} documents for search in {:.1} s",
+                p.passages,
+                p.documents,
+                p.elapsed_ms as f64 / 1000.0
+            );
+        }
     }
     Ok(if report.errors.is_empty() {
         ExitCode::Ok

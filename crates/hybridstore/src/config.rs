@@ -78,6 +78,10 @@ pub struct StorageConfig {
     /// Keep each key's text (up to 256 bytes) in its access events, not only its hash
     /// (default `true`); turn off when keys themselves are sensitive.
     pub analytics_record_keys: bool,
+    /// LanceDB under `<data_dir>/lance` (default `true`; feature `vectors`): `ingest` also
+    /// stores each HTML, Markdown and text file's passages with a full-text index, searched
+    /// by `search`; applications keep vector collections there too.
+    pub vectors: bool,
 }
 
 /// The primary key/value store of a [`HybridStorageSystem`](crate::HybridStorageSystem).
@@ -112,6 +116,7 @@ impl Default for StorageConfig {
             redis_timeout_ms: hybridstore_cache::DEFAULT_REDIS_TIMEOUT.as_millis() as u64,
             analytics: true,
             analytics_record_keys: true,
+            vectors: true,
         }
     }
 }

@@ -33,6 +33,10 @@
 mod config;
 #[cfg(feature = "analytics")]
 mod metrics;
+#[cfg(feature = "vectors")]
+pub mod passages;
+#[cfg(feature = "vectors")]
+mod search;
 mod transfer;
 
 /// The README's examples, compiled as doc tests so they stay true.
@@ -67,8 +71,13 @@ pub use hybridstore_file as file;
 #[cfg(feature = "sql")]
 #[doc(inline)]
 pub use hybridstore_sql as sql;
+#[cfg(feature = "vectors")]
+#[doc(inline)]
+pub use hybridstore_vector as vector;
 #[cfg(feature = "analytics")]
 pub use metrics::MeteredStore;
+#[cfg(feature = "vectors")]
+pub use search::{PASSAGES_COLLECTION, PassageHit, PassageReport, passages_spec};
 
 /// Subdirectory of the data directory that holds the `FileStore` primary's records.
 pub const KV_DIR: &str = "kv";
@@ -79,6 +88,8 @@ pub const KV_SQLITE_FILE: &str = "kv.db";
 pub const CHUNKS_DIR: &str = "chunks";
 /// File in the data directory that holds the access events and metric tables (DuckDB).
 pub const ANALYTICS_FILE: &str = "analytics.duckdb";
+/// Subdirectory of the data directory that holds the LanceDB tables (passages, vectors).
+pub const LANCE_DIR: &str = "lance";
 
 /// The primary store seen through the dedup layer.
 pub type DedupPrimary = DedupStore<Arc<dyn KvStore>>;
@@ -118,6 +129,8 @@ pub struct HybridStorageSystem {
     cache: Option<Arc<CachedStack>>,
     #[cfg(feature = "analytics")]
     analytics: Option<Arc<hybridstore_analytics::AnalyticsStore>>,
+    #[cfg(feature = "vectors")]
+    vectors: Option<hybridstore_vector::LanceVectorStore>,
 }
 
 impl HybridStorageSystem {
@@ -179,6 +192,16 @@ impl HybridStorageSystem {
         };
         #[cfg(feature = "analytics")]
         let (kv, analytics) = open_analytics(&config, kv).await?;
+        #[cfg(feature = "vectors")]
+        let vectors = if config.vectors {
+            let dir = config.data_dir.join(LANCE_DIR);
+            let uri = dir.to_str().ok_or_else(|| {
+                Error::invalid_input(format!("data directory {} is not UTF-8", dir.display()))
+            })?;
+            Some(hybridstore_vector::LanceVectorStore::open(uri, Default::default()).await?)
+        } else {
+            None
+        };
         Ok(HybridStorageSystem {
             config,
             kv,
@@ -187,7 +210,32 @@ impl HybridStorageSystem {
             cache,
             #[cfg(feature = "analytics")]
             analytics,
+            #[cfg(feature = "vectors")]
+            vectors,
         })
+    }
+
+    /// The LanceDB vector store under `<data_dir>/lance`, if [`StorageConfig::vectors`] is on.
+    #[cfg(feature = "vectors")]
+    pub fn vectors(&self) -> Option<&hybridstore_vector::LanceVectorStore> {
+        self.vectors.as_ref()
+    }
+
+    /// The `k` ingested passages that best match `query` (BM25 over the passages of every
+    /// HTML, Markdown and text file `ingest_dir` stored), best first.
+    ///
+    /// # Errors
+    /// `Unsupported` if vectors are off; `InvalidInput` for an empty query or `k` outside
+    /// 1 to 10,000.
+    #[cfg(feature = "vectors")]
+    pub async fn search(&self, query: &str, k: usize) -> Result<Vec<PassageHit>> {
+        match &self.vectors {
+            Some(store) => search::search(store, query, k).await,
+            None => Err(Error::new(
+                ErrorKind::Unsupported,
+                "search needs vectors = true",
+            )),
+        }
     }
 
     /// The analytics store (access events, reports), if [`StorageConfig::analytics`] is on.
@@ -233,7 +281,8 @@ impl HybridStorageSystem {
 
     /// Stores every regular file under `source` as `prefix` + its `/`-separated relative path,
     /// with a content type guessed from the file name; symbolic links are skipped.
-    /// `on_progress` is called after every file.
+    /// `on_progress` is called after every file. With vectors on, the passages of HTML,
+    /// Markdown and text files then go to the full-text index (see [`search`](Self::search)).
     ///
     /// # Errors
     /// `InvalidInput` if `source` is not a directory. Per-file failures (unreadable files,
@@ -244,14 +293,20 @@ impl HybridStorageSystem {
         prefix: &str,
         on_progress: impl Fn(Progress) + Send + Sync,
     ) -> Result<TransferReport> {
-        transfer::ingest(
+        #[allow(unused_mut)] // only the vectors feature adds to it
+        let mut report = transfer::ingest(
             self.kv.as_ref(),
             source,
             prefix,
             self.config.io_concurrency,
             &on_progress,
         )
-        .await
+        .await?;
+        #[cfg(feature = "vectors")]
+        if let Some(store) = &self.vectors {
+            report.passages = Some(search::index_tree(store, source, prefix).await?);
+        }
+        Ok(report)
     }
 
     /// Writes every key starting with `prefix` to `dest/<key without prefix>` (creating

@@ -44,6 +44,10 @@ pub struct TransferReport {
     pub errors: Vec<FileError>,
     /// Wall time in milliseconds.
     pub elapsed_ms: u64,
+    /// Passages stored for full-text search (ingest with vectors on).
+    #[cfg(feature = "vectors")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passages: Option<crate::search::PassageReport>,
 }
 
 impl TransferReport {
@@ -108,14 +112,14 @@ impl TransferReport {
 }
 
 #[derive(Clone)]
-struct SourceFile {
-    path: PathBuf,
-    key: Key,
-    size: u64,
+pub(crate) struct SourceFile {
+    pub(crate) path: PathBuf,
+    pub(crate) key: Key,
+    pub(crate) size: u64,
 }
 
 /// Lists regular files under `source` with their keys (`prefix` + relative path, `/`-separated).
-fn walk(source: &Path, prefix: &str, report: &mut TransferReport) -> Vec<SourceFile> {
+pub(crate) fn walk(source: &Path, prefix: &str, report: &mut TransferReport) -> Vec<SourceFile> {
     let mut files = Vec::new();
     for entry in walkdir::WalkDir::new(source)
         .follow_links(false)

@@ -35,6 +35,7 @@ mod meta;
 mod namespace;
 mod secret;
 mod store;
+pub mod vector;
 pub mod verify;
 
 #[cfg(feature = "testing")]

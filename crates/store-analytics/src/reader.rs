@@ -77,8 +77,9 @@ pub struct HotKey {
 
 /// Latency percentiles of one operation on one backend, in microseconds.
 ///
-/// Percentiles are DuckDB's `quantile_disc`: always a latency that was measured, the one at
-/// position ⌊(n − 1) · q⌋ of the sorted latencies.
+/// Percentiles are DuckDB's `quantile_disc`, the nearest-rank method: always a latency that
+/// was measured, the ⌈n · q⌉-th smallest of the n in the group (so p95 of 10 calls is the
+/// slowest).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LatencyRow {
     /// The operation.
@@ -530,6 +531,10 @@ fn run_query(c: &Connection, query: &str) -> Result<(SchemaRef, Vec<RecordBatch>
         let text = e.to_string();
         let error = duck_error(e);
         if error.kind() == ErrorKind::Unavailable {
+            return error;
+        }
+        if text.starts_with("IO Error") || text.starts_with("Out of Memory") {
+            // The engine failed, not the statement.
             return error;
         }
         let lower = text.to_ascii_lowercase();

@@ -310,3 +310,31 @@ fn analytics_without_a_database_is_not_found() {
     assert_eq!(code(&o), 3);
     assert!(String::from_utf8_lossy(&o.stderr).contains("no analytics database"));
 }
+
+#[test]
+fn search_finds_ingested_passages() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("ownership.md"),
+        "# Ownership\n\nEach value has an owner; the borrow checker enforces the rules.\n",
+    )
+    .unwrap();
+    std::fs::write(src.join("other.txt"), "Nothing about that here.\n").unwrap();
+    assert_eq!(
+        code(&hybridstore(&data, &["ingest", src.to_str().unwrap()])),
+        0
+    );
+    let o = hybridstore(&data, &["search", "borrow checker"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).contains("ownership.md"), "{}", stdout(&o));
+    let o = hybridstore(&data, &["--json", "search", "owner", "-n", "1"]);
+    let hits: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(hits.as_array().unwrap().len(), 1);
+    assert_eq!(hits[0]["key"], "ownership.md");
+    let o = hybridstore(&data, &["search", "zebra"]);
+    assert_eq!(code(&o), 0);
+    assert!(stdout(&o).contains("no passages match"));
+}

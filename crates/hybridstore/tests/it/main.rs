@@ -569,3 +569,54 @@ async fn analytics_can_be_turned_off() {
     assert!(system.stats().await.unwrap().analytics.is_none());
     assert!(!dir.path().join(hybridstore::ANALYTICS_FILE).exists());
 }
+
+/// `ingest_dir` stores the passages of HTML, Markdown and text files; `search` finds them
+/// by their words with the document's key; ingesting again replaces them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingested_documents_are_searchable_by_their_words() {
+    use hybridstore::core::vector::VectorStore;
+    let base = tempfile::tempdir().unwrap();
+    let src = base.path().join("src");
+    make_source(&src);
+    std::fs::write(
+        src.join("book/lifetimes.html"),
+        "<html><body><nav><p>Contents borrow</p></nav><main><h1>Validating References with \
+         Lifetimes</h1><p>The borrow checker compares scopes to determine whether all borrows \
+         are valid.</p></main></body></html>",
+    )
+    .unwrap();
+    let system = HybridStorageSystem::open(StorageConfig::with_data_dir(base.path().join("d")))
+        .await
+        .unwrap();
+    let report = system.ingest_dir(&src, "docs/", |_| {}).await.unwrap();
+    let passages = report.passages.clone().expect("vectors are on by default");
+    // index.html, ch01.html, lifetimes.html, f.md, the .txt file (and not the png).
+    assert_eq!(passages.documents, 5, "{passages:?}");
+    let hits = system.search("borrow checker lifetimes", 5).await.unwrap();
+    assert_eq!(hits[0].key, "docs/book/lifetimes.html", "{hits:?}");
+    assert!(hits[0].text.contains("borrow checker"));
+    assert!(
+        hits.iter().all(|h| !h.text.contains("Contents")),
+        "navigation is not a passage"
+    );
+    let chapter = system.search("chapter", 3).await.unwrap();
+    assert_eq!(chapter[0].key, "docs/book/ch01.html");
+
+    let store = system.vectors().unwrap();
+    let before = store
+        .count(hybridstore::PASSAGES_COLLECTION, None)
+        .await
+        .unwrap();
+    assert_eq!(before, passages.passages);
+    system.ingest_dir(&src, "docs/", |_| {}).await.unwrap();
+    assert_eq!(
+        store
+            .count(hybridstore::PASSAGES_COLLECTION, None)
+            .await
+            .unwrap(),
+        before,
+        "a second ingest replaces passages instead of adding copies"
+    );
+    let empty = system.search("   ", 3).await.unwrap_err();
+    assert_eq!(empty.kind(), ErrorKind::InvalidInput);
+}

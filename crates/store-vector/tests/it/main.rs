@@ -1,0 +1,10 @@
+//! Integration tests of LanceVectorStore on a local directory.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod collections;
+mod filters;
+mod indexes;
+mod s3;
+mod search;
+mod support;
+mod tenants;
