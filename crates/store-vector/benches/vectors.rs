@@ -63,7 +63,7 @@ fn generate(n: usize, queries: usize) -> Data {
     let centres: Vec<Vec<f32>> = (0..CLUSTERS)
         .map(|_| (0..DIM).map(|_| rng.unit()).collect())
         .collect();
-    let mut point = |rng: &mut Rng| {
+    let point = |rng: &mut Rng| {
         let c = &centres[(rng.next_u64() % CLUSTERS as u64) as usize];
         c.iter()
             .map(|x| x + 0.25 * rng.unit())

@@ -42,6 +42,6 @@ pub(crate) fn to_expr(filter: &Filter) -> DfExpr {
             .map(to_expr)
             .reduce(DfExpr::or)
             .unwrap_or_else(|| lit(false)),
-        Filter::Not(inner) => to_expr(inner).not(),
+        Filter::Not(inner) => !to_expr(inner),
     }
 }

@@ -52,7 +52,7 @@ use lancedb::index::scalar::{
     BTreeIndexBuilder, FtsIndexBuilder, FullTextSearchQuery, LabelListIndexBuilder,
 };
 use lancedb::index::vector::{IvfHnswSqIndexBuilder, IvfPqIndexBuilder};
-use lancedb::query::{ExecutableQuery, QueryBase, QueryExecutionOptions};
+use lancedb::query::{ExecutableQuery, QueryBase, QueryExecutionOptions, Select};
 use lancedb::table::OptimizeAction;
 use lancedb::{Connection, DistanceType, Table};
 
@@ -155,12 +155,21 @@ struct TenantScope {
 /// A store made with [`for_tenant`](Self::for_tenant) writes every record with that tenant,
 /// reads, counts and deletes only that tenant's records, and refuses writes beyond the
 /// tenant's vector quota. The unscoped store sees every record.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct LanceVectorStore {
     db: Connection,
     uri: String,
     tables: Arc<Mutex<HashMap<String, (Table, Arc<CollectionSpec>)>>>,
     scope: Option<Arc<TenantScope>>,
+}
+
+impl std::fmt::Debug for LanceVectorStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LanceVectorStore")
+            .field("uri", &self.uri)
+            .field("tenant", &self.tenant().map(TenantId::as_str))
+            .finish_non_exhaustive()
+    }
 }
 
 fn now_us() -> i64 {
@@ -184,6 +193,9 @@ fn lance_error(e: lancedb::Error) -> Error {
         | L::ColumnNotFound { .. } => ErrorKind::InvalidInput,
         L::Timeout { .. } => ErrorKind::Timeout,
         L::NotSupported { .. } => ErrorKind::Unsupported,
+        // A table dropped by another process under an open handle: lance reports its
+        // missing files.
+        L::Lance { .. } if e.to_string().contains("Not found:") => ErrorKind::NotFound,
         _ if e
             .to_string()
             .to_ascii_lowercase()
@@ -353,18 +365,26 @@ impl LanceVectorStore {
         Ok(())
     }
 
+    /// Rows matching `filter` within the scope. With a predicate this scans the `id` column
+    /// under the expression rather than handing `count_rows` SQL text: LanceDB's unparser
+    /// does not quote every string literal so that its parser reads it back (a property
+    /// test found values that fail), and a count must never depend on quoting.
     async fn count_in(
         &self,
         table: &Table,
         spec: &CollectionSpec,
         filter: Option<&Filter>,
     ) -> Result<u64> {
-        let sql = match self.predicate(spec, filter, false)? {
-            Some(expr) => Some(lancedb::expr::expr_to_sql_string(&expr).map_err(lance_error)?),
-            None => None,
+        let Some(expr) = self.predicate(spec, filter, false)? else {
+            let n = table.count_rows(None).await.map_err(lance_error)?;
+            return Ok(n as u64);
         };
-        let n = table.count_rows(sql).await.map_err(lance_error)?;
-        Ok(n as u64)
+        let q = table
+            .query()
+            .only_if_expr(expr)
+            .select(Select::columns(&["id"]));
+        let batches = self.collect(q.execute().await.map_err(lance_error)?).await?;
+        Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
     }
 
     async fn delete_in(&self, table: &Table, expr: DfExpr) -> Result<u64> {
@@ -591,7 +611,19 @@ impl VectorStore for LanceVectorStore {
 
     async fn describe_collection(&self, name: &str) -> Result<CollectionInfo> {
         let (table, spec) = self.table(name).await?;
-        let rows = self.count_in(&table, &spec, None).await?;
+        let rows = match self.count_in(&table, &spec, None).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                if e.kind() == ErrorKind::NotFound {
+                    // Dropped elsewhere: forget the handle so a re-created table is found.
+                    self.tables
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .remove(name);
+                }
+                return Err(e.with_context("collection", name));
+            }
+        };
         let mut indexes: Vec<String> = table
             .list_indices()
             .await

@@ -105,8 +105,8 @@ pub(crate) fn to_batch(
             dim,
         )));
     }
-    columns.extend::<[ArrayRef; 6]>([
-        Arc::new(texts),
+    columns.extend([
+        Arc::new(texts) as ArrayRef,
         Arc::new(tenants),
         Arc::new(event),
         Arc::new(ingested),

@@ -7,7 +7,7 @@
 //! when `CI=true` (`hybridstore_core::conformance::services_required`).
 #![allow(clippy::print_stderr, clippy::expect_used)]
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -94,40 +94,33 @@ impl SeaweedS3 {
             s3_port: s3,
             bucket: "hybridstore".to_string(),
         };
-        server.create_bucket(master);
+        server.create_bucket();
         Some(server)
     }
 
-    /// Creates the bucket with `weed shell`, retrying until the cluster is up (60 s).
-    fn create_bucket(&mut self, master: u16) {
+    /// Creates the bucket with an S3 `PUT /<bucket>` (the server has no identities, so the
+    /// request needs no signature), retrying until the cluster answers (60 s).
+    fn create_bucket(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(60);
+        let request = format!(
+            "PUT /{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            self.bucket, self.s3_port
+        );
         loop {
-            let s3_up = TcpStream::connect(("127.0.0.1", self.s3_port)).is_ok();
-            if s3_up {
-                let mut shell = Command::new("weed")
-                    .arg("shell")
-                    .arg(format!("-master=127.0.0.1:{master}"))
-                    .stdin(Stdio::piped())
-                    .stdout(Stdio::piped())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .expect("start weed shell");
-                if let Some(mut stdin) = shell.stdin.take() {
-                    let _ = writeln!(stdin, "s3.bucket.create -name {}", self.bucket);
-                    let _ = writeln!(stdin, "s3.bucket.list");
-                }
-                let out = shell.wait_with_output().expect("weed shell output");
-                if String::from_utf8_lossy(&out.stdout).contains(&self.bucket) {
-                    return;
-                }
+            let answered = TcpStream::connect(("127.0.0.1", self.s3_port)).and_then(|mut s| {
+                s.set_read_timeout(Some(Duration::from_secs(5)))?;
+                s.write_all(request.as_bytes())?;
+                let mut status = [0u8; 12];
+                s.read_exact(&mut status)?;
+                Ok(status)
+            });
+            if answered.is_ok_and(|status| status.ends_with(b" 200")) {
+                return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("weed server exited with {status}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "SeaweedFS did not come up in 60 s"
-            );
+            assert!(Instant::now() < deadline, "SeaweedFS did not come up in 60 s");
             std::thread::park_timeout(Duration::from_millis(250));
         }
     }

@@ -97,5 +97,6 @@ async fn collections_search_and_text_on_s3() {
     assert_eq!(tenant.count("docs", None).await.unwrap(), 1);
     assert_eq!(store.count("docs", None).await.unwrap(), 50);
     store.drop_collection("docs").await.unwrap();
-    assert!(other.list_collections().await.unwrap().is_empty());
+    let gone = other.describe_collection("docs").await.unwrap_err();
+    assert_eq!(gone.kind(), hybridstore_core::ErrorKind::NotFound, "{gone}");
 }
