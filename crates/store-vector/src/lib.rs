@@ -383,7 +383,9 @@ impl LanceVectorStore {
             .query()
             .only_if_expr(expr)
             .select(Select::columns(&["id"]));
-        let batches = self.collect(q.execute().await.map_err(lance_error)?).await?;
+        let batches = self
+            .collect(q.execute().await.map_err(lance_error)?)
+            .await?;
         Ok(batches.iter().map(|b| b.num_rows() as u64).sum())
     }
 

@@ -120,7 +120,10 @@ impl SeaweedS3 {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("weed server exited with {status}");
             }
-            assert!(Instant::now() < deadline, "SeaweedFS did not come up in 60 s");
+            assert!(
+                Instant::now() < deadline,
+                "SeaweedFS did not come up in 60 s"
+            );
             std::thread::park_timeout(Duration::from_millis(250));
         }
     }

@@ -333,8 +333,10 @@ async fn each_get_reports_the_tier_that_answered_it() {
     let Some(server) = RedisServer::start() else {
         return;
     };
-    let node_a = CachedStore::open(backend.clone(), two_tiers(&server)).unwrap();
-    let node_b = CachedStore::open(backend.clone(), two_tiers(&server)).unwrap();
+    // One namespace for both nodes, as two processes of one application would share.
+    let shared = CacheConfig::l1_only(1 << 20).with_redis(redis_config(&server));
+    let node_a = CachedStore::open(backend.clone(), shared.clone()).unwrap();
+    let node_b = CachedStore::open(backend.clone(), shared).unwrap();
     assert_eq!(
         observe_served_by(node_a.get(&k)).await.1,
         Some(ServedBy::Store)

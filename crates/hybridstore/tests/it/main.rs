@@ -590,8 +590,9 @@ async fn ingested_documents_are_searchable_by_their_words() {
         .unwrap();
     let report = system.ingest_dir(&src, "docs/", |_| {}).await.unwrap();
     let passages = report.passages.clone().expect("vectors are on by default");
-    // index.html, ch01.html, lifetimes.html, f.md, the .txt file (and not the png).
-    assert_eq!(passages.documents, 5, "{passages:?}");
+    // index.html, ch01.html, lifetimes.html, f.md, the two .txt files (not the png, not the
+    // extensionless .hidden).
+    assert_eq!(passages.documents, 6, "{passages:?}");
     let hits = system.search("borrow checker lifetimes", 5).await.unwrap();
     assert_eq!(hits[0].key, "docs/book/lifetimes.html", "{hits:?}");
     assert!(hits[0].text.contains("borrow checker"));

@@ -141,10 +141,17 @@ async fn vector_indexes_train_on_enough_rows_and_stay_close_to_exact() {
     let fresh = VectorRecord::new("fresh", vec![5.0; dim]).with_field("group", 99i64);
     store.add("v", vec![fresh]).await.unwrap();
     let q = VectorQuery::new(vec![5.0; dim], 1);
-    let exact = VectorQuery { exact: true, ..q.clone() };
+    let exact = VectorQuery {
+        exact: true,
+        ..q.clone()
+    };
     assert_eq!(store.search("v", &exact).await.unwrap()[0].id, "fresh");
     store.optimize("v").await.unwrap();
-    let tuned = VectorQuery { nprobes: Some(4), ef: Some(100), ..q };
+    let tuned = VectorQuery {
+        nprobes: Some(4),
+        ef: Some(100),
+        ..q
+    };
     assert_eq!(store.search("v", &tuned).await.unwrap()[0].id, "fresh");
     let filtered = store
         .search(
