@@ -17,6 +17,7 @@
     clippy::print_stderr
 )]
 
+use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -184,34 +185,49 @@ fn main() {
             .unwrap();
     });
     let w = TimeWindow::all();
-    let reports: Vec<(&str, Box<dyn Fn(&AnalyticsReader)>)> = vec![
+    type RunReport = Box<dyn Fn(&AnalyticsReader)>;
+    let reports: Vec<(&str, RunReport)> = vec![
         (
             "hot keys (top 10)",
-            Box::new(move |r| drop(r.hot_keys(w, 10).unwrap())),
+            Box::new(move |r| {
+                black_box(r.hot_keys(w, 10).unwrap());
+            }),
         ),
         (
             "latency percentiles",
-            Box::new(move |r| drop(r.latency_percentiles(w).unwrap())),
+            Box::new(move |r| {
+                black_box(r.latency_percentiles(w).unwrap());
+            }),
         ),
         (
             "cache hit rates",
-            Box::new(move |r| drop(r.cache_hit_rates(w).unwrap())),
+            Box::new(move |r| {
+                black_box(r.cache_hit_rates(w).unwrap());
+            }),
         ),
         (
             "tenant usage",
-            Box::new(move |r| drop(r.tenant_usage(w).unwrap())),
+            Box::new(move |r| {
+                black_box(r.tenant_usage(w).unwrap());
+            }),
         ),
         (
             "growth per minute",
-            Box::new(move |r| drop(r.growth(w, Duration::from_secs(60)).unwrap())),
+            Box::new(move |r| {
+                black_box(r.growth(w, Duration::from_secs(60)).unwrap());
+            }),
         ),
         (
             "error rates",
-            Box::new(move |r| drop(r.error_rates(w).unwrap())),
+            Box::new(move |r| {
+                black_box(r.error_rates(w).unwrap());
+            }),
         ),
         (
             "full report",
-            Box::new(move |r| drop(r.report(w, 10, Duration::from_secs(60)).unwrap())),
+            Box::new(move |r| {
+                black_box(r.report(w, 10, Duration::from_secs(60)).unwrap());
+            }),
         ),
     ];
     for (name, run) in &reports {
@@ -235,7 +251,7 @@ fn caller_cost(store: &AnalyticsStore) -> f64 {
     let before = store.stats();
     let started = Instant::now();
     for e in events {
-        std::hint::black_box(sink.record(e));
+        black_box(sink.record(e));
     }
     let ns = started.elapsed().as_nanos() as f64 / N as f64;
     let after = store.stats();
@@ -256,7 +272,7 @@ fn bare_channel_cost() -> f64 {
     let consumer = std::thread::spawn(move || rx.iter().count());
     let started = Instant::now();
     for e in events {
-        std::hint::black_box(tx.try_send(e).is_ok());
+        black_box(tx.try_send(e).is_ok());
     }
     let ns = started.elapsed().as_nanos() as f64 / N as f64;
     drop(tx);

@@ -228,7 +228,9 @@ async fn run(n: usize, nq: usize) {
     });
 
     type Tune = Box<dyn Fn(VectorQuery) -> VectorQuery>;
-    let configs: Vec<(&str, IndexSpec, Vec<(&str, Tune)>)> = vec![
+    /// An index and the query settings measured on it.
+    type Config = (&'static str, IndexSpec, Vec<(&'static str, Tune)>);
+    let configs: Vec<Config> = vec![
         (
             "IVF-PQ",
             IndexSpec::IvfPq {

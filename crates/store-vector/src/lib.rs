@@ -144,6 +144,9 @@ pub struct HybridQuery {
     pub filter: Option<Filter>,
 }
 
+/// An open table and the spec read from its schema.
+type OpenCollection = (Table, Arc<CollectionSpec>);
+
 #[derive(Debug)]
 struct TenantScope {
     tenant: TenantId,
@@ -159,7 +162,7 @@ struct TenantScope {
 pub struct LanceVectorStore {
     db: Connection,
     uri: String,
-    tables: Arc<Mutex<HashMap<String, (Table, Arc<CollectionSpec>)>>>,
+    tables: Arc<Mutex<HashMap<String, OpenCollection>>>,
     scope: Option<Arc<TenantScope>>,
 }
 
