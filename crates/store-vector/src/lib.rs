@@ -144,8 +144,9 @@ pub struct HybridQuery {
     pub filter: Option<Filter>,
 }
 
-/// An open table and the spec read from its schema.
-type OpenCollection = (Table, Arc<CollectionSpec>);
+/// An open table, the spec read from its schema, and that Arrow schema (read once per open,
+/// not once per write).
+type OpenCollection = (Table, Arc<CollectionSpec>, arrow_schema::SchemaRef);
 
 #[derive(Debug)]
 struct TenantScope {
@@ -275,7 +276,7 @@ impl LanceVectorStore {
         self.scope.as_ref().map(|s| &s.tenant)
     }
 
-    async fn table(&self, name: &str) -> Result<(Table, Arc<CollectionSpec>)> {
+    async fn table(&self, name: &str) -> Result<OpenCollection> {
         validate_collection_name(name)?;
         if let Some(found) = self
             .tables
@@ -296,8 +297,11 @@ impl LanceVectorStore {
         self.tables
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .insert(name.to_string(), (table.clone(), spec.clone()));
-        Ok((table, spec))
+            .insert(
+                name.to_string(),
+                (table.clone(), spec.clone(), schema.clone()),
+            );
+        Ok((table, spec, schema))
     }
 
     /// The tenant restriction, if scoped.
@@ -410,7 +414,7 @@ impl LanceVectorStore {
     /// `InvalidInput` for a vector index on fewer than [`MIN_ROWS_FOR_VECTOR_INDEX`] rows, an
     /// unknown field, or parameters LanceDB refuses; `NotFound` for a missing collection.
     pub async fn create_index(&self, collection: &str, index: &IndexSpec) -> Result<()> {
-        let (table, spec) = self.table(collection).await?;
+        let (table, spec, _) = self.table(collection).await?;
         let dt = distance_type(spec.distance);
         let (column, lance_index) = match index {
             IndexSpec::IvfPq {
@@ -491,7 +495,7 @@ impl LanceVectorStore {
     /// # Errors
     /// `NotFound` for a missing collection; LanceDB errors.
     pub async fn optimize(&self, collection: &str) -> Result<()> {
-        let (table, _) = self.table(collection).await?;
+        let (table, _, _) = self.table(collection).await?;
         table
             .optimize(OptimizeAction::All)
             .await
@@ -505,7 +509,7 @@ impl LanceVectorStore {
     /// # Errors
     /// `NotFound` for a missing collection; LanceDB errors.
     pub async fn purge_expired(&self, collection: &str) -> Result<u64> {
-        let (table, _) = self.table(collection).await?;
+        let (table, _, _) = self.table(collection).await?;
         let mut expr = col("expires_at").lt_eq(lit(now_us()));
         if let Some(scope) = self.scope_expr() {
             expr = expr.and(scope);
@@ -522,7 +526,7 @@ impl LanceVectorStore {
         if query.text.trim().is_empty() {
             return Err(Error::invalid_input("the text query is empty"));
         }
-        let (table, spec) = self.table(collection).await?;
+        let (table, spec, _) = self.table(collection).await?;
         let fts = FullTextSearchQuery::new(query.text.clone())
             .with_column("text".to_string())
             .map_err(|e| Error::invalid_input(e.to_string()))?;
@@ -549,7 +553,7 @@ impl LanceVectorStore {
         if query.text.trim().is_empty() {
             return Err(Error::invalid_input("the text query is empty"));
         }
-        let (table, spec) = self.table(collection).await?;
+        let (table, spec, _) = self.table(collection).await?;
         check_vector(&query.vector, spec.dimension, spec.distance)?;
         let fts = FullTextSearchQuery::new(query.text.clone())
             .with_column("text".to_string())
@@ -595,7 +599,7 @@ impl VectorStore for LanceVectorStore {
         {
             Ok(_) => {}
             Err(lancedb::Error::TableAlreadyExists { .. }) => {
-                let (_, existing) = self.table(&spec.name).await?;
+                let (_, existing, _) = self.table(&spec.name).await?;
                 if *existing != *spec {
                     return Err(Error::conflict(format!(
                         "collection {:?} exists with another spec: {existing:?}",
@@ -615,7 +619,7 @@ impl VectorStore for LanceVectorStore {
     }
 
     async fn describe_collection(&self, name: &str) -> Result<CollectionInfo> {
-        let (table, spec) = self.table(name).await?;
+        let (table, spec, _) = self.table(name).await?;
         let rows = match self.count_in(&table, &spec, None).await {
             Ok(rows) => rows,
             Err(e) => {
@@ -657,23 +661,22 @@ impl VectorStore for LanceVectorStore {
     }
 
     async fn count(&self, collection: &str, filter: Option<&Filter>) -> Result<u64> {
-        let (table, spec) = self.table(collection).await?;
+        let (table, spec, _) = self.table(collection).await?;
         self.count_in(&table, &spec, filter).await
     }
 
     async fn add(&self, collection: &str, records: Vec<VectorRecord>) -> Result<()> {
-        let (table, spec) = self.table(collection).await?;
+        let (table, spec, schema) = self.table(collection).await?;
         self.validate_records(&spec, &records)?;
         self.check_quota(&table, &spec, records.len() as u64)
             .await?;
-        let schema = table.schema().await.map_err(lance_error)?;
         let batch = self.batch(schema, &spec, &records)?;
         table.add(batch).execute().await.map_err(lance_error)?;
         Ok(())
     }
 
     async fn upsert(&self, collection: &str, records: Vec<VectorRecord>) -> Result<()> {
-        let (table, spec) = self.table(collection).await?;
+        let (table, spec, schema) = self.table(collection).await?;
         self.validate_records(&spec, &records)?;
         if self.scope.as_ref().is_some_and(|s| s.max_vectors.is_some()) {
             let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
@@ -683,7 +686,6 @@ impl VectorStore for LanceVectorStore {
             let new_rows = (records.len() as u64).saturating_sub(existing);
             self.check_quota(&table, &spec, new_rows).await?;
         }
-        let schema = table.schema().await.map_err(lance_error)?;
         let batch = self.batch(schema.clone(), &spec, &records)?;
         let on: &[&str] = if self.scope.is_some() {
             &["tenant", "id"]
@@ -703,7 +705,7 @@ impl VectorStore for LanceVectorStore {
         if ids.is_empty() {
             return Ok(0);
         }
-        let (table, spec) = self.table(collection).await?;
+        let (table, spec, _) = self.table(collection).await?;
         let filter = Filter::is_in("id", ids.iter().cloned());
         let Some(expr) = self.predicate(&spec, Some(&filter), false)? else {
             return Ok(0);
@@ -712,7 +714,7 @@ impl VectorStore for LanceVectorStore {
     }
 
     async fn delete_where(&self, collection: &str, filter: &Filter) -> Result<u64> {
-        let (table, spec) = self.table(collection).await?;
+        let (table, spec, _) = self.table(collection).await?;
         let Some(expr) = self.predicate(&spec, Some(filter), false)? else {
             return Ok(0);
         };
@@ -723,7 +725,7 @@ impl VectorStore for LanceVectorStore {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        let (table, spec) = self.table(collection).await?;
+        let (table, spec, _) = self.table(collection).await?;
         let filter = Filter::is_in("id", ids.iter().cloned());
         let mut q = table.query();
         if let Some(expr) = self.predicate(&spec, Some(&filter), false)? {
@@ -742,7 +744,7 @@ impl VectorStore for LanceVectorStore {
 
     async fn search(&self, collection: &str, query: &VectorQuery) -> Result<Vec<SearchHit>> {
         check_k(query.k)?;
-        let (table, spec) = self.table(collection).await?;
+        let (table, spec, _) = self.table(collection).await?;
         check_vector(&query.vector, spec.dimension, spec.distance)?;
         let mut q = table
             .query()
