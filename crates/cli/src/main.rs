@@ -6,6 +6,7 @@
 
 mod analytics;
 mod output;
+mod vectors;
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
@@ -158,6 +159,12 @@ enum Command {
         /// How many passages to show
         #[arg(long, short = 'n', default_value_t = 10)]
         limit: usize,
+    },
+    /// Vector collections (LanceDB): import vectors from Parquet, Arrow or NumPy files,
+    /// list collections, nearest-neighbour queries
+    Vectors {
+        #[command(subcommand)]
+        command: vectors::VectorsCommand,
     },
     /// Access analytics (DuckDB): reports, read-only SQL, Parquet export. Works while
     /// another process has the data directory open.
@@ -355,6 +362,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             bar.finish_and_clear();
             return transfer_outcome(&ui, "exported", &report);
         }
+        Command::Vectors { command } => vectors::run(&system, command, &ui).await?,
         Command::Search { query, limit } => {
             let hits = system.search(&query, limit).await?;
             if ui.json {

@@ -30,6 +30,7 @@
 //! ```
 
 mod filter;
+pub mod import;
 mod schema;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -56,6 +57,9 @@ use lancedb::query::{ExecutableQuery, QueryBase, QueryExecutionOptions, Select};
 use lancedb::table::OptimizeAction;
 use lancedb::{Connection, DistanceType, Table};
 
+pub use import::{
+    IdSource, ImportError, ImportFormat, ImportOptions, ImportProgress, ImportReport, import_file,
+};
 pub use schema::SPEC_METADATA_KEY;
 
 /// Rows a collection needs before a quantized vector index can be trained: product

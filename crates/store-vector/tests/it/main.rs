@@ -3,6 +3,7 @@
 
 mod collections;
 mod filters;
+mod import;
 mod indexes;
 mod s3;
 mod search;
