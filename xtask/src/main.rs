@@ -6,7 +6,9 @@
 //! - `bench`: the criterion benchmarks, then a summary with ratios against each benchmark's
 //!   in-run baseline in `target/bench-report/summary.{md,json}`.
 //! - `demo`: the main job on real input: a release build of the CLI ingests the Rust
-//!   documentation, exports it, compares it with `diff -r` and verifies it.
+//!   documentation, exports it, compares it with `diff -r` and verifies it; reads ten keys a
+//!   few hundred times and prints `analytics report`; prints `search "borrow checker
+//!   lifetime"`, which must find the book's or the reference's pages on lifetimes.
 //!
 //! Every cargo child gets `PROTOC` (from `protoc-bin-vendored` when no `protoc` is installed)
 //! so crates that build Lance compile on a fresh machine.
@@ -28,7 +30,9 @@ tasks:
   demo [--source DIR] [--work DIR] [--primary file|sql] [--no-dedup]
                         release build; ingest the Rust docs twice (prefixes first/ and
                         second/), stats, export first/, diff -r, verify; with dedup the
-                        second ingest must add < 1 % to the stored bytes
+                        second ingest must add < 1 % to the stored bytes; then 330
+                        gets + `analytics report` (hottest key first) and
+                        `search "borrow checker lifetime"` (lifetime pages found)
                         (--primary sets HYBRIDSTORE_PRIMARY, default sql; --no-dedup sets
                         HYBRIDSTORE_DEDUP=false)";
 
@@ -533,7 +537,43 @@ fn demo(args: &[String]) -> Result<()> {
             "the second ingest of the same tree grew the stored bytes by {growth:?} %; dedup promises < 1 %"
         ));
     }
-    demo_analytics(&cli)
+    demo_analytics(&cli)?;
+    demo_search(&cli)
+}
+
+/// `search "borrow checker lifetime"` over the ingested docs: with the Rust documentation as
+/// the source, the best passages must include the book's or the reference's pages on
+/// lifetimes.
+fn demo_search(cli: &dyn Fn(&[&str]) -> Command) -> Result<()> {
+    const QUERY: &str = "borrow checker lifetime";
+    let started = Instant::now();
+    run(cli(&["search", QUERY, "-n", "8"]))?;
+    eprintln!(
+        "xtask: search {QUERY:?} took {:.2} s (the whole command)",
+        started.elapsed().as_secs_f64()
+    );
+    let out = cli(&["--json", "search", QUERY, "-n", "10"])
+        .output()
+        .map_err(|e| format!("hybridstore search: {e}"))?;
+    let hits: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("search printed no JSON: {e}"))?;
+    let keys: Vec<&str> = hits
+        .as_array()
+        .map(|a| a.iter().filter_map(|h| h["key"].as_str()).collect())
+        .unwrap_or_default();
+    let on_lifetimes = keys
+        .iter()
+        .any(|k| (k.contains("/book/") || k.contains("/reference/")) && k.contains("lifetime"));
+    let rust_docs = keys.iter().any(|k| k.contains("/book/"));
+    if rust_docs && !on_lifetimes {
+        return Err(format!(
+            "search {QUERY:?} found no book or reference page on lifetimes among {keys:?}"
+        ));
+    }
+    if keys.is_empty() {
+        return Err(format!("search {QUERY:?} found nothing"));
+    }
+    Ok(())
 }
 
 /// A few hundred `get`s of ten keys (6, 12, … 60 of each), then `analytics report`, which

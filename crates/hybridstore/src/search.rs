@@ -66,7 +66,16 @@ pub(crate) async fn index_tree(
 ) -> Result<PassageReport> {
     let started = Instant::now();
     store.create_collection(&passages_spec()).await?;
-    let had_rows = store.count(PASSAGES_COLLECTION, None).await? > 0;
+    // Old passages can only exist under this prefix if any passage key falls in its range:
+    // when none does (a first ingest, or a new prefix), nothing is deleted at all.
+    let may_replace = match prefix_upper_bound(prefix) {
+        Some(end) => {
+            let under = Filter::range("doc_key", prefix, end);
+            store.count(PASSAGES_COLLECTION, Some(&under)).await? > 0
+        }
+        // No prefix (or no string above it): any passage may be replaced.
+        None => store.count(PASSAGES_COLLECTION, None).await? > 0,
+    };
     let mut ignored = TransferReport::default();
     let files: Vec<_> = walk(source, prefix, &mut ignored)
         .into_iter()
@@ -74,7 +83,7 @@ pub(crate) async fn index_tree(
         .collect();
     let groups: Vec<Vec<_>> = files.chunks(FILES_PER_TASK).map(<[_]>::to_vec).collect();
     let mut report = PassageReport::default();
-    // Two groups cut at once (one per core) while the previous one is written.
+    // Two groups cut at once (one per core) while earlier ones are written.
     let mut cut = stream::iter(groups)
         .map(|group| {
             tokio::task::spawn_blocking(move || {
@@ -90,35 +99,19 @@ pub(crate) async fn index_tree(
             })
         })
         .buffered(2);
+    let mut pending = PendingPassages::default();
     while let Some(group) = cut.next().await {
         let group = group.map_err(|e| Error::backend(format!("passage extraction failed: {e}")))?;
-        let keys: Vec<String> = group.iter().map(|(k, _)| k.clone()).collect();
-        if had_rows {
-            store
-                .delete_where(PASSAGES_COLLECTION, &Filter::is_in("doc_key", keys))
-                .await?;
-        }
-        let mut records = Vec::new();
         for (key, texts) in group {
             report.documents += 1;
-            for (i, text) in texts.into_iter().enumerate() {
-                let n = i as i64;
-                let mut record =
-                    VectorRecord::new(format!("{key}#{n}"), Vec::new()).with_text(text);
-                record
-                    .metadata
-                    .insert("doc_key".into(), FieldValue::String(key.clone()));
-                record
-                    .metadata
-                    .insert("passage".into(), FieldValue::Integer(n));
-                records.push(record);
-            }
+            report.passages += texts.len() as u64;
+            pending.push(key, texts);
         }
-        report.passages += records.len() as u64;
-        if !records.is_empty() {
-            store.add(PASSAGES_COLLECTION, records).await?;
+        if pending.is_full() {
+            pending.write(store, may_replace).await?;
         }
     }
+    pending.write(store, may_replace).await?;
     if report.passages > 0 {
         let info = store.describe_collection(PASSAGES_COLLECTION).await?;
         if info.indexes.is_empty() {
@@ -132,6 +125,71 @@ pub(crate) async fn index_tree(
     }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// Passages written per write batch: few, large Lance fragments rather than one per group of
+/// files (LanceDB's guidance is to write in batches of many rows).
+const PASSAGES_PER_WRITE: usize = 50_000;
+/// Documents whose old passages one delete removes (the size of its `IN` list).
+const DOCUMENTS_PER_DELETE: usize = 5_000;
+
+/// Passages cut but not yet written, and their documents.
+#[derive(Default)]
+struct PendingPassages {
+    keys: Vec<String>,
+    records: Vec<VectorRecord>,
+}
+
+impl PendingPassages {
+    fn push(&mut self, key: String, texts: Vec<String>) {
+        for (i, text) in texts.into_iter().enumerate() {
+            let n = i as i64;
+            let mut record = VectorRecord::new(format!("{key}#{n}"), Vec::new()).with_text(text);
+            record
+                .metadata
+                .insert("doc_key".into(), FieldValue::String(key.clone()));
+            record
+                .metadata
+                .insert("passage".into(), FieldValue::Integer(n));
+            self.records.push(record);
+        }
+        self.keys.push(key);
+    }
+
+    fn is_full(&self) -> bool {
+        self.records.len() >= PASSAGES_PER_WRITE || self.keys.len() >= DOCUMENTS_PER_DELETE
+    }
+
+    /// Deletes the old passages of the pending documents (if there may be any), then writes
+    /// the new ones.
+    async fn write(&mut self, store: &LanceVectorStore, may_replace: bool) -> Result<()> {
+        let keys = std::mem::take(&mut self.keys);
+        let records = std::mem::take(&mut self.records);
+        if may_replace && !keys.is_empty() {
+            store
+                .delete_where(PASSAGES_COLLECTION, &Filter::is_in("doc_key", keys))
+                .await?;
+        }
+        if !records.is_empty() {
+            store.add(PASSAGES_COLLECTION, records).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The least string greater than every string that starts with `prefix` (its last
+/// character that has a successor, incremented, the rest dropped); `None` when there is none
+/// or `prefix` is empty. UTF-8 byte order is code point order, so this bounds the range.
+fn prefix_upper_bound(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }
 
 /// The `k` passages that best match `query` (BM25).
@@ -173,4 +231,25 @@ pub(crate) async fn search(
             text: h.text.unwrap_or_default(),
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::prefix_upper_bound;
+
+    #[test]
+    fn prefix_upper_bound_is_the_least_string_above_the_prefix() {
+        assert_eq!(prefix_upper_bound("first/").as_deref(), Some("first0"));
+        assert_eq!(
+            prefix_upper_bound("a\u{D7FF}").as_deref(),
+            Some("a\u{E000}")
+        );
+        assert_eq!(prefix_upper_bound("ab\u{10FFFF}").as_deref(), Some("ac"));
+        assert_eq!(prefix_upper_bound("\u{10FFFF}"), None);
+        assert_eq!(prefix_upper_bound(""), None);
+        for key in ["first/", "first/book/index.html", "first/\u{10FFFF}x"] {
+            assert!(key < prefix_upper_bound("first/").unwrap().as_str());
+        }
+        assert!("first0" >= prefix_upper_bound("first/").unwrap().as_str());
+    }
 }

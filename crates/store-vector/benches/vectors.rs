@@ -22,26 +22,12 @@ use hybridstore_core::vector::{
     CollectionSpec, Distance, FieldType, Filter, VectorQuery, VectorRecord, VectorStore,
 };
 use hybridstore_vector::{IndexSpec, LanceOptions, LanceVectorStore};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 const DIM: usize = 384;
 const CLUSTERS: usize = 100;
 const SEED: u64 = 0x5EED_0384;
-
-struct Rng(u64);
-
-impl Rng {
-    /// SplitMix64 (Steele, Lea and Flood, OOPSLA 2014).
-    fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
-    }
-}
 
 fn cosine_distance(a: &[f32], b: &[f32]) -> f32 {
     let (mut dot, mut na, mut nb) = (0f32, 0f32, 0f32);
@@ -59,14 +45,14 @@ struct Data {
 }
 
 fn generate(n: usize, queries: usize) -> Data {
-    let mut rng = Rng(SEED);
+    let mut rng = StdRng::seed_from_u64(SEED);
     let centres: Vec<Vec<f32>> = (0..CLUSTERS)
-        .map(|_| (0..DIM).map(|_| rng.unit()).collect())
+        .map(|_| (0..DIM).map(|_| rng.random_range(-1.0..1.0)).collect())
         .collect();
-    let point = |rng: &mut Rng| {
-        let c = &centres[(rng.next_u64() % CLUSTERS as u64) as usize];
+    let point = |rng: &mut StdRng| {
+        let c = &centres[rng.random_range(0..CLUSTERS)];
         c.iter()
-            .map(|x| x + 0.25 * rng.unit())
+            .map(|x| x + 0.25 * rng.random_range(-1.0f32..1.0))
             .collect::<Vec<f32>>()
     };
     let vectors = (0..n).map(|_| point(&mut rng)).collect();

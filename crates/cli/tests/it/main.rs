@@ -338,3 +338,116 @@ fn search_finds_ingested_passages() {
     assert_eq!(code(&o), 0);
     assert!(stdout(&o).contains("no passages match"));
 }
+
+fn write_npy(path: &Path, rows: u64, dimension: u64, values: &[f32]) {
+    use npyz::WriterBuilder;
+    let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    let mut writer = npyz::WriteOptions::<f32>::new()
+        .default_dtype()
+        .shape(&[rows, dimension])
+        .writer(file)
+        .begin_nd()
+        .unwrap();
+    writer.extend(values.iter().copied()).unwrap();
+    writer.finish().unwrap();
+}
+
+#[test]
+fn vectors_import_list_and_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // 50 vectors of 4 dimensions, each pointing a different way: row i is (i+1, 1, -i, 2).
+    let values: Vec<f32> = (0..50u16)
+        .flat_map(|i| [f32::from(i) + 1.0, 1.0, -f32::from(i), 2.0])
+        .collect();
+    let file = dir.path().join("emb.npy");
+    write_npy(&file, 50, 4, &values);
+
+    let o = hybridstore(
+        &data,
+        &[
+            "--json",
+            "vectors",
+            "import",
+            file.to_str().unwrap(),
+            "-c",
+            "emb",
+            "--row-ids",
+            "e",
+            "--distance",
+            "l2",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        (&report["rows"], &report["dimension"], &report["created"]),
+        (&50.into(), &4.into(), &true.into())
+    );
+
+    let o = hybridstore(&data, &["--json", "vectors", "list"]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let emb = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["spec"]["name"] == "emb")
+        .expect("emb listed");
+    assert_eq!(
+        (&emb["rows"], &emb["spec"]["distance"]),
+        (&50.into(), &"l2".into())
+    );
+    let o = hybridstore(&data, &["vectors", "list"]);
+    assert!(stdout(&o).contains("emb"), "{}", stdout(&o));
+
+    // The nearest to e17 is e17, then its neighbours e16 and e18 (equally far).
+    let o = hybridstore(
+        &data,
+        &[
+            "--json", "vectors", "query", "emb", "--like", "e17", "-n", "3", "--exact",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let hits: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let ids: Vec<&str> = hits
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids[0], "e17");
+    let mut rest = ids[1..].to_vec();
+    rest.sort_unstable();
+    assert_eq!(rest, ["e16", "e18"]);
+
+    // An explicit vector; a wrong dimension is invalid input; an unknown id is not found.
+    let o = hybridstore(
+        &data,
+        &[
+            "--json",
+            "vectors",
+            "query",
+            "emb",
+            "--vector",
+            "[1, 1, 0, 2]",
+            "-n",
+            "1",
+        ],
+    );
+    let hits: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(hits[0]["id"], "e0");
+    let o = hybridstore(&data, &["vectors", "query", "emb", "--vector", "[1, 2]"]);
+    assert_eq!(code(&o), 2, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = hybridstore(&data, &["vectors", "query", "emb", "--like", "nope"]);
+    assert_eq!(code(&o), 3);
+
+    // Not a vector file: invalid input, and no collection made.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "id,vector\n").unwrap();
+    let o = hybridstore(
+        &data,
+        &["vectors", "import", bad.to_str().unwrap(), "-c", "bad"],
+    );
+    assert_eq!(code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not a Parquet"));
+}

@@ -24,7 +24,7 @@ use hybridstore_vector::{
 use crate::support::{Rng, store};
 
 fn vectors(n: usize, dimension: usize, seed: u64) -> Vec<Vec<f32>> {
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     (0..n).map(|_| rng.vector(dimension)).collect()
 }
 

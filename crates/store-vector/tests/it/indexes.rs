@@ -58,7 +58,7 @@ async fn vector_indexes_train_on_enough_rows_and_stay_close_to_exact() {
         )
         .await
         .unwrap();
-    let mut rng = Rng(42);
+    let mut rng = Rng::new(42);
     store
         .add("v", records(&mut rng, 0, 100, dim))
         .await

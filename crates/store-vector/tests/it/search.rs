@@ -16,7 +16,7 @@ async fn flat_search_is_exact_for_every_distance() {
             .create_collection(&CollectionSpec::new("v", 16, d))
             .await
             .unwrap();
-        let mut rng = Rng(7);
+        let mut rng = Rng::new(7);
         let data: Vec<Vec<f32>> = (0..200).map(|_| rng.vector(16)).collect();
         let records = data
             .iter()

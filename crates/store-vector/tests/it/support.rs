@@ -2,6 +2,8 @@
 
 use hybridstore_core::vector::{CollectionSpec, Distance, FieldType};
 use hybridstore_vector::{LanceOptions, LanceVectorStore};
+use rand::rngs::StdRng;
+use rand::{Rng as _, SeedableRng};
 
 pub async fn store() -> (tempfile::TempDir, LanceVectorStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -21,20 +23,17 @@ pub fn docs_spec(dimension: usize, distance: Distance) -> CollectionSpec {
         .with_field("tags", FieldType::StringList)
 }
 
-/// A small deterministic generator (SplitMix64), so failures reproduce.
-pub struct Rng(pub u64);
+/// Seeded vectors (rand's `StdRng`), so failures reproduce.
+pub struct Rng(StdRng);
 
 impl Rng {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+    pub fn new(seed: u64) -> Rng {
+        Rng(StdRng::seed_from_u64(seed))
     }
 
+    /// Uniform in [-1, 1).
     pub fn unit(&mut self) -> f32 {
-        (self.next_u64() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        self.0.random_range(-1.0..1.0)
     }
 
     pub fn vector(&mut self, dimension: usize) -> Vec<f32> {
