@@ -32,7 +32,7 @@ tasks:
                         second/), stats, export first/, diff -r, verify; with dedup the
                         second ingest must add < 1 % to the stored bytes; then 330
                         gets + `analytics report` (hottest key first) and
-                        `search "borrow checker lifetime"` (lifetime pages found)
+                        `search 'borrow checker lifetime'` (lifetime pages found)
                         (--primary sets HYBRIDSTORE_PRIMARY, default sql; --no-dedup sets
                         HYBRIDSTORE_DEDUP=false)";
 
@@ -555,8 +555,8 @@ fn demo_search(cli: &dyn Fn(&[&str]) -> Command) -> Result<()> {
     let out = cli(&["--json", "search", QUERY, "-n", "10"])
         .output()
         .map_err(|e| format!("hybridstore search: {e}"))?;
-    let hits: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("search printed no JSON: {e}"))?;
+    let hits: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("search printed no JSON: {e}"))?;
     let keys: Vec<&str> = hits
         .as_array()
         .map(|a| a.iter().filter_map(|h| h["key"].as_str()).collect())

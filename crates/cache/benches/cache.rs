@@ -18,13 +18,13 @@
 )]
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use hybridstore_cache::testing::RedisServer;
 use hybridstore_cache::{CacheConfig, CachedStore, RedisConfig};
+use hybridstore_core::bench_report::write_bench_report;
 use hybridstore_core::{Bytes, Key, KvStore, MemoryStore};
 use redis::aio::ConnectionManager;
 use tokio::runtime::Runtime;
@@ -198,15 +198,6 @@ fn sample(s: &Arc<Setup>, cases: &[Case]) -> Vec<Row> {
     rows
 }
 
-fn report_dir() -> PathBuf {
-    // <target>/release/deps/cache-<hash> → <target>
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.ancestors().nth(3).map(|p| p.to_path_buf()))
-        .unwrap_or_else(|| PathBuf::from("target"))
-        .join("bench-report")
-}
-
 fn latency_report(s: &Arc<Setup>) {
     // Interleaved within a tier only: network calls between L1 calls would evict the CPU
     // caches L1 hits live on and measure that instead.
@@ -246,14 +237,13 @@ fn latency_report(s: &Arc<Setup>) {
         "\nRatios: L1 rows against the bare moka get, L2 rows against the plain Redis GET.\n",
     );
     eprintln!("\n{md}");
-    let dir = report_dir();
-    if std::fs::create_dir_all(&dir).is_ok() {
-        let _ = std::fs::write(dir.join("cache.md"), &md);
-        let _ = std::fs::write(
-            dir.join("cache.json"),
-            serde_json::to_string_pretty(&json).unwrap_or_default(),
-        );
-        eprintln!("cache bench: wrote {}", dir.join("cache.md").display());
+    match write_bench_report(
+        "cache",
+        &md,
+        &serde_json::to_string_pretty(&json).unwrap_or_default(),
+    ) {
+        Ok(path) => eprintln!("cache bench: wrote {}", path.display()),
+        Err(e) => eprintln!("cache bench: cannot write the report: {e}"),
     }
 }
 

@@ -39,6 +39,8 @@ pub mod vector;
 pub mod verify;
 
 #[cfg(feature = "testing")]
+pub mod bench_report;
+#[cfg(feature = "testing")]
 pub mod conformance;
 #[cfg(feature = "testing")]
 pub mod crash;

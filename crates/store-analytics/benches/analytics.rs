@@ -18,7 +18,6 @@
 )]
 
 use std::hint::black_box;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -27,6 +26,7 @@ use hybridstore_analytics::{
     TimeWindow, access_events_batch,
 };
 use hybridstore_core::ErrorKind;
+use hybridstore_core::bench_report::write_bench_report;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -293,15 +293,6 @@ fn median_ms(mut run: impl FnMut()) -> f64 {
     times[2]
 }
 
-fn report_dir() -> PathBuf {
-    // <target>/release/deps/analytics-<hash> → <target>
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.ancestors().nth(3).map(|p| p.to_path_buf()))
-        .unwrap_or_else(|| PathBuf::from("target"))
-        .join("bench-report")
-}
-
 fn write_report(events: u64, rows: &[Row]) {
     let mut md = format!(
         "# analytics benchmark\n\n{events} synthetic access events (seed {SEED:#x}). Ratio = value / \
@@ -325,13 +316,11 @@ fn write_report(events: u64, rows: &[Row]) {
             "baseline": r.baseline, "ratio": ratio,
         }));
     }
-    let dir = report_dir();
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("analytics.md"), &md).unwrap();
-    std::fs::write(
-        dir.join("analytics.json"),
-        serde_json::to_string_pretty(&json).unwrap(),
+    let path = write_bench_report(
+        "analytics",
+        &md,
+        &serde_json::to_string_pretty(&json).unwrap(),
     )
     .unwrap();
-    eprintln!("{md}");
+    eprintln!("{md}\nwrote {}", path.display());
 }

@@ -15,9 +15,9 @@
     clippy::print_stderr
 )]
 
-use std::path::PathBuf;
 use std::time::Instant;
 
+use hybridstore_core::bench_report::write_bench_report;
 use hybridstore_core::vector::{
     CollectionSpec, Distance, FieldType, Filter, VectorQuery, VectorRecord, VectorStore,
 };
@@ -340,14 +340,6 @@ async fn run(n: usize, nq: usize) {
     write_report(n, nq, &rows);
 }
 
-fn report_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|p| p.ancestors().nth(3).map(|p| p.to_path_buf()))
-        .unwrap_or_else(|| PathBuf::from("target"))
-        .join("bench-report")
-}
-
 fn write_report(n: usize, nq: usize, rows: &[Row]) {
     let mut md = format!(
         "# vector search benchmark\n\n{n} vectors × {DIM} dims in {CLUSTERS} clusters (seed {SEED:#x}), \
@@ -372,13 +364,11 @@ fn write_report(n: usize, nq: usize, rows: &[Row]) {
             "build_s": r.build_s, "p50_ratio_to_flat": ratio,
         }));
     }
-    let dir = report_dir();
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("vectors.md"), &md).unwrap();
-    std::fs::write(
-        dir.join("vectors.json"),
-        serde_json::to_string_pretty(&json).unwrap(),
+    let path = write_bench_report(
+        "vectors",
+        &md,
+        &serde_json::to_string_pretty(&json).unwrap(),
     )
     .unwrap();
-    eprintln!("{md}");
+    eprintln!("{md}\nwrote {}", path.display());
 }

@@ -146,12 +146,21 @@ async fn vector_indexes_train_on_enough_rows_and_stay_close_to_exact() {
         ..q.clone()
     };
     assert_eq!(store.search("v", &exact).await.unwrap()[0].id, "fresh");
-    store.optimize("v").await.unwrap();
     let tuned = VectorQuery {
         nprobes: Some(4),
         ef: Some(100),
         ..q
     };
+    // EXPERIMENT: does the approximate path search unindexed rows flat before optimize?
+    let before = store.search("v", &tuned).await.unwrap();
+    eprintln!(
+        "approximate search before optimize: {:?}",
+        before
+            .iter()
+            .map(|h| (&h.id, h.distance))
+            .collect::<Vec<_>>()
+    );
+    store.optimize("v").await.unwrap();
     assert_eq!(store.search("v", &tuned).await.unwrap()[0].id, "fresh");
     let filtered = store
         .search(
