@@ -163,11 +163,36 @@ fn library_path_with(dir: &Path) -> std::ffi::OsString {
     std::env::join_paths(paths).unwrap_or_default()
 }
 
+/// Variables `cargo run` sets for the program it runs (besides `CARGO_PKG_*`), from the Cargo
+/// Book's "Environment variables Cargo sets for crates".
+const CARGO_RUN_VARIABLES: &[&str] = &[
+    "CARGO_MANIFEST_DIR",
+    "CARGO_MANIFEST_PATH",
+    "CARGO_MANIFEST_LINKS",
+    "CARGO_CRATE_NAME",
+    "CARGO_BIN_NAME",
+    "CARGO_PRIMARY_PACKAGE",
+    "CARGO_TARGET_TMPDIR",
+    "CARGO_RUSTC_CURRENT_DIR",
+    "OUT_DIR",
+];
+
 /// A `cargo` command in the workspace root with `PROTOC`, `DUCKDB_LIB_DIR` and
 /// `LD_LIBRARY_PATH` set.
 fn cargo(args: &[&str]) -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.args(args).current_dir(workspace_root());
+    // `cargo run` gives xtask the variables of its own package (CARGO_PKG_NAME=xtask,
+    // CARGO_MANIFEST_DIR=<checkout>/xtask, …). Build scripts such as ring's rerun when those
+    // change, so a child cargo that inherited them rebuilt ring and everything above it
+    // (rustls, object_store, lance: 20 minutes) whenever a plain `cargo` ran in between, and
+    // on every CI clone at a new path. The child gets the environment a plain `cargo` has.
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("CARGO_PKG_") || CARGO_RUN_VARIABLES.contains(&name) {
+            cmd.env_remove(name);
+        }
+    }
     if let Some(dir) = duckdb_lib_dir() {
         cmd.env("LD_LIBRARY_PATH", library_path_with(&dir));
         cmd.env("DUCKDB_LIB_DIR", dir);
