@@ -380,6 +380,15 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                     };
                     println!("{:>7.2}  {} (passage {})", h.score, h.key, h.passage);
                     println!("         {snippet}{more}");
+                    match h.also_in.len() {
+                        0 => {}
+                        1 => println!("         also in {}", h.also_in[0]),
+                        n => println!(
+                            "         also in {} and {} more documents",
+                            h.also_in[0],
+                            n - 1
+                        ),
+                    }
                 }
             }
         }

@@ -6,12 +6,13 @@
 //! has its old passages replaced. The store does not embed text: vectors come from the
 //! application (`hybridstore_vector`), this index is lexical.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
 use futures::{StreamExt, stream};
 use hybridstore_core::vector::{
-    CollectionSpec, FieldType, FieldValue, Filter, VectorRecord, VectorStore,
+    CollectionSpec, FieldType, FieldValue, Filter, MAX_K, SearchHit, VectorRecord, VectorStore,
 };
 use hybridstore_core::{Error, Result};
 use hybridstore_vector::{IndexSpec, LanceVectorStore, TextQuery};
@@ -37,6 +38,8 @@ pub struct PassageHit {
     pub score: f32,
     /// The passage.
     pub text: String,
+    /// Other documents holding the same passage (sorted; collapsed into this hit).
+    pub also_in: Vec<String>,
 }
 
 /// What indexing a tree's passages did.
@@ -192,50 +195,130 @@ fn prefix_upper_bound(prefix: &str) -> Option<String> {
     None
 }
 
-/// The `k` passages that best match `query` (BM25).
+/// The `k` passages that best match `query` (BM25), identical passages shown once.
+///
+/// The same text often sits in several documents (a page and the book's all-in-one
+/// `print.html`, a translation not yet translated, the same tree under two prefixes). Hits
+/// with identical text are collapsed into one, as web search engines collapse duplicates:
+/// the copy nearest the start of its document (lowest passage number, then key) represents
+/// the group, the others are listed in [`PassageHit::also_in`]. More hits are fetched (up to
+/// [`MAX_K`]) until `k` distinct passages are found or there are no more.
 pub(crate) async fn search(
     store: &LanceVectorStore,
     query: &str,
     k: usize,
 ) -> Result<Vec<PassageHit>> {
-    let hits = match store
-        .text_search(
-            PASSAGES_COLLECTION,
-            &TextQuery {
-                text: query.to_string(),
-                k,
-                filter: None,
-            },
-        )
-        .await
-    {
-        Ok(hits) => hits,
-        Err(e) if e.kind() == hybridstore_core::ErrorKind::NotFound => Vec::new(),
-        Err(e) => return Err(e),
-    };
-    Ok(hits
+    // At least k, so text_search refuses a k above MAX_K itself.
+    let mut fetch = k.saturating_mul(4).min(MAX_K).max(k);
+    loop {
+        let hits = match store
+            .text_search(
+                PASSAGES_COLLECTION,
+                &TextQuery {
+                    text: query.to_string(),
+                    k: fetch,
+                    filter: None,
+                },
+            )
+            .await
+        {
+            Ok(hits) => hits,
+            Err(e) if e.kind() == hybridstore_core::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(e),
+        };
+        let exhausted = hits.len() < fetch || fetch == MAX_K;
+        let collapsed = collapse(hits.into_iter().map(passage_hit));
+        if collapsed.len() >= k || exhausted {
+            return Ok(collapsed.into_iter().take(k).collect());
+        }
+        fetch = fetch.saturating_mul(4).min(MAX_K);
+    }
+}
+
+fn passage_hit(h: SearchHit) -> PassageHit {
+    PassageHit {
+        key: match h.metadata.get("doc_key") {
+            Some(FieldValue::String(k)) => k.clone(),
+            _ => {
+                h.id.rsplit_once('#')
+                    .map_or(h.id.clone(), |(k, _)| k.to_string())
+            }
+        },
+        passage: match h.metadata.get("passage") {
+            Some(FieldValue::Integer(n)) => *n,
+            _ => 0,
+        },
+        score: h.score,
+        text: h.text.unwrap_or_default(),
+        also_in: Vec::new(),
+    }
+}
+
+/// Hits with the same text become one, in the order of each text's best score.
+fn collapse(hits: impl IntoIterator<Item = PassageHit>) -> Vec<PassageHit> {
+    let mut groups: Vec<Vec<PassageHit>> = Vec::new();
+    let mut by_text: HashMap<String, usize> = HashMap::new();
+    for hit in hits {
+        match by_text.get(&hit.text) {
+            Some(&i) => groups[i].push(hit),
+            None => {
+                by_text.insert(hit.text.clone(), groups.len());
+                groups.push(vec![hit]);
+            }
+        }
+    }
+    groups
         .into_iter()
-        .map(|h| PassageHit {
-            key: match h.metadata.get("doc_key") {
-                Some(FieldValue::String(k)) => k.clone(),
-                _ => {
-                    h.id.rsplit_once('#')
-                        .map_or(h.id.clone(), |(k, _)| k.to_string())
-                }
-            },
-            passage: match h.metadata.get("passage") {
-                Some(FieldValue::Integer(n)) => *n,
-                _ => 0,
-            },
-            score: h.score,
-            text: h.text.unwrap_or_default(),
+        .filter_map(|mut group| {
+            let score = group.iter().map(|h| h.score).fold(f32::MIN, f32::max);
+            group.sort_by(|a, b| a.passage.cmp(&b.passage).then_with(|| a.key.cmp(&b.key)));
+            let mut copies = group.into_iter();
+            let mut first = copies.next()?;
+            first.score = score;
+            first.also_in = copies.map(|h| h.key).collect();
+            first.also_in.sort();
+            first.also_in.dedup();
+            Some(first)
         })
-        .collect())
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
-    use super::prefix_upper_bound;
+    use super::{PassageHit, collapse, prefix_upper_bound};
+
+    fn hit(key: &str, passage: i64, score: f32, text: &str) -> PassageHit {
+        PassageHit {
+            key: key.into(),
+            passage,
+            score,
+            text: text.into(),
+            also_in: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn identical_passages_collapse_into_the_copy_nearest_its_document_start() {
+        let collapsed = collapse([
+            hit("book/print.html", 631, 18.7, "The Borrow Checker"),
+            hit("book/ch10-03.html", 2, 18.7, "The Borrow Checker"),
+            hit("other.html", 0, 17.0, "something else"),
+            hit("second/book/ch10-03.html", 2, 18.7, "The Borrow Checker"),
+            hit("es/ch10-03.html", 2, 16.0, "something else"),
+        ]);
+        assert_eq!(collapsed.len(), 2);
+        assert_eq!(
+            (collapsed[0].key.as_str(), collapsed[0].passage),
+            ("book/ch10-03.html", 2)
+        );
+        assert_eq!(
+            collapsed[0].also_in,
+            ["book/print.html", "second/book/ch10-03.html"]
+        );
+        assert_eq!(collapsed[1].key, "other.html");
+        assert_eq!(collapsed[1].score, 17.0);
+        assert_eq!(collapsed[1].also_in, ["es/ch10-03.html"]);
+    }
 
     #[test]
     fn prefix_upper_bound_is_the_least_string_above_the_prefix() {

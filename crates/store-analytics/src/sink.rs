@@ -89,6 +89,24 @@ impl EventSink {
         self.offer(Message::Access(event))
     }
 
+    /// Hands one access event over, waiting while the channel is full: backpressure instead
+    /// of drops, for bulk loads (importing historical access logs, benchmarks) that must
+    /// lose nothing and may wait. Never use it on a request path; that is what
+    /// [`record`](Self::record) is for. Returns `false` only if the sink has shut down (the
+    /// event is then counted as dropped).
+    pub fn record_blocking(&self, event: AccessEvent) -> bool {
+        match self.tx.send(Message::Access(event)) {
+            Ok(()) => {
+                self.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                true
+            }
+            Err(_) => {
+                self.counters.dropped_closed.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+        }
+    }
+
     /// Offers one metric record, as [`record`](Self::record).
     pub fn record_metric(&self, metric: MetricRecord) -> bool {
         self.offer(Message::Metric(metric))

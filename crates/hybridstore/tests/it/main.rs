@@ -618,6 +618,31 @@ async fn ingested_documents_are_searchable_by_their_words() {
         before,
         "a second ingest replaces passages instead of adding copies"
     );
+
+    // The same tree under another prefix: twice the passages, but each text found once,
+    // with the other document named.
+    system.ingest_dir(&src, "copy/", |_| {}).await.unwrap();
+    let count = || async {
+        store
+            .count(hybridstore::PASSAGES_COLLECTION, None)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count().await, 2 * before);
+    let hits = system.search("borrow checker lifetimes", 5).await.unwrap();
+    assert_eq!(
+        (hits[0].key.as_str(), hits[0].also_in.as_slice()),
+        (
+            "copy/book/lifetimes.html",
+            &["docs/book/lifetimes.html".to_string()][..]
+        ),
+        "{hits:?}"
+    );
+    let texts: std::collections::HashSet<&str> = hits.iter().map(|h| h.text.as_str()).collect();
+    assert_eq!(texts.len(), hits.len(), "no text twice: {hits:?}");
+    // Re-ingesting one prefix replaces its passages and leaves the other prefix's alone.
+    system.ingest_dir(&src, "docs/", |_| {}).await.unwrap();
+    assert_eq!(count().await, 2 * before);
     let empty = system.search("   ", 3).await.unwrap_err();
     assert_eq!(empty.kind(), ErrorKind::InvalidInput);
 }

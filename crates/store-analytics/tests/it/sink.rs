@@ -40,6 +40,50 @@ fn a_full_channel_drops_and_counts_instead_of_blocking() {
 }
 
 #[test]
+fn record_blocking_waits_for_room_and_drops_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("analytics.duckdb");
+    let options = AnalyticsOptions {
+        channel_capacity: 16,
+        batch_rows: 1,
+        ..quiet_options()
+    };
+    let store = std::sync::Arc::new(AnalyticsStore::open(&path, options).unwrap());
+    let offered = 1000u64;
+    let held = store.reader().hold_file();
+    let producer = {
+        let sink = store.sink().clone();
+        std::thread::spawn(move || {
+            (0..offered)
+                .filter(|i| sink.record_blocking(ev(T0 + *i as i64, Operation::Get, "k")))
+                .count() as u64
+        })
+    };
+    // The channel fills while the writer waits for the file; the producer then waits too.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while store.stats().accepted < 16 {
+        assert!(std::time::Instant::now() < deadline, "{:?}", store.stats());
+        std::thread::yield_now();
+    }
+    assert!(
+        !producer.is_finished(),
+        "1,000 events cannot fit in 17 slots"
+    );
+    drop(held);
+    assert_eq!(producer.join().unwrap(), offered);
+    let stats = store.stats();
+    assert_eq!(
+        (stats.accepted, stats.dropped_full),
+        (offered, 0),
+        "{stats:?}"
+    );
+    let closed = store.close();
+    assert_eq!(closed.written, offered, "{closed:?}");
+    assert!(!store.sink().record_blocking(ev(T0, Operation::Get, "k")));
+    assert_eq!(store.stats().dropped_closed, 1);
+}
+
+#[test]
 fn close_writes_everything_accepted() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("analytics.duckdb");

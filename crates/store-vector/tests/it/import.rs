@@ -42,7 +42,7 @@ fn pandas_like_batch(vectors: &[Vec<f32>]) -> RecordBatch {
     let mut tags = ListBuilder::new(StringBuilder::new());
     for i in 0..n {
         tags.values().append_value("all");
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             tags.values().append_value("even");
         }
         tags.append(true);
@@ -52,14 +52,14 @@ fn pandas_like_batch(vectors: &[Vec<f32>]) -> RecordBatch {
         ("vector", Arc::new(vector.finish())),
         (
             "text",
-            Arc::new(StringArray::from_iter(
-                (0..n).map(|i| (i % 5 != 0).then(|| format!("passage number {i}"))),
-            )),
+            Arc::new(StringArray::from_iter((0..n).map(|i| {
+                (!i.is_multiple_of(5)).then(|| format!("passage number {i}"))
+            }))),
         ),
         (
             "kind",
             Arc::new(StringArray::from_iter_values(
-                (0..n).map(|i| if i % 3 == 0 { "guide" } else { "api" }),
+                (0..n).map(|i| if i.is_multiple_of(3) { "guide" } else { "api" }),
             )),
         ),
         (
@@ -206,12 +206,12 @@ async fn parquet_from_pandas_creates_the_collection_with_typed_fields() {
         assert_eq!(r.vector, data[i], "record {i}'s vector");
         assert_eq!(
             r.text,
-            (i % 5 != 0).then(|| format!("passage number {i}")),
+            (!i.is_multiple_of(5)).then(|| format!("passage number {i}")),
             "record {i}'s text"
         );
         assert_eq!(
             r.metadata["kind"],
-            FieldValue::String(if i % 3 == 0 { "guide" } else { "api" }.into())
+            FieldValue::String(if i.is_multiple_of(3) { "guide" } else { "api" }.into())
         );
         assert_eq!(r.metadata["year"], FieldValue::Integer(2000 + i as i64));
         assert_eq!(
@@ -219,7 +219,7 @@ async fn parquet_from_pandas_creates_the_collection_with_typed_fields() {
             FieldValue::Timestamp((1_700_000_000_000 + i as i64) * 1_000)
         );
         let mut tags = vec!["all".to_string()];
-        if i % 2 == 0 {
+        if i.is_multiple_of(2) {
             tags.push("even".into());
         }
         assert_eq!(r.metadata["tags"], FieldValue::StringList(tags));
