@@ -748,10 +748,19 @@ impl VectorStore for LanceVectorStore {
 
     async fn search(&self, collection: &str, query: &VectorQuery) -> Result<Vec<SearchHit>> {
         check_k(query.k)?;
-        let (table, spec, _) = self.table(collection).await?;
+        let (table, spec, schema) = self.table(collection).await?;
         check_vector(&query.vector, spec.dimension, spec.distance)?;
+        // Every column but the vectors, which hits do not carry (k × dimension floats less
+        // to read and copy per query).
+        let returned: Vec<&str> = schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .filter(|name| *name != "vector")
+            .collect();
         let mut q = table
             .query()
+            .select(Select::columns(&returned))
             .nearest_to(query.vector.as_slice())
             .map_err(lance_error)?
             .column("vector")
