@@ -242,13 +242,47 @@ fn run(file: DuckFile, settings: WriterSettings, rx: Receiver<Message>, counters
     let mut last_write = Instant::now();
     loop {
         let wait = settings.flush_interval.saturating_sub(last_write.elapsed());
-        match rx.recv_timeout(wait) {
-            Ok(Message::Flush(ack)) => {
+        let control = match rx.recv_timeout(wait) {
+            Ok(Message::Access(e)) => {
+                pending.access.push(e);
+                full_batches(
+                    &file,
+                    &settings,
+                    &rx,
+                    &mut pending,
+                    counters,
+                    &mut last_write,
+                )
+            }
+            Ok(Message::Metric(m)) => {
+                pending.metrics.push(m);
+                full_batches(
+                    &file,
+                    &settings,
+                    &rx,
+                    &mut pending,
+                    counters,
+                    &mut last_write,
+                )
+            }
+            Ok(control) => Some(control),
+            Err(RecvTimeoutError::Timeout) => {
+                if pending.len() > 0 {
+                    let _ = write(&file, &mut pending, counters);
+                }
+                last_write = Instant::now();
+                None
+            }
+            Err(RecvTimeoutError::Disconnected) => Some(Message::Shutdown),
+        };
+        match control {
+            None | Some(Message::Access(_) | Message::Metric(_)) => {}
+            Some(Message::Flush(ack)) => {
                 let result = write(&file, &mut pending, counters);
                 last_write = Instant::now();
                 let _ = ack.send(result);
             }
-            Ok(Message::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
+            Some(Message::Shutdown) => {
                 // Everything already queued is written; a flush queued behind the shutdown is
                 // answered once it is.
                 let mut acks = Vec::new();
@@ -268,21 +302,76 @@ fn run(file: DuckFile, settings: WriterSettings, rx: Receiver<Message>, counters
                 }
                 return;
             }
-            Ok(message) => {
-                pending.push(message);
-                if pending.len() >= settings.batch_rows {
-                    let _ = write(&file, &mut pending, counters);
-                    last_write = Instant::now();
-                }
-            }
-            Err(RecvTimeoutError::Timeout) => {
-                if pending.len() > 0 {
-                    let _ = write(&file, &mut pending, counters);
-                }
-                last_write = Instant::now();
-            }
         }
     }
+}
+
+/// The longest the writer keeps the file open for a run of full batches: other processes
+/// (the CLI's reports) get the file at least this often while a stream keeps the channel
+/// full, and wait at most about this long (their lock timeout is 10 s).
+const MAX_HOLD: Duration = Duration::from_secs(1);
+
+/// When `pending` holds a full batch: writes it, and on the same connection every further
+/// full batch already waiting in the channel, for at most [`MAX_HOLD`]. A busy stream then
+/// pays one open and one checkpoint a second instead of one per batch. Returns a flush or
+/// shutdown met while taking batches from the channel, for the caller to carry out; a
+/// partial batch taken stays in `pending` for the timer.
+fn full_batches(
+    file: &DuckFile,
+    settings: &WriterSettings,
+    rx: &Receiver<Message>,
+    pending: &mut Pending,
+    counters: &SinkCounters,
+    last_write: &mut Instant,
+) -> Option<Message> {
+    if pending.len() < settings.batch_rows {
+        return None;
+    }
+    let started = Instant::now();
+    let mut control = None;
+    // Rows of the batch being appended when an error ends the run: they are lost.
+    let mut in_flight = 0u64;
+    let result = file.with_connection(Access::ReadWrite, |conn| {
+        loop {
+            in_flight = pending.len() as u64;
+            append_access_events(conn, &pending.access)?;
+            append_metrics(conn, &pending.metrics)?;
+            pending.access.clear();
+            pending.metrics.clear();
+            counters.written.fetch_add(in_flight, Ordering::Relaxed);
+            counters.batches.fetch_add(1, Ordering::Relaxed);
+            in_flight = 0;
+            if started.elapsed() >= MAX_HOLD {
+                return Ok(());
+            }
+            // Take what is already queued, up to one batch, without waiting.
+            while pending.len() < settings.batch_rows {
+                match rx.try_recv() {
+                    Ok(m @ (Message::Flush(_) | Message::Shutdown)) => {
+                        control = Some(m);
+                        return Ok(());
+                    }
+                    Ok(m) => pending.push(m),
+                    Err(_) => return Ok(()),
+                }
+            }
+        }
+    });
+    if let Err(e) = result {
+        // The failed batch, or everything pending if the file could not be opened.
+        let lost = if in_flight > 0 {
+            in_flight
+        } else {
+            pending.len() as u64
+        };
+        counters.lost.fetch_add(lost, Ordering::Relaxed);
+        counters.write_errors.fetch_add(1, Ordering::Relaxed);
+        pending.access.clear();
+        pending.metrics.clear();
+        tracing::error!(error = %e, rows = lost, "analytics write batch failed; its records are lost");
+    }
+    *last_write = Instant::now();
+    control
 }
 
 /// Writes and empties `pending` in one connection; counts the outcome.
