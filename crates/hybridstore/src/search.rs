@@ -200,8 +200,8 @@ fn prefix_upper_bound(prefix: &str) -> Option<String> {
 /// The same text often sits in several documents (a page and the book's all-in-one
 /// `print.html`, a translation not yet translated, the same tree under two prefixes). Hits
 /// with identical text are collapsed into one, as web search engines collapse duplicates:
-/// the copy nearest the start of its document (lowest passage number, then key) represents
-/// the group, the others are listed in [`PassageHit::also_in`]. More hits are fetched (up to
+/// the copy nearest the start of its document (lowest passage number, then the shortest key:
+/// a page rather than its translation's copy) represents the group, the others are listed in [`PassageHit::also_in`]. More hits are fetched (up to
 /// [`MAX_K`]) until `k` distinct passages are found or there are no more.
 pub(crate) async fn search(
     store: &LanceVectorStore,
@@ -271,7 +271,9 @@ fn collapse(hits: impl IntoIterator<Item = PassageHit>) -> Vec<PassageHit> {
         .into_iter()
         .filter_map(|mut group| {
             let score = group.iter().map(|h| h.score).fold(f32::MIN, f32::max);
-            group.sort_by(|a, b| a.passage.cmp(&b.passage).then_with(|| a.key.cmp(&b.key)));
+            group.sort_by(|a, b| {
+                (a.passage, a.key.len(), &a.key).cmp(&(b.passage, b.key.len(), &b.key))
+            });
             let mut copies = group.into_iter();
             let mut first = copies.next()?;
             first.score = score;
@@ -305,8 +307,17 @@ mod tests {
             hit("other.html", 0, 17.0, "something else"),
             hit("second/book/ch10-03.html", 2, 18.7, "The Borrow Checker"),
             hit("es/ch10-03.html", 2, 16.0, "something else"),
+            hit("rbe/es/lifetime.html", 0, 20.0, "Lifetimes"),
+            hit("rbe/lifetime.html", 0, 20.0, "Lifetimes"),
         ]);
-        assert_eq!(collapsed.len(), 2);
+        assert_eq!(collapsed.len(), 3);
+        assert_eq!(
+            (collapsed[2].key.as_str(), collapsed[2].also_in.as_slice()),
+            (
+                "rbe/lifetime.html",
+                &["rbe/es/lifetime.html".to_string()][..]
+            )
+        );
         assert_eq!(
             (collapsed[0].key.as_str(), collapsed[0].passage),
             ("book/ch10-03.html", 2)
