@@ -111,10 +111,12 @@ impl DuckFile {
     }
 
     fn open(&self, access: Access) -> Result<Connection> {
-        // 5 ms doubling to 250 ms: a writer's batch holds the lock for tens of milliseconds.
+        // 2 ms doubling to 20 ms: a writer holds the lock for a batch (tens of milliseconds)
+        // or, under a saturating stream, up to a second, then leaves the file alone for 25 ms
+        // (sink::READER_WINDOW); a failed attempt costs one failed file lock.
         let backoff = ExponentialBuilder::new()
-            .with_min_delay(Duration::from_millis(5))
-            .with_max_delay(Duration::from_millis(250))
+            .with_min_delay(Duration::from_millis(2))
+            .with_max_delay(Duration::from_millis(20))
             .with_jitter()
             .without_max_times()
             .with_total_delay(Some(self.lock_timeout));

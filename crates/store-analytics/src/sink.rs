@@ -240,6 +240,8 @@ impl Pending {
 fn run(file: DuckFile, settings: WriterSettings, rx: Receiver<Message>, counters: &SinkCounters) {
     let mut pending = Pending::default();
     let mut last_write = Instant::now();
+    // No new hold before this instant (the readers' window after a long hold).
+    let mut not_before = Instant::now();
     loop {
         let wait = settings.flush_interval.saturating_sub(last_write.elapsed());
         let control = match rx.recv_timeout(wait) {
@@ -252,6 +254,7 @@ fn run(file: DuckFile, settings: WriterSettings, rx: Receiver<Message>, counters
                     &mut pending,
                     counters,
                     &mut last_write,
+                    &mut not_before,
                 )
             }
             Ok(Message::Metric(m)) => {
@@ -263,6 +266,7 @@ fn run(file: DuckFile, settings: WriterSettings, rx: Receiver<Message>, counters
                     &mut pending,
                     counters,
                     &mut last_write,
+                    &mut not_before,
                 )
             }
             Ok(control) => Some(control),
@@ -311,6 +315,11 @@ fn run(file: DuckFile, settings: WriterSettings, rx: Receiver<Message>, counters
 /// full, and wait at most about this long (their lock timeout is 10 s).
 const MAX_HOLD: Duration = Duration::from_secs(1);
 
+/// After a hold of [`MAX_HOLD`], how long the writer leaves the file alone (it keeps
+/// receiving meanwhile) so that readers waiting on DuckDB's file lock, which retry at least
+/// every 20 ms, get in.
+pub(crate) const READER_WINDOW: Duration = Duration::from_millis(25);
+
 /// When `pending` holds a full batch: writes it, and on the same connection every further
 /// full batch already waiting in the channel, for at most [`MAX_HOLD`]. A busy stream then
 /// pays one open and one checkpoint a second instead of one per batch. Returns a flush or
@@ -323,8 +332,9 @@ fn full_batches(
     pending: &mut Pending,
     counters: &SinkCounters,
     last_write: &mut Instant,
+    not_before: &mut Instant,
 ) -> Option<Message> {
-    if pending.len() < settings.batch_rows {
+    if pending.len() < settings.batch_rows || Instant::now() < *not_before {
         return None;
     }
     let started = Instant::now();
@@ -342,6 +352,7 @@ fn full_batches(
             counters.batches.fetch_add(1, Ordering::Relaxed);
             in_flight = 0;
             if started.elapsed() >= MAX_HOLD {
+                *not_before = Instant::now() + READER_WINDOW;
                 return Ok(());
             }
             // Take what is already queued, up to one batch, without waiting.

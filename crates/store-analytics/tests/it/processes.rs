@@ -20,11 +20,17 @@ fn child_owner_writes_until_told_to_stop() {
     let Some(path) = std::env::var_os(CHILD_PATH_ENV) else {
         return;
     };
+    let saturate = std::env::var_os(SATURATE_ENV).is_some();
     let options = AnalyticsOptions {
         flush_interval: Duration::from_millis(20),
+        // Small batches, so that a saturating stream runs the writer's long holds.
+        batch_rows: if saturate { 2_000 } else { 122_880 },
         ..AnalyticsOptions::default()
     };
     let store = AnalyticsStore::open(path.as_ref(), options).unwrap();
+    if saturate {
+        return saturate_until_told_to_stop(&store);
+    }
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
         let mut line = String::new();
@@ -55,6 +61,96 @@ fn child_owner_writes_until_told_to_stop() {
     let stats = store.close();
     assert_eq!((stats.dropped_full, stats.lost), (0, 0), "{stats:?}");
     writeln!(out, "DONE {total}").unwrap();
+}
+
+/// The owner as fast as it can go: `record_blocking` in a loop keeps the channel full, so the
+/// writer holds the file for its longest (1 s) again and again; prints `WROTE <n>` as the
+/// count grows, until stdin closes (or 60 s pass); then `DONE <total>`.
+fn saturate_until_told_to_stop(store: &AnalyticsStore) {
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = std::io::stdin().read_line(&mut line);
+        let _ = stop_tx.send(());
+    });
+    let started = std::time::Instant::now();
+    let mut total = 0i64;
+    let mut reported = 0;
+    let mut out = std::io::stdout();
+    while started.elapsed() < Duration::from_secs(60) && stop_rx.try_recv().is_err() {
+        for _ in 0..1_000 {
+            assert!(
+                store
+                    .sink()
+                    .record_blocking(ev(T0 + total, Operation::Get, "k"))
+            );
+            total += 1;
+        }
+        let written = store.stats().written;
+        if written > reported {
+            reported = written;
+            writeln!(out, "WROTE {written}").unwrap();
+            out.flush().unwrap();
+        }
+    }
+    let stats = store.close();
+    assert_eq!((stats.dropped_full, stats.lost), (0, 0), "{stats:?}");
+    writeln!(out, "DONE {total}").unwrap();
+}
+
+/// Set for the child of `readers_get_in_while_the_owner_saturates_the_writer`.
+const SATURATE_ENV: &str = "HYBRIDSTORE_ANALYTICS_CHILD_SATURATE";
+
+#[test]
+fn readers_get_in_while_the_owner_saturates_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("analytics.duckdb");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "processes::child_owner_writes_until_told_to_stop",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(CHILD_PATH_ENV, &path)
+        .env(SATURATE_ENV, "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next_total = |prefix: &str| -> i64 {
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            if let Some(n) = line.strip_prefix(prefix) {
+                return n.trim().parse().unwrap();
+            }
+        }
+        panic!("the child process ended before printing {prefix}");
+    };
+    // The default lock timeout (10 s): a reader that waited for the stream to end would fail.
+    let options = AnalyticsOptions::default();
+    let mut seen = Vec::new();
+    for _ in 0..3 {
+        let acknowledged = next_total("WROTE ");
+        let reader = AnalyticsStore::open_reader(&path, &options).unwrap();
+        let count = count_events(&reader);
+        assert!(
+            count >= acknowledged,
+            "{count} < {acknowledged} acknowledged"
+        );
+        seen.push(count);
+    }
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "the owner was still streaming"
+    );
+    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    drop(child.stdin.take());
+    let total = next_total("DONE ");
+    assert!(child.wait().unwrap().success());
+    let reader = AnalyticsStore::open_reader(&path, &options).unwrap();
+    assert_eq!(count_events(&reader), total);
 }
 
 #[test]
