@@ -235,78 +235,28 @@ impl Pending {
             Message::Flush(_) | Message::Shutdown => {}
         }
     }
-}
 
-fn run(file: DuckFile, settings: WriterSettings, rx: Receiver<Message>, counters: &SinkCounters) {
-    let mut pending = Pending::default();
-    let mut last_write = Instant::now();
-    // No new hold before this instant (the readers' window after a long hold).
-    let mut not_before = Instant::now();
-    loop {
-        let wait = settings.flush_interval.saturating_sub(last_write.elapsed());
-        let control = match rx.recv_timeout(wait) {
-            Ok(Message::Access(e)) => {
-                pending.access.push(e);
-                full_batches(
-                    &file,
-                    &settings,
-                    &rx,
-                    &mut pending,
-                    counters,
-                    &mut last_write,
-                    &mut not_before,
-                )
-            }
-            Ok(Message::Metric(m)) => {
-                pending.metrics.push(m);
-                full_batches(
-                    &file,
-                    &settings,
-                    &rx,
-                    &mut pending,
-                    counters,
-                    &mut last_write,
-                    &mut not_before,
-                )
-            }
-            Ok(control) => Some(control),
-            Err(RecvTimeoutError::Timeout) => {
-                if pending.len() > 0 {
-                    let _ = write(&file, &mut pending, counters);
-                }
-                last_write = Instant::now();
-                None
-            }
-            Err(RecvTimeoutError::Disconnected) => Some(Message::Shutdown),
-        };
-        match control {
-            None | Some(Message::Access(_) | Message::Metric(_)) => {}
-            Some(Message::Flush(ack)) => {
-                let result = write(&file, &mut pending, counters);
-                last_write = Instant::now();
-                let _ = ack.send(result);
-            }
-            Some(Message::Shutdown) => {
-                // Everything already queued is written; a flush queued behind the shutdown is
-                // answered once it is.
-                let mut acks = Vec::new();
-                while let Ok(message) = rx.try_recv() {
-                    match message {
-                        Message::Flush(ack) => acks.push(ack),
-                        other => pending.push(other),
-                    }
-                }
-                let result = write(&file, &mut pending, counters);
-                for ack in acks {
-                    let copy = match &result {
-                        Ok(()) => Ok(()),
-                        Err(e) => Err(Error::new(e.kind(), e.to_string())),
-                    };
-                    let _ = ack.send(copy);
-                }
-                return;
-            }
-        }
+    /// Appends everything pending on `conn` as one write batch, then empties it and counts
+    /// it written. On error nothing is emptied: the caller counts it lost.
+    fn append_to(&mut self, conn: &Connection, counters: &SinkCounters) -> Result<()> {
+        let rows = self.len() as u64;
+        append_access_events(conn, &self.access)?;
+        append_metrics(conn, &self.metrics)?;
+        self.access.clear();
+        self.metrics.clear();
+        counters.written.fetch_add(rows, Ordering::Relaxed);
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Counts what is pending as lost to `error` and empties it.
+    fn lose(&mut self, error: &Error, counters: &SinkCounters) {
+        let rows = self.len() as u64;
+        counters.lost.fetch_add(rows, Ordering::Relaxed);
+        counters.write_errors.fetch_add(1, Ordering::Relaxed);
+        self.access.clear();
+        self.metrics.clear();
+        tracing::error!(error = %error, rows, "analytics write batch failed; its records are lost");
     }
 }
 
@@ -320,95 +270,144 @@ const MAX_HOLD: Duration = Duration::from_secs(1);
 /// every 20 ms, get in.
 pub(crate) const READER_WINDOW: Duration = Duration::from_millis(25);
 
-/// When `pending` holds a full batch: writes it, and on the same connection every further
-/// full batch already waiting in the channel, for at most [`MAX_HOLD`]. A busy stream then
-/// pays one open and one checkpoint a second instead of one per batch. Returns a flush or
-/// shutdown met while taking batches from the channel, for the caller to carry out; a
-/// partial batch taken stays in `pending` for the timer.
-fn full_batches(
-    file: &DuckFile,
-    settings: &WriterSettings,
-    rx: &Receiver<Message>,
-    pending: &mut Pending,
-    counters: &SinkCounters,
-    last_write: &mut Instant,
-    not_before: &mut Instant,
-) -> Option<Message> {
-    if pending.len() < settings.batch_rows || Instant::now() < *not_before {
-        return None;
-    }
-    let started = Instant::now();
-    let mut control = None;
-    // Rows of the batch being appended when an error ends the run: they are lost.
-    let mut in_flight = 0u64;
-    let result = file.with_connection(Access::ReadWrite, |conn| {
-        loop {
-            in_flight = pending.len() as u64;
-            append_access_events(conn, &pending.access)?;
-            append_metrics(conn, &pending.metrics)?;
-            pending.access.clear();
-            pending.metrics.clear();
-            counters.written.fetch_add(in_flight, Ordering::Relaxed);
-            counters.batches.fetch_add(1, Ordering::Relaxed);
-            in_flight = 0;
-            if started.elapsed() >= MAX_HOLD {
-                *not_before = Instant::now() + READER_WINDOW;
-                return Ok(());
-            }
-            // Take what is already queued, up to one batch, without waiting.
-            while pending.len() < settings.batch_rows {
-                match rx.try_recv() {
-                    Ok(m @ (Message::Flush(_) | Message::Shutdown)) => {
-                        control = Some(m);
-                        return Ok(());
-                    }
-                    Ok(m) => pending.push(m),
-                    Err(_) => return Ok(()),
-                }
-            }
-        }
-    });
-    if let Err(e) = result {
-        // The failed batch, or everything pending if the file could not be opened.
-        let lost = if in_flight > 0 {
-            in_flight
-        } else {
-            pending.len() as u64
-        };
-        counters.lost.fetch_add(lost, Ordering::Relaxed);
-        counters.write_errors.fetch_add(1, Ordering::Relaxed);
-        pending.access.clear();
-        pending.metrics.clear();
-        tracing::error!(error = %e, rows = lost, "analytics write batch failed; its records are lost");
-    }
-    *last_write = Instant::now();
-    control
+/// The writer thread: what it has received and not yet written, and when it last wrote.
+struct Batcher<'a> {
+    file: DuckFile,
+    settings: WriterSettings,
+    rx: Receiver<Message>,
+    counters: &'a SinkCounters,
+    pending: Pending,
+    last_write: Instant,
+    /// No new hold before this instant (the readers' window after a long hold).
+    not_before: Instant,
 }
 
-/// Writes and empties `pending` in one connection; counts the outcome.
-fn write(file: &DuckFile, pending: &mut Pending, counters: &SinkCounters) -> Result<()> {
-    let rows = pending.len() as u64;
-    if rows == 0 {
-        return Ok(());
+fn run(file: DuckFile, settings: WriterSettings, rx: Receiver<Message>, counters: &SinkCounters) {
+    let now = Instant::now();
+    Batcher {
+        file,
+        settings,
+        rx,
+        counters,
+        pending: Pending::default(),
+        last_write: now,
+        not_before: now,
     }
-    let result = file.with_connection(Access::ReadWrite, |conn| {
-        append_access_events(conn, &pending.access)?;
-        append_metrics(conn, &pending.metrics)
-    });
-    pending.access.clear();
-    pending.metrics.clear();
-    match &result {
-        Ok(()) => {
-            counters.written.fetch_add(rows, Ordering::Relaxed);
-            counters.batches.fetch_add(1, Ordering::Relaxed);
-        }
-        Err(e) => {
-            counters.lost.fetch_add(rows, Ordering::Relaxed);
-            counters.write_errors.fetch_add(1, Ordering::Relaxed);
-            tracing::error!(error = %e, rows, "analytics write batch failed; its records are lost");
+    .run();
+}
+
+impl Batcher<'_> {
+    fn run(mut self) {
+        loop {
+            let wait = self
+                .settings
+                .flush_interval
+                .saturating_sub(self.last_write.elapsed());
+            let control = match self.rx.recv_timeout(wait) {
+                Ok(record @ (Message::Access(_) | Message::Metric(_))) => {
+                    self.pending.push(record);
+                    self.full_batches()
+                }
+                Ok(control) => Some(control),
+                Err(RecvTimeoutError::Timeout) => {
+                    let _ = self.write();
+                    None
+                }
+                Err(RecvTimeoutError::Disconnected) => Some(Message::Shutdown),
+            };
+            match control {
+                None | Some(Message::Access(_) | Message::Metric(_)) => {}
+                Some(Message::Flush(ack)) => {
+                    let _ = ack.send(self.write());
+                }
+                Some(Message::Shutdown) => return self.shut_down(),
+            }
         }
     }
-    result
+
+    /// Writes everything already queued; a flush queued behind the shutdown is answered
+    /// once it is.
+    fn shut_down(mut self) {
+        let mut acks = Vec::new();
+        while let Ok(message) = self.rx.try_recv() {
+            match message {
+                Message::Flush(ack) => acks.push(ack),
+                other => self.pending.push(other),
+            }
+        }
+        let result = self.write();
+        for ack in acks {
+            let copy = match &result {
+                Ok(()) => Ok(()),
+                Err(e) => Err(Error::new(e.kind(), e.to_string())),
+            };
+            let _ = ack.send(copy);
+        }
+    }
+
+    /// Writes and empties `pending` (if it holds anything) on one connection.
+    fn write(&mut self) -> Result<()> {
+        self.last_write = Instant::now();
+        if self.pending.len() == 0 {
+            return Ok(());
+        }
+        let (pending, counters) = (&mut self.pending, self.counters);
+        let result = self
+            .file
+            .with_connection(Access::ReadWrite, |conn| pending.append_to(conn, counters));
+        if let Err(e) = &result {
+            self.pending.lose(e, self.counters);
+        }
+        result
+    }
+
+    /// When `pending` holds a full batch: writes it, and on the same connection every
+    /// further full batch already waiting in the channel, for at most [`MAX_HOLD`]. A busy
+    /// stream then pays one open and one checkpoint a second instead of one per batch.
+    /// Returns a flush or shutdown met while taking batches from the channel, for the caller
+    /// to carry out; a partial batch taken stays in `pending` for the timer.
+    fn full_batches(&mut self) -> Option<Message> {
+        if self.pending.len() < self.settings.batch_rows || Instant::now() < self.not_before {
+            return None;
+        }
+        let started = Instant::now();
+        let mut control = None;
+        let Batcher {
+            file,
+            settings,
+            rx,
+            counters,
+            pending,
+            not_before,
+            ..
+        } = self;
+        let result = file.with_connection(Access::ReadWrite, |conn| {
+            loop {
+                pending.append_to(conn, counters)?;
+                if started.elapsed() >= MAX_HOLD {
+                    *not_before = Instant::now() + READER_WINDOW;
+                    return Ok(());
+                }
+                // Take what is already queued, up to one batch, without waiting.
+                while pending.len() < settings.batch_rows {
+                    match rx.try_recv() {
+                        Ok(m @ (Message::Flush(_) | Message::Shutdown)) => {
+                            control = Some(m);
+                            return Ok(());
+                        }
+                        Ok(m) => pending.push(m),
+                        Err(_) => return Ok(()),
+                    }
+                }
+            }
+        });
+        if let Err(e) = result {
+            // The batch that failed, or everything pending if the file could not be opened.
+            self.pending.lose(&e, self.counters);
+        }
+        self.last_write = Instant::now();
+        control
+    }
 }
 
 /// The Arrow schema of `access_events` as the appender receives it (column order matters).
