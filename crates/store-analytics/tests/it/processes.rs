@@ -1,21 +1,27 @@
 //! A second process reads the database while the owner keeps writing (DuckDB allows one
-//! read-write process per file; the store only holds the file while it writes a batch).
+//! read-write process per file; the store only holds the file while it writes).
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::io::{BufRead, BufReader, Lines, Write};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::time::{Duration, Instant};
 
 use hybridstore_analytics::{AnalyticsOptions, AnalyticsStore, Operation, TimeWindow};
 
 use crate::support::{T0, count_events, ev};
 
 const CHILD_PATH_ENV: &str = "HYBRIDSTORE_ANALYTICS_CHILD_DB";
+/// Set when the child is to stream as fast as it can.
+const SATURATE_ENV: &str = "HYBRIDSTORE_ANALYTICS_CHILD_SATURATE";
 
-/// The owner process: offers 100 events every 5 ms (the writer thread writes a batch every
-/// 20 ms), printing `WROTE <n>` whenever the count of written events grows, until its stdin
-/// closes; then closes the store and prints `DONE <total>`.
+/// The owner process. Paced: offers 100 events every 5 ms (20,000 events/s; the writer
+/// writes a batch every 20 ms). Saturating: hands events over with `record_blocking` in a
+/// loop, keeping the channel full so the writer holds the file for its longest (1 s) again
+/// and again, in batches of 2,000. Prints `WROTE <n>` whenever the count of written events
+/// grows, until its stdin closes (or 60 s pass); then closes the store and prints
+/// `DONE <total>`.
 #[test]
-#[ignore = "child process of second_process_reads_while_the_owner_writes"]
+#[ignore = "child process of the tests below"]
 fn child_owner_writes_until_told_to_stop() {
     let Some(path) = std::env::var_os(CHILD_PATH_ENV) else {
         return;
@@ -23,67 +29,29 @@ fn child_owner_writes_until_told_to_stop() {
     let saturate = std::env::var_os(SATURATE_ENV).is_some();
     let options = AnalyticsOptions {
         flush_interval: Duration::from_millis(20),
-        // Small batches, so that a saturating stream runs the writer's long holds.
         batch_rows: if saturate { 2_000 } else { 122_880 },
         ..AnalyticsOptions::default()
     };
     let store = AnalyticsStore::open(path.as_ref(), options).unwrap();
-    if saturate {
-        return saturate_until_told_to_stop(&store);
-    }
     let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
     std::thread::spawn(move || {
         let mut line = String::new();
         let _ = std::io::stdin().read_line(&mut line);
         let _ = stop_tx.send(());
     });
-    let mut total = 0i64;
-    let mut reported = 0;
-    let mut out = std::io::stdout();
-    // Bounded: 2,000 rounds (about 10 s) even if the parent never says stop.
-    for _ in 0..2_000 {
-        if stop_rx.try_recv().is_ok() {
-            break;
-        }
-        for _ in 0..100 {
-            assert!(store.sink().record(ev(T0 + total, Operation::Get, "k")));
-            total += 1;
-        }
-        let written = store.stats().written;
-        if written > reported {
-            reported = written;
-            writeln!(out, "WROTE {written}").unwrap();
-            out.flush().unwrap();
-        }
-        // The workload's pace, not a synchronisation: 20,000 events/s.
-        std::thread::park_timeout(Duration::from_millis(5));
-    }
-    let stats = store.close();
-    assert_eq!((stats.dropped_full, stats.lost), (0, 0), "{stats:?}");
-    writeln!(out, "DONE {total}").unwrap();
-}
-
-/// The owner as fast as it can go: `record_blocking` in a loop keeps the channel full, so the
-/// writer holds the file for its longest (1 s) again and again; prints `WROTE <n>` as the
-/// count grows, until stdin closes (or 60 s pass); then `DONE <total>`.
-fn saturate_until_told_to_stop(store: &AnalyticsStore) {
-    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = std::io::stdin().read_line(&mut line);
-        let _ = stop_tx.send(());
-    });
-    let started = std::time::Instant::now();
+    let sink = store.sink();
+    let started = Instant::now();
     let mut total = 0i64;
     let mut reported = 0;
     let mut out = std::io::stdout();
     while started.elapsed() < Duration::from_secs(60) && stop_rx.try_recv().is_err() {
-        for _ in 0..1_000 {
-            assert!(
-                store
-                    .sink()
-                    .record_blocking(ev(T0 + total, Operation::Get, "k"))
-            );
+        for _ in 0..if saturate { 1_000 } else { 100 } {
+            let event = ev(T0 + total, Operation::Get, "k");
+            assert!(if saturate {
+                sink.record_blocking(event)
+            } else {
+                sink.record(event)
+            });
             total += 1;
         }
         let written = store.stats().written;
@@ -92,103 +60,80 @@ fn saturate_until_told_to_stop(store: &AnalyticsStore) {
             writeln!(out, "WROTE {written}").unwrap();
             out.flush().unwrap();
         }
+        if !saturate {
+            // The workload's pace, not a synchronisation.
+            std::thread::park_timeout(Duration::from_millis(5));
+        }
     }
     let stats = store.close();
     assert_eq!((stats.dropped_full, stats.lost), (0, 0), "{stats:?}");
     writeln!(out, "DONE {total}").unwrap();
 }
 
-/// Set for the child of `readers_get_in_while_the_owner_saturates_the_writer`.
-const SATURATE_ENV: &str = "HYBRIDSTORE_ANALYTICS_CHILD_SATURATE";
-
-#[test]
-fn readers_get_in_while_the_owner_saturates_the_writer() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("analytics.duckdb");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "processes::child_owner_writes_until_told_to_stop",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(CHILD_PATH_ENV, &path)
-        .env(SATURATE_ENV, "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next_total = |prefix: &str| -> i64 {
-        for line in lines.by_ref() {
-            let line = line.unwrap();
-            if let Some(n) = line.strip_prefix(prefix) {
-                return n.trim().parse().unwrap();
-            }
-        }
-        panic!("the child process ended before printing {prefix}");
-    };
-    // The default lock timeout (10 s): a reader that waited for the stream to end would fail.
-    let options = AnalyticsOptions::default();
-    let mut seen = Vec::new();
-    for _ in 0..3 {
-        let acknowledged = next_total("WROTE ");
-        let reader = AnalyticsStore::open_reader(&path, &options).unwrap();
-        let count = count_events(&reader);
-        assert!(
-            count >= acknowledged,
-            "{count} < {acknowledged} acknowledged"
-        );
-        seen.push(count);
-    }
-    assert!(
-        child.try_wait().unwrap().is_none(),
-        "the owner was still streaming"
-    );
-    assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
-    drop(child.stdin.take());
-    let total = next_total("DONE ");
-    assert!(child.wait().unwrap().success());
-    let reader = AnalyticsStore::open_reader(&path, &options).unwrap();
-    assert_eq!(count_events(&reader), total);
+/// The owner as a child process, and its report lines.
+struct Owner {
+    child: Child,
+    lines: Lines<BufReader<ChildStdout>>,
 }
 
-#[test]
-fn second_process_reads_while_the_owner_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("analytics.duckdb");
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "processes::child_owner_writes_until_told_to_stop",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(CHILD_PATH_ENV, &path)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut next_total = |prefix: &str| -> i64 {
-        for line in lines.by_ref() {
+impl Owner {
+    fn start(path: &Path, saturate: bool) -> Owner {
+        let mut command = Command::new(std::env::current_exe().unwrap());
+        command
+            .args([
+                "--exact",
+                "processes::child_owner_writes_until_told_to_stop",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(CHILD_PATH_ENV, path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped());
+        if saturate {
+            command.env(SATURATE_ENV, "1");
+        }
+        let mut child = command.spawn().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Owner { child, lines }
+    }
+
+    /// The number on the owner's next line starting with `prefix`.
+    fn next_total(&mut self, prefix: &str) -> i64 {
+        for line in self.lines.by_ref() {
             let line = line.unwrap();
             if let Some(n) = line.strip_prefix(prefix) {
                 return n.trim().parse().unwrap();
             }
         }
         panic!("the child process ended before printing {prefix}");
-    };
+    }
 
-    let options = AnalyticsOptions {
-        lock_timeout: Duration::from_secs(30),
-        ..AnalyticsOptions::default()
-    };
+    fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Tells the owner to stop; returns how many events it recorded in all.
+    fn stop(mut self) -> i64 {
+        drop(self.child.stdin.take());
+        let total = self.next_total("DONE ");
+        assert!(self.child.wait().unwrap().success());
+        total
+    }
+}
+
+/// Opens a fresh reader (as the CLI would) after each of `reads` progress lines of the
+/// owner; each must see at least what the owner had acknowledged, and counts never go back.
+/// Returns the counts seen.
+fn read_while_writing(
+    owner: &mut Owner,
+    path: &Path,
+    options: &AnalyticsOptions,
+    reads: usize,
+) -> Vec<i64> {
     let mut seen = Vec::new();
-    for _ in 0..5 {
-        let acknowledged = next_total("WROTE ");
-        // A fresh reader each time, as the CLI would be.
-        let reader = AnalyticsStore::open_reader(&path, &options).unwrap();
+    for _ in 0..reads {
+        let acknowledged = owner.next_total("WROTE ");
+        let reader = AnalyticsStore::open_reader(path, options).unwrap();
         let count = count_events(&reader);
         assert!(
             count >= acknowledged,
@@ -201,10 +146,34 @@ fn second_process_reads_while_the_owner_writes() {
         seen.push(count);
     }
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    seen
+}
 
-    drop(child.stdin.take());
-    let total = next_total("DONE ");
-    assert!(child.wait().unwrap().success());
+#[test]
+fn second_process_reads_while_the_owner_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("analytics.duckdb");
+    let mut owner = Owner::start(&path, false);
+    let options = AnalyticsOptions {
+        lock_timeout: Duration::from_secs(30),
+        ..AnalyticsOptions::default()
+    };
+    read_while_writing(&mut owner, &path, &options, 5);
+    let total = owner.stop();
+    let reader = AnalyticsStore::open_reader(&path, &options).unwrap();
+    assert_eq!(count_events(&reader), total);
+}
+
+#[test]
+fn readers_get_in_while_the_owner_saturates_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("analytics.duckdb");
+    let mut owner = Owner::start(&path, true);
+    // The default lock timeout (10 s): a reader that waited for the stream to end would fail.
+    let options = AnalyticsOptions::default();
+    read_while_writing(&mut owner, &path, &options, 3);
+    assert!(owner.is_running(), "the owner was still streaming");
+    let total = owner.stop();
     let reader = AnalyticsStore::open_reader(&path, &options).unwrap();
     assert_eq!(count_events(&reader), total);
 }

@@ -7,9 +7,8 @@ use hybridstore_core::ErrorKind;
 
 use crate::support::{T0, count_events, ev, quiet_options};
 
-#[test]
-fn a_full_channel_drops_and_counts_instead_of_blocking() {
-    let dir = tempfile::tempdir().unwrap();
+/// A store in `dir` whose channel holds 16 records and whose writer writes each alone.
+fn sixteen_slots(dir: &tempfile::TempDir) -> (std::path::PathBuf, AnalyticsStore) {
     let path = dir.path().join("analytics.duckdb");
     let options = AnalyticsOptions {
         channel_capacity: 16,
@@ -17,6 +16,13 @@ fn a_full_channel_drops_and_counts_instead_of_blocking() {
         ..quiet_options()
     };
     let store = AnalyticsStore::open(&path, options).unwrap();
+    (path, store)
+}
+
+#[test]
+fn a_full_channel_drops_and_counts_instead_of_blocking() {
+    let dir = tempfile::tempdir().unwrap();
+    let (path, store) = sixteen_slots(&dir);
     let offered = 1000u64;
     let accepted = {
         // The writer's first batch waits for the file as it would behind another process.
@@ -42,13 +48,8 @@ fn a_full_channel_drops_and_counts_instead_of_blocking() {
 #[test]
 fn record_blocking_waits_for_room_and_drops_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("analytics.duckdb");
-    let options = AnalyticsOptions {
-        channel_capacity: 16,
-        batch_rows: 1,
-        ..quiet_options()
-    };
-    let store = std::sync::Arc::new(AnalyticsStore::open(&path, options).unwrap());
+    let (_, store) = sixteen_slots(&dir);
+    let store = std::sync::Arc::new(store);
     let offered = 1000u64;
     let held = store.reader().hold_file();
     let producer = {
