@@ -36,7 +36,10 @@ use std::time::Instant;
 
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Float32Type, Int64Type, TimestampMicrosecondType};
-use arrow_array::{Array, ArrayRef, FixedSizeListArray, Float32Array, RecordBatch};
+use arrow_array::{
+    Array, ArrayRef, FixedSizeListArray, Float32Array, GenericListArray, OffsetSizeTrait,
+    RecordBatch,
+};
 use arrow_cast::{CastOptions, cast_with_options};
 use arrow_schema::{ArrowError, DataType, Field, Schema, TimeUnit};
 use hybridstore_core::vector::{
@@ -372,6 +375,9 @@ async fn ensure_collection(
     }
 }
 
+/// A file's record batches.
+type Batches = Box<dyn Iterator<Item = std::result::Result<RecordBatch, ArrowError>>>;
+
 /// Reads `path` as record batches of at most about `batch_rows` rows into `tx`, after
 /// sending the file's row count (if its format records one) into `total`.
 fn read_batches(
@@ -381,8 +387,9 @@ fn read_batches(
     total: tokio::sync::oneshot::Sender<Option<u64>>,
     tx: &tokio::sync::mpsc::Sender<Result<RecordBatch>>,
 ) {
-    let send_all =
-        |batches: &mut dyn Iterator<Item = std::result::Result<RecordBatch, ArrowError>>| {
+    match open_batches(path, format, batch_rows) {
+        Ok((batches, rows)) => {
+            let _ = total.send(rows);
             for batch in batches {
                 let batch = batch.map_err(|e| arrow_error(path, e));
                 let failed = batch.is_err();
@@ -390,63 +397,54 @@ fn read_batches(
                     return;
                 }
             }
-        };
-    let opened = File::open(path).map_err(|e| io_error(path, e));
-    let file = match opened {
-        Ok(f) => f,
+        }
         Err(e) => {
             let _ = total.send(None);
             let _ = tx.blocking_send(Err(e));
-            return;
         }
-    };
-    match format {
+    }
+}
+
+/// The reader of `path` in its format, and the file's row count if the format records one.
+fn open_batches(
+    path: &Path,
+    format: ImportFormat,
+    batch_rows: usize,
+) -> Result<(Batches, Option<u64>)> {
+    let file = File::open(path).map_err(|e| io_error(path, e))?;
+    Ok(match format {
         ImportFormat::Parquet => {
             use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-            let reader = ParquetRecordBatchReaderBuilder::try_new(file).and_then(|b| {
-                let rows = u64::try_from(b.metadata().file_metadata().num_rows()).ok();
-                let _ = total.send(rows);
-                b.with_batch_size(batch_rows).build()
-            });
-            match reader {
-                Ok(mut reader) => send_all(&mut reader),
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(Error::invalid_input(format!(
-                        "{} is not a readable Parquet file: {e}",
-                        path.display()
-                    ))));
-                }
-            }
+            let not_parquet = |e| {
+                Error::invalid_input(format!(
+                    "{} is not a readable Parquet file: {e}",
+                    path.display()
+                ))
+            };
+            let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(not_parquet)?;
+            let rows = u64::try_from(builder.metadata().file_metadata().num_rows()).ok();
+            let reader = builder
+                .with_batch_size(batch_rows)
+                .build()
+                .map_err(not_parquet)?;
+            (Box::new(reader), rows)
         }
         ImportFormat::ArrowFile => {
-            let _ = total.send(None);
-            match arrow_ipc::reader::FileReader::try_new(BufReader::new(file), None) {
-                Ok(mut reader) => send_all(&mut reader),
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(arrow_error(path, e)));
-                }
-            }
+            let reader = arrow_ipc::reader::FileReader::try_new(BufReader::new(file), None)
+                .map_err(|e| arrow_error(path, e))?;
+            (Box::new(reader), None)
         }
         ImportFormat::ArrowStream => {
-            let _ = total.send(None);
-            match arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), None) {
-                Ok(mut reader) => send_all(&mut reader),
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(arrow_error(path, e)));
-                }
-            }
+            let reader = arrow_ipc::reader::StreamReader::try_new(BufReader::new(file), None)
+                .map_err(|e| arrow_error(path, e))?;
+            (Box::new(reader), None)
         }
-        ImportFormat::Npy => match NpyBatches::open(path, file, batch_rows) {
-            Ok(mut reader) => {
-                let _ = total.send(Some(reader.rows));
-                send_all(&mut reader);
-            }
-            Err(e) => {
-                let _ = total.send(None);
-                let _ = tx.blocking_send(Err(e));
-            }
-        },
-    }
+        ImportFormat::Npy => {
+            let reader = NpyBatches::open(path, file, batch_rows)?;
+            let rows = reader.rows;
+            (Box::new(reader), Some(rows))
+        }
+    })
 }
 
 /// A 2-D `float32`/`float64` `.npy` array as record batches of one `vector` column.
@@ -834,29 +832,11 @@ fn vector_dimension(batch: &RecordBatch, column: &str, data_type: &DataType) -> 
     };
     let dimension = match data_type {
         DataType::FixedSizeList(item, size) if is_float(item) => usize::try_from(*size).ok(),
-        DataType::List(item) | DataType::LargeList(item) if is_float(item) => {
-            let array = batch
-                .column_by_name(column)
-                .ok_or_else(|| Error::invalid_input(format!("no column {column:?}")))?;
-            let lengths: Vec<usize> = match array.data_type() {
-                DataType::List(_) => {
-                    let l = array.as_list::<i32>();
-                    (0..l.len())
-                        .filter(|&i| l.is_valid(i))
-                        .map(|i| l.value_length(i) as usize)
-                        .take(1)
-                        .collect()
-                }
-                _ => {
-                    let l = array.as_list::<i64>();
-                    (0..l.len())
-                        .filter(|&i| l.is_valid(i))
-                        .map(|i| l.value_length(i) as usize)
-                        .take(1)
-                        .collect()
-                }
-            };
-            lengths.first().copied()
+        DataType::List(item) if is_float(item) => {
+            first_length(column_of(batch, column)?.as_list::<i32>())
+        }
+        DataType::LargeList(item) if is_float(item) => {
+            first_length(column_of(batch, column)?.as_list::<i64>())
         }
         other => {
             return Err(Error::invalid_input(format!(
@@ -871,6 +851,19 @@ fn vector_dimension(batch: &RecordBatch, column: &str, data_type: &DataType) -> 
                 "vector column {column:?}: the first vector's length is {dimension:?}; a collection holds 1 to {MAX_DIMENSION} dimensions"
             ))
         })
+}
+
+/// The length of the first non-null list.
+fn first_length<O: OffsetSizeTrait>(lists: &GenericListArray<O>) -> Option<usize> {
+    (0..lists.len())
+        .find(|&i| lists.is_valid(i))
+        .map(|i| lists.value_length(i).as_usize())
+}
+
+fn column_of<'a>(batch: &'a RecordBatch, column: &str) -> Result<&'a ArrayRef> {
+    batch
+        .column_by_name(column)
+        .ok_or_else(|| Error::invalid_input(format!("no column {column:?}")))
 }
 
 /// Casts strictly: a value that does not fit (a list of another length, an out-of-range
