@@ -191,17 +191,25 @@ struct Ui {
 }
 
 impl Ui {
+    /// A progress bar of bytes, prefixed with `verb`.
     fn bar(&self, verb: &'static str) -> ProgressBar {
+        let bar = self.bar_with(
+            "{prefix} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg} {bytes_per_sec} ETA {eta}",
+        );
+        bar.set_prefix(verb);
+        bar
+    }
+
+    /// A progress bar drawn with an indicatif `template`; hidden for `--json`, `--quiet` or
+    /// when stderr is not a terminal.
+    fn bar_with(&self, template: &str) -> ProgressBar {
         if self.json || self.quiet || !std::io::stderr().is_terminal() {
             return ProgressBar::hidden();
         }
         let bar = ProgressBar::new(0);
-        let style = ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg} {bytes_per_sec} ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar());
+        let style =
+            ProgressStyle::with_template(template).unwrap_or_else(|_| ProgressStyle::default_bar());
         bar.set_style(style);
-        bar.set_prefix(verb);
         bar.enable_steady_tick(Duration::from_millis(200));
         bar
     }

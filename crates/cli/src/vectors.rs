@@ -9,7 +9,6 @@ use hybridstore::HybridStorageSystem;
 use hybridstore::core::vector::{Distance, VectorQuery, VectorStore};
 use hybridstore::core::{Error, ErrorKind};
 use hybridstore::vector::{IdSource, ImportOptions, LanceVectorStore, import_file};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::Ui;
 
@@ -131,21 +130,9 @@ pub async fn run(
                 upsert,
                 batch_rows,
             };
-            let bar = if ui.json
-                || ui.quiet
-                || !std::io::IsTerminal::is_terminal(&std::io::stderr())
-            {
-                ProgressBar::hidden()
-            } else {
-                let bar = ProgressBar::new(0);
-                bar.set_style(
-                    ProgressStyle::with_template(
-                        "import [{elapsed_precise}] {wide_bar} {pos}/{len} rows {per_sec} ETA {eta}",
-                    )
-                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                );
-                bar
-            };
+            let bar = ui.bar_with(
+                "import [{elapsed_precise}] {wide_bar} {pos}/{len} rows {per_sec} ETA {eta}",
+            );
             let progress = {
                 let bar = bar.clone();
                 move |p: hybridstore::vector::ImportProgress| {
