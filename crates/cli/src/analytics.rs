@@ -36,8 +36,9 @@ pub enum AnalyticsCommand {
         bucket: Duration,
     },
     /// Run one read-only SQL statement (tables: access_events, query_metrics,
-    /// embedding_metrics, reranking_metrics, system_metrics); writes and file access are
-    /// refused
+    /// embedding_metrics, reranking_metrics, system_metrics, and the per-minute rollups
+    /// access_minutes, latency_minutes, key_read_minutes, key_write_minutes); writes and file
+    /// access are refused
     Sql {
         /// The statement, e.g. "SELECT operation, count(*) FROM access_events GROUP BY 1"
         query: String,

@@ -6,8 +6,20 @@
 //! nobody keeps it open: the writer opens it for one write batch, readers for one query, and
 //! whoever finds it locked retries with exponential backoff for up to the lock timeout.
 //! Within one process, a mutex per file keeps two DuckDB instances off the same file.
+//!
+//! Retrying alone is not fair: a writer streaming batches reopens the file within
+//! milliseconds of closing it, and a reader in another process only gets in if one of its
+//! attempts lands in that gap, which on a loaded machine may never happen. So a reader first
+//! announces itself by holding a shared lock on a sidecar file, `<database>.readers`, until
+//! DuckDB has let it in; the writer checks that lock (a non-blocking exclusive `flock`,
+//! released at once) before it opens the file and between the batches of a long hold, and
+//! while a reader is announced it does not start another write. This is the converse of
+//! SQLite's PENDING lock, which stops new readers so that a waiting writer is not starved
+//! (<https://www.sqlite.org/lockingv3.html>): here the reader is the one that must not starve.
+//! A reader that cannot create the sidecar (a read-only directory) falls back to retrying.
 
 use std::collections::HashMap;
+use std::fs::{File, OpenOptions, TryLockError};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
@@ -59,6 +71,38 @@ fn file_mutex(path: &Path) -> Arc<Mutex<()>> {
         .clone()
 }
 
+/// The sidecar file readers hold a shared lock on while they wait for the database.
+fn readers_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".readers");
+    PathBuf::from(name)
+}
+
+/// Opens (creating if `create`) the readers' sidecar file; `None` if that fails.
+fn open_readers_file(path: &Path, create: bool) -> Option<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .open(readers_path(path))
+        .or_else(|_| File::open(readers_path(path)))
+        .ok()
+}
+
+/// Whether a reader in some process has announced itself on `file` (holds its shared lock).
+fn reader_announced(file: &File) -> bool {
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.unlock();
+            false
+        }
+        Err(TryLockError::WouldBlock) => true,
+        // Locks unsupported on this file system: nobody can announce.
+        Err(TryLockError::Error(_)) => false,
+    }
+}
+
 /// A DuckDB database file opened on demand.
 #[derive(Debug, Clone)]
 pub(crate) struct DuckFile {
@@ -80,6 +124,35 @@ impl DuckFile {
 
     pub(crate) fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Whether a reader in another process is waiting for the file: the writer should close
+    /// it (or not open it) until the reader is in. Cheap: an open, a lock attempt and a close.
+    pub(crate) fn reader_waiting(&self) -> bool {
+        open_readers_file(&self.path, false).is_some_and(|f| reader_announced(&f))
+    }
+
+    /// Waits (up to the lock timeout) until no reader is announced, then returns; after the
+    /// timeout the writer goes ahead and DuckDB's own lock decides.
+    fn wait_for_readers(&self) {
+        let Some(file) = open_readers_file(&self.path, true) else {
+            return;
+        };
+        // 0.5 ms doubling to 10 ms: a reader is announced only while DuckDB lets it in.
+        let backoff = ExponentialBuilder::new()
+            .with_min_delay(Duration::from_micros(500))
+            .with_max_delay(Duration::from_millis(10))
+            .without_max_times()
+            .with_total_delay(Some(self.lock_timeout));
+        let _ = (|| {
+            if reader_announced(&file) {
+                Err(())
+            } else {
+                Ok(())
+            }
+        })
+        .retry(backoff)
+        .call();
     }
 
     #[cfg(feature = "testing")]
@@ -111,9 +184,27 @@ impl DuckFile {
     }
 
     fn open(&self, access: Access) -> Result<Connection> {
+        match access {
+            Access::ReadWrite => {
+                self.wait_for_readers();
+                self.open_retrying(access)
+            }
+            Access::ReadOnly => {
+                // Announce this reader until DuckDB has let it in (the lock is released when
+                // the file handle drops).
+                let announcement =
+                    open_readers_file(&self.path, true).filter(|f| f.lock_shared().is_ok());
+                let connection = self.open_retrying(access);
+                drop(announcement);
+                connection
+            }
+        }
+    }
+
+    fn open_retrying(&self, access: Access) -> Result<Connection> {
         // 2 ms doubling to 20 ms: a writer holds the lock for a batch (tens of milliseconds)
-        // or, under a saturating stream, up to a second, then leaves the file alone for 25 ms
-        // (sink::READER_WINDOW); a failed attempt costs one failed file lock.
+        // or, under a saturating stream, until the next batch boundary after a reader
+        // announced itself; a failed attempt costs one failed file lock.
         let backoff = ExponentialBuilder::new()
             .with_min_delay(Duration::from_millis(2))
             .with_max_delay(Duration::from_millis(20))

@@ -44,6 +44,7 @@
 mod db;
 mod event;
 mod reader;
+mod rollup;
 mod schema;
 mod sink;
 
@@ -60,6 +61,7 @@ pub use reader::{
     AnalyticsReader, CacheHitRates, ErrorRateRow, ExportReport, ExportSource, GrowthRow, HotKey,
     LatencyRow, Report, TenantUsage, TimeWindow,
 };
+pub use rollup::LATENCY_BUCKET_PRECISION_BITS;
 pub use schema::{SCHEMA_VERSION, TABLES};
 pub use sink::{EventSink, SinkStats, access_events_batch};
 
@@ -86,6 +88,11 @@ pub struct AnalyticsOptions {
     pub lock_timeout: Duration,
     /// DuckDB worker threads per connection; `None` is DuckDB's default (one per core).
     pub threads: Option<i64>,
+    /// Hot-key candidates kept per rolled-up minute (the most read keys, see the
+    /// `hot_keys` report): with more, the exact top-N is found from them alone more often;
+    /// when they do not decide it, the report adds up every key (slower, same answer).
+    /// Default 1,000; at least 1.
+    pub hot_key_candidates: usize,
 }
 
 impl Default for AnalyticsOptions {
@@ -96,15 +103,16 @@ impl Default for AnalyticsOptions {
             flush_interval: Duration::from_secs(1),
             lock_timeout: Duration::from_secs(10),
             threads: None,
+            hot_key_candidates: 1_000,
         }
     }
 }
 
 impl AnalyticsOptions {
     fn validate(&self) -> Result<()> {
-        if self.channel_capacity == 0 || self.batch_rows == 0 {
+        if self.channel_capacity == 0 || self.batch_rows == 0 || self.hot_key_candidates == 0 {
             return Err(Error::invalid_input(
-                "analytics channel_capacity and batch_rows must be at least 1",
+                "analytics channel_capacity, batch_rows and hot_key_candidates must be at least 1",
             ));
         }
         if self.flush_interval.is_zero() {
@@ -154,10 +162,11 @@ impl AnalyticsStore {
                 channel_capacity: options.channel_capacity,
                 batch_rows: options.batch_rows,
                 flush_interval: options.flush_interval,
+                hot_key_candidates: options.hot_key_candidates,
             },
         )?;
         Ok(AnalyticsStore {
-            reader: AnalyticsReader::new(file),
+            reader: AnalyticsReader::new(file, options.hot_key_candidates),
             writer,
         })
     }
@@ -176,11 +185,10 @@ impl AnalyticsStore {
                 path.display()
             )));
         }
-        Ok(AnalyticsReader::new(DuckFile::new(
-            path,
-            options.lock_timeout,
-            options.threads,
-        )))
+        Ok(AnalyticsReader::new(
+            DuckFile::new(path, options.lock_timeout, options.threads),
+            options.hot_key_candidates,
+        ))
     }
 
     /// The sink callers offer events to; clones share the channel.

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
-use duckdb::types::{TimeUnit, Value};
 use duckdb::{Connection, params};
 use hybridstore_core::{Error, ErrorKind, Result};
 use parquet::arrow::ArrowWriter;
@@ -19,7 +18,8 @@ use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 
 use crate::db::{Access, DuckFile, duck_error};
-use crate::schema::TABLES;
+use crate::rollup::{self, Coverage, unrolled_events};
+use crate::schema::{SCHEMA_VERSION, TABLES};
 
 /// A half-open time range `[start, end)` in microseconds since the Unix epoch (UTC);
 /// `None` leaves that side open.
@@ -33,8 +33,8 @@ pub struct TimeWindow {
 
 /// 0001-01-01 and 9999-12-31, in microseconds: the open ends of a window, inside DuckDB's
 /// TIMESTAMP range.
-const MIN_TS_US: i64 = -62_135_596_800_000_000;
-const MAX_TS_US: i64 = 253_402_300_799_999_999;
+pub(crate) const MIN_TS_US: i64 = -62_135_596_800_000_000;
+pub(crate) const MAX_TS_US: i64 = 253_402_300_799_999_999;
 
 impl TimeWindow {
     /// Every event.
@@ -49,14 +49,6 @@ impl TimeWindow {
             start_us: Some(crate::now_micros().saturating_sub(span)),
             end_us: None,
         }
-    }
-
-    fn bounds(&self) -> (Value, Value) {
-        let ts = |us: i64| Value::Timestamp(TimeUnit::Microsecond, us);
-        (
-            ts(self.start_us.unwrap_or(MIN_TS_US).max(MIN_TS_US)),
-            ts(self.end_us.unwrap_or(MAX_TS_US).min(MAX_TS_US)),
-        )
     }
 }
 
@@ -77,9 +69,11 @@ pub struct HotKey {
 
 /// Latency percentiles of one operation on one backend, in microseconds.
 ///
-/// Percentiles are DuckDB's `quantile_disc`, the nearest-rank method: always a latency that
-/// was measured, the ⌈n · q⌉-th smallest of the n in the group (so p95 of 10 calls is the
-/// slowest).
+/// Percentiles follow the nearest-rank method: the ⌈n · q⌉-th smallest of the n latencies
+/// in the group (so p95 of 10 calls is the slowest), read from a log-linear histogram (see
+/// [`LATENCY_BUCKET_PRECISION_BITS`](crate::LATENCY_BUCKET_PRECISION_BITS)): the value
+/// reported is the slowest latency measured in the bucket holding that rank, exact below
+/// 256 µs and otherwise at most 1/128 above the exact value. `calls` and `max_us` are exact.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct LatencyRow {
     /// The operation.
@@ -200,6 +194,10 @@ pub struct ExportReport {
 #[derive(Clone, Debug)]
 pub struct AnalyticsReader {
     file: DuckFile,
+    /// `false`: reports read the events alone, ignoring the rollups (tests compare both).
+    use_rollups: bool,
+    /// Hot-key candidates taken from the window's unrolled events.
+    hot_key_candidates: usize,
 }
 
 const READS: &str = "('get', 'get_range', 'get_many')";
@@ -211,8 +209,54 @@ fn u64_of(v: i64) -> u64 {
 }
 
 impl AnalyticsReader {
-    pub(crate) fn new(file: DuckFile) -> AnalyticsReader {
-        AnalyticsReader { file }
+    pub(crate) fn new(file: DuckFile, hot_key_candidates: usize) -> AnalyticsReader {
+        AnalyticsReader {
+            file,
+            use_rollups: true,
+            hot_key_candidates,
+        }
+    }
+
+    /// The same reader with reports computed from the events alone, ignoring the per-minute
+    /// rollups: the reference the rollups must agree with. Tests and benchmarks only.
+    #[cfg(feature = "testing")]
+    pub fn events_only(&self) -> AnalyticsReader {
+        AnalyticsReader {
+            file: self.file.clone(),
+            use_rollups: false,
+            hot_key_candidates: self.hot_key_candidates,
+        }
+    }
+
+    /// Hot-key candidates per list for the threshold test; `None` for the events-only
+    /// reference.
+    fn candidates(&self) -> Option<usize> {
+        self.use_rollups.then_some(self.hot_key_candidates)
+    }
+
+    /// Where a report over `window` reads from.
+    fn coverage(&self, c: &Connection, window: TimeWindow) -> Result<Coverage> {
+        coverage(c, window, self.use_rollups)
+    }
+
+    /// The coverage of tenant usage at `window`'s end: everything before it.
+    fn usage_coverage(&self, c: &Connection, window: TimeWindow) -> Result<Coverage> {
+        let before_end = TimeWindow {
+            start_us: None,
+            end_us: window.end_us,
+        };
+        coverage(c, before_end, self.use_rollups)
+    }
+
+    /// The coverage of growth per `bucket_us`: the rollups only serve whole minutes.
+    fn growth_coverage(
+        &self,
+        c: &Connection,
+        window: TimeWindow,
+        bucket_us: i64,
+    ) -> Result<Coverage> {
+        let whole_minutes = bucket_us % rollup::MINUTE_US == 0;
+        coverage(c, window, self.use_rollups && whole_minutes)
     }
 
     /// The database file.
@@ -237,7 +281,10 @@ impl AnalyticsReader {
     /// `Unavailable` if another process holds the file longer than the lock timeout; DuckDB
     /// errors as `Backend`.
     pub fn hot_keys(&self, window: TimeWindow, limit: usize) -> Result<Vec<HotKey>> {
-        self.read(|c| hot_keys(c, window, limit))
+        self.read(|c| {
+            let cov = self.coverage(c, window)?;
+            hot_keys(c, cov, limit, self.candidates())
+        })
     }
 
     /// p50/p95/p99/max latency per operation and backend in `window`.
@@ -245,7 +292,7 @@ impl AnalyticsReader {
     /// # Errors
     /// As [`hot_keys`](Self::hot_keys).
     pub fn latency_percentiles(&self, window: TimeWindow) -> Result<Vec<LatencyRow>> {
-        self.read(|c| latency(c, window))
+        self.read(|c| latency(c, self.coverage(c, window)?))
     }
 
     /// How reads through the cache were answered in `window`.
@@ -253,7 +300,7 @@ impl AnalyticsReader {
     /// # Errors
     /// As [`hot_keys`](Self::hot_keys).
     pub fn cache_hit_rates(&self, window: TimeWindow) -> Result<CacheHitRates> {
-        self.read(|c| cache_rates(c, window))
+        self.read(|c| cache_rates(c, self.coverage(c, window)?))
     }
 
     /// Objects and bytes per tenant as of the window's end, from the recorded writes (so
@@ -262,7 +309,7 @@ impl AnalyticsReader {
     /// # Errors
     /// As [`hot_keys`](Self::hot_keys).
     pub fn tenant_usage(&self, window: TimeWindow) -> Result<Vec<TenantUsage>> {
-        self.read(|c| tenant_usage(c, window))
+        self.read(|c| tenant_usage(c, self.usage_coverage(c, window)?, self.use_rollups))
     }
 
     /// Puts, bytes written and deletes per `bucket` of time in `window` (DuckDB's
@@ -277,7 +324,7 @@ impl AnalyticsReader {
                 "the growth bucket must be at least 1 µs",
             ));
         }
-        self.read(|c| growth(c, window, bucket_us))
+        self.read(|c| growth(c, self.growth_coverage(c, window, bucket_us)?, bucket_us))
     }
 
     /// Calls, errors and error rate per operation in `window`.
@@ -285,7 +332,7 @@ impl AnalyticsReader {
     /// # Errors
     /// As [`hot_keys`](Self::hot_keys).
     pub fn error_rates(&self, window: TimeWindow) -> Result<Vec<ErrorRateRow>> {
-        self.read(|c| error_rates(c, window))
+        self.read(|c| error_rates(c, self.coverage(c, window)?))
     }
 
     /// Every report over `window` in one connection: the `hot_limit` hottest keys, and
@@ -296,23 +343,16 @@ impl AnalyticsReader {
     pub fn report(&self, window: TimeWindow, hot_limit: usize, bucket: Duration) -> Result<Report> {
         let bucket_us = i64::try_from(bucket.as_micros()).unwrap_or(i64::MAX).max(1);
         self.read(|c| {
-            let (start, end) = window.bounds();
-            let events: i64 = c
-                .query_row(
-                    "SELECT count(*) FROM access_events WHERE ts >= ? AND ts < ?",
-                    params![start, end],
-                    |r| r.get(0),
-                )
-                .map_err(duck_error)?;
+            let cov = self.coverage(c, window)?;
             Ok(Report {
                 window,
-                events: u64_of(events),
-                hot_keys: hot_keys(c, window, hot_limit)?,
-                latency: latency(c, window)?,
-                cache: cache_rates(c, window)?,
-                tenants: tenant_usage(c, window)?,
-                growth: growth(c, window, bucket_us)?,
-                errors: error_rates(c, window)?,
+                events: event_count(c, cov)?,
+                hot_keys: hot_keys(c, cov, hot_limit, self.candidates())?,
+                latency: latency(c, cov)?,
+                cache: cache_rates(c, cov)?,
+                tenants: tenant_usage(c, self.usage_coverage(c, window)?, self.use_rollups)?,
+                growth: growth(c, self.growth_coverage(c, window, bucket_us)?, bucket_us)?,
+                errors: error_rates(c, cov)?,
             })
         })
     }
@@ -357,47 +397,188 @@ impl AnalyticsReader {
     }
 }
 
-fn hot_keys(c: &Connection, window: TimeWindow, limit: usize) -> Result<Vec<HotKey>> {
-    let (start, end) = window.bounds();
+/// Where a report over `window` reads from: the rollups for the whole rolled minutes, the
+/// events for the rest (see the `rollup` module).
+fn coverage(c: &Connection, window: TimeWindow, use_rollups: bool) -> Result<Coverage> {
+    let start = window.start_us.unwrap_or(MIN_TS_US).max(MIN_TS_US);
+    let end = window.end_us.unwrap_or(MAX_TS_US).min(MAX_TS_US);
+    let rolled_until = if use_rollups {
+        rollup::rolled_until(c).map_err(|e| {
+            Error::new(
+                ErrorKind::Unsupported,
+                format!(
+                    "the analytics database predates schema version {SCHEMA_VERSION} (no \
+                     rollups): open it once with this hybridstore to migrate it ({e})"
+                ),
+            )
+        })?
+    } else {
+        None
+    };
+    Ok(Coverage::new(start, end, rolled_until))
+}
+
+/// The `limit` most read keys: exact, by the threshold test over the rollups' heads when it
+/// decides, otherwise by adding up every key.
+/// `candidates` `None`: add up every key (the reference the threshold test must agree with).
+fn hot_keys(
+    c: &Connection,
+    cov: Coverage,
+    limit: usize,
+    candidates: Option<usize>,
+) -> Result<Vec<HotKey>> {
+    if let Some(candidates) = candidates
+        && let Some(hot) = hot_keys_from_heads(c, cov, limit, candidates)?
+    {
+        return Ok(hot);
+    }
+    hot_keys_exhaustive(c, cov, limit)
+}
+
+fn hot_key_row(r: &duckdb::Row<'_>) -> duckdb::Result<HotKey> {
+    Ok(HotKey {
+        tenant: r.get(0)?,
+        key: r.get(1)?,
+        key_hash: r.get(2)?,
+        reads: u64_of(r.get(3)?),
+        bytes: u64_of(r.get(4)?),
+    })
+}
+
+/// The threshold algorithm of TPUT (P. Cao and Z. Wang, "Efficient top-K query calculation
+/// in distributed networks", PODC 2004) over per-minute lists: each rolled minute (and the
+/// window's unrolled events, as one more list) keeps its `candidates` most read keys and the
+/// reads of the next one. A key in no list's candidates was read at most that next count in
+/// each list, so at most their sum (`bound`) in the window. The candidates' exact totals
+/// decide the answer when the `limit`-th of them is above `bound` (or no list was cut);
+/// otherwise `None`, and the caller adds up every key.
+fn hot_keys_from_heads(
+    c: &Connection,
+    cov: Coverage,
+    limit: usize,
+    candidates: usize,
+) -> Result<Option<Vec<HotKey>>> {
+    if limit == 0 {
+        return Ok(Some(Vec::new()));
+    }
+    let events = unrolled_events(
+        "tenant, key_hash, key, bytes",
+        &format!("operation IN {READS} AND key_hash <> 0"),
+    );
+    let candidates = candidates.max(1);
     let sql = format!(
-        "SELECT tenant, min(key), key_hash, count(*), sum(bytes)::BIGINT
-         FROM access_events
-         WHERE ts >= ? AND ts < ? AND operation IN {READS} AND key_hash <> 0
-         GROUP BY tenant, key_hash
-         ORDER BY count(*) DESC, key_hash
-         LIMIT ?"
+        "WITH edge AS (
+            SELECT tenant, key_hash, count(*) AS reads, sum(bytes) AS bytes, min(key) AS key
+            FROM ({events}) GROUP BY tenant, key_hash
+         ), edge_heads AS (
+            SELECT tenant, key_hash, reads,
+                   row_number() OVER (ORDER BY reads DESC, key_hash, tenant NULLS FIRST) AS rank
+            FROM edge QUALIFY rank <= {candidates} + 1
+         ), heads AS (
+            SELECT tenant, key_hash, reads, candidate FROM key_read_heads
+            WHERE minute >= $1 AND minute < $2
+            UNION ALL
+            SELECT tenant, key_hash, reads, rank <= {candidates} FROM edge_heads
+         ), chosen AS (
+            SELECT DISTINCT tenant, key_hash FROM heads WHERE candidate
+         ), totals AS (
+            SELECT x.tenant, x.key_hash, sum(x.reads) AS reads, sum(x.bytes) AS bytes,
+                   min(x.key) AS key
+            FROM (
+                SELECT tenant, key_hash, reads, bytes, key FROM key_read_minutes
+                WHERE minute >= $1 AND minute < $2
+                UNION ALL
+                SELECT tenant, key_hash, reads, bytes, key FROM edge
+            ) x
+            SEMI JOIN chosen ON x.key_hash = chosen.key_hash
+                            AND x.tenant IS NOT DISTINCT FROM chosen.tenant
+            GROUP BY x.tenant, x.key_hash
+         )
+         SELECT tenant, key, key_hash, reads::BIGINT, bytes::BIGINT,
+                (SELECT coalesce(sum(reads) FILTER (NOT candidate), 0) FROM heads)::BIGINT
+         FROM totals ORDER BY reads DESC, key_hash, tenant NULLS FIRST LIMIT $5"
+    );
+    let [a, b, s, e] = cov.params();
+    let limit_param = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt = c.prepare(&sql).map_err(duck_error)?;
+    let mut bound = 0u64;
+    let rows = stmt
+        .query_map(params![a, b, s, e, limit_param], |r| {
+            bound = u64_of(r.get(5)?);
+            hot_key_row(r)
+        })
+        .map_err(duck_error)?
+        .collect::<duckdb::Result<Vec<HotKey>>>()
+        .map_err(duck_error)?;
+    let decided = bound == 0 || (rows.len() == limit && rows[limit - 1].reads > bound);
+    Ok(decided.then_some(rows))
+}
+
+/// Every key's reads in the window, added up.
+fn hot_keys_exhaustive(c: &Connection, cov: Coverage, limit: usize) -> Result<Vec<HotKey>> {
+    let events = unrolled_events(
+        "tenant, key_hash, key, 1 AS reads, bytes",
+        &format!("operation IN {READS} AND key_hash <> 0"),
+    );
+    // Rank on numbers alone, then fetch the keys of the winners only.
+    let sql = format!(
+        "WITH reads AS (
+            SELECT tenant, key_hash, key, reads, bytes FROM key_read_minutes
+            WHERE minute >= $1 AND minute < $2
+            UNION ALL {events}
+         ), top AS (
+            SELECT tenant, key_hash, sum(reads) AS reads, sum(bytes) AS bytes FROM reads
+            GROUP BY tenant, key_hash
+            ORDER BY reads DESC, key_hash, tenant NULLS FIRST LIMIT $5
+         )
+         SELECT top.tenant, (SELECT min(r.key) FROM reads r
+                             WHERE r.key_hash = top.key_hash
+                               AND r.tenant IS NOT DISTINCT FROM top.tenant),
+                top.key_hash, top.reads::BIGINT, top.bytes::BIGINT
+         FROM top ORDER BY top.reads DESC, top.key_hash, top.tenant NULLS FIRST"
     );
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let [a, b, s, e] = cov.params();
     let mut stmt = c.prepare(&sql).map_err(duck_error)?;
     let rows = stmt
-        .query_map(params![start, end, limit], |r| {
-            Ok(HotKey {
-                tenant: r.get(0)?,
-                key: r.get(1)?,
-                key_hash: r.get(2)?,
-                reads: u64_of(r.get(3)?),
-                bytes: u64_of(r.get(4)?),
-            })
-        })
+        .query_map(params![a, b, s, e, limit], hot_key_row)
         .map_err(duck_error)?;
     rows.collect::<duckdb::Result<_>>().map_err(duck_error)
 }
 
-fn latency(c: &Connection, window: TimeWindow) -> Result<Vec<LatencyRow>> {
-    let (start, end) = window.bounds();
-    let mut stmt = c
-        .prepare(
-            "SELECT operation, backend, count(*),
-                    quantile_disc(latency_us, 0.5)::BIGINT,
-                    quantile_disc(latency_us, 0.95)::BIGINT,
-                    quantile_disc(latency_us, 0.99)::BIGINT,
-                    max(latency_us)::BIGINT
-             FROM access_events WHERE ts >= ? AND ts < ?
-             GROUP BY operation, backend ORDER BY operation, backend",
-        )
-        .map_err(duck_error)?;
+fn latency(c: &Connection, cov: Coverage) -> Result<Vec<LatencyRow>> {
+    let bucket = rollup::latency_bucket_sql("latency_us");
+    let events = unrolled_events(
+        &format!("operation, backend, {bucket} AS bucket_us, 1 AS calls, latency_us AS top"),
+        "true",
+    );
+    // Nearest rank ⌈n·p/100⌉: the first bucket whose running count reaches it holds the
+    // value; report the slowest latency measured in that bucket.
+    let pick = |p: u32| format!("min(top) FILTER (upto * 100 >= n * {p})::BIGINT");
+    let sql = format!(
+        "WITH buckets AS (
+            SELECT operation, backend, bucket_us, sum(calls) AS calls, max(top) AS top
+            FROM (
+                SELECT operation, backend, bucket_us, calls, max_latency_us AS top
+                FROM latency_minutes WHERE minute >= $1 AND minute < $2
+                UNION ALL {events}
+            ) GROUP BY operation, backend, bucket_us
+         ), running AS (
+            SELECT operation, backend, top,
+                   sum(calls) OVER (PARTITION BY operation, backend ORDER BY bucket_us
+                                    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS upto,
+                   sum(calls) OVER (PARTITION BY operation, backend) AS n
+            FROM buckets
+         )
+         SELECT operation, backend, any_value(n)::BIGINT, {p50}, {p95}, {p99}, max(top)::BIGINT
+         FROM running GROUP BY operation, backend ORDER BY operation, backend",
+        p50 = pick(50),
+        p95 = pick(95),
+        p99 = pick(99),
+    );
+    let mut stmt = c.prepare(&sql).map_err(duck_error)?;
     let rows = stmt
-        .query_map(params![start, end], |r| {
+        .query_map(cov.params(), |r| {
             Ok(LatencyRow {
                 operation: r.get(0)?,
                 backend: r.get(1)?,
@@ -416,17 +597,43 @@ fn ratio(part: u64, whole: u64) -> Option<f64> {
     (whole > 0).then(|| part as f64 / whole as f64)
 }
 
-fn cache_rates(c: &Connection, window: TimeWindow) -> Result<CacheHitRates> {
-    let (start, end) = window.bounds();
+/// The calls of the window, per operation, backend, cache tier and outcome, from
+/// `access_minutes` and the unrolled events: the source of the counting reports.
+fn calls_sql() -> String {
+    let events = unrolled_events(
+        "operation, backend, cache_tier, outcome, 1 AS calls, bytes, ts",
+        "true",
+    );
+    format!(
+        "SELECT operation, backend, cache_tier, outcome, calls, bytes, minute AS ts
+         FROM access_minutes WHERE minute >= $1 AND minute < $2
+         UNION ALL {events}"
+    )
+}
+
+fn event_count(c: &Connection, cov: Coverage) -> Result<u64> {
+    let sql = format!(
+        "SELECT coalesce(sum(calls), 0)::BIGINT FROM ({})",
+        calls_sql()
+    );
+    let n: i64 = c
+        .query_row(&sql, cov.params(), |r| r.get(0))
+        .map_err(duck_error)?;
+    Ok(u64_of(n))
+}
+
+fn cache_rates(c: &Connection, cov: Coverage) -> Result<CacheHitRates> {
+    let sql = format!(
+        "SELECT coalesce(sum(calls) FILTER (cache_tier = 'l1_hit'), 0)::BIGINT,
+                coalesce(sum(calls) FILTER (cache_tier = 'l2_hit'), 0)::BIGINT,
+                coalesce(sum(calls) FILTER (cache_tier = 'miss'), 0)::BIGINT
+         FROM ({})",
+        calls_sql()
+    );
     let (l1, l2, misses): (i64, i64, i64) = c
-        .query_row(
-            "SELECT count(*) FILTER (cache_tier = 'l1_hit'),
-                    count(*) FILTER (cache_tier = 'l2_hit'),
-                    count(*) FILTER (cache_tier = 'miss')
-             FROM access_events WHERE ts >= ? AND ts < ?",
-            params![start, end],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
+        .query_row(&sql, cov.params(), |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .map_err(duck_error)?;
     let (l1_hits, l2_hits, misses) = (u64_of(l1), u64_of(l2), u64_of(misses));
     let lookups = l1_hits + l2_hits + misses;
@@ -441,13 +648,76 @@ fn cache_rates(c: &Connection, window: TimeWindow) -> Result<CacheHitRates> {
     })
 }
 
-fn tenant_usage(c: &Connection, window: TimeWindow) -> Result<Vec<TenantUsage>> {
-    let (_, end) = window.bounds();
-    let sql = format!(
+/// Usage at the end of `cov`, which covers everything before it: from the state at the
+/// watermark and the events after it when `cov` ends past the watermark, otherwise from
+/// every minute's last writes. `use_state` `false`: the latter always (the reference).
+fn tenant_usage(c: &Connection, cov: Coverage, use_state: bool) -> Result<Vec<TenantUsage>> {
+    let sql = if use_state && cov.state_at_watermark {
+        tenant_usage_from_state_sql()
+    } else {
+        tenant_usage_from_minutes_sql()
+    };
+    let mut stmt = c.prepare(&sql).map_err(duck_error)?;
+    let rows = stmt
+        .query_map(cov.params(), |r| {
+            Ok(TenantUsage {
+                tenant: r.get(0)?,
+                objects: u64_of(r.get(1)?),
+                bytes: u64_of(r.get(2)?),
+            })
+        })
+        .map_err(duck_error)?;
+    rows.collect::<duckdb::Result<_>>().map_err(duck_error)
+}
+
+/// The successful writes of the window's unrolled events.
+fn unrolled_writes() -> String {
+    unrolled_events(
+        "tenant, key_hash, operation, bytes, ts",
+        &format!(
+            "outcome = 'ok' AND (operation IN {PUTS} OR operation IN {DELETES} \
+             OR operation = 'clear')"
+        ),
+    )
+}
+
+/// The unrolled events (all after the watermark) win over `object_state` for the objects
+/// they touch; every other object keeps its state.
+fn tenant_usage_from_state_sql() -> String {
+    let events = unrolled_writes();
+    format!(
+        "WITH edge AS ({events}
+         ), edge_latest AS (
+            SELECT tenant, key_hash, arg_max(operation, ts) AS op, arg_max(bytes, ts) AS bytes,
+                   max(ts) AS last_ts
+            FROM edge WHERE operation <> 'clear' GROUP BY tenant, key_hash
+         ), clears AS (
+            SELECT tenant, max(cleared) AS cleared FROM (
+                SELECT tenant, cleared FROM tenant_clears
+                UNION ALL SELECT tenant, ts FROM edge WHERE operation = 'clear'
+            ) GROUP BY tenant
+         ), latest AS (
+            SELECT s.tenant, s.key_hash, s.operation AS op, s.bytes, s.last_ts
+            FROM object_state s
+            ANTI JOIN edge_latest n ON s.key_hash = n.key_hash
+                                   AND s.tenant IS NOT DISTINCT FROM n.tenant
+            UNION ALL
+            SELECT tenant, key_hash, op, bytes, last_ts FROM edge_latest
+         )
+         SELECT l.tenant, count(*), sum(l.bytes)::BIGINT
+         FROM latest l LEFT JOIN clears c ON l.tenant IS NOT DISTINCT FROM c.tenant
+         WHERE l.op IN {PUTS} AND (c.cleared IS NULL OR l.last_ts > c.cleared)
+         GROUP BY l.tenant ORDER BY sum(l.bytes) DESC, l.tenant NULLS FIRST"
+    )
+}
+
+fn tenant_usage_from_minutes_sql() -> String {
+    let events = unrolled_writes();
+    format!(
         "WITH writes AS (
-            SELECT tenant, key_hash, operation, bytes, ts FROM access_events
-            WHERE ts < ? AND outcome = 'ok'
-              AND (operation IN {PUTS} OR operation IN {DELETES} OR operation = 'clear')
+            SELECT tenant, key_hash, operation, bytes, last_ts AS ts FROM key_write_minutes
+            WHERE minute >= $1 AND minute < $2
+            UNION ALL {events}
          ), clears AS (
             SELECT tenant, max(ts) AS cleared FROM writes WHERE operation = 'clear'
             GROUP BY tenant
@@ -460,35 +730,24 @@ fn tenant_usage(c: &Connection, window: TimeWindow) -> Result<Vec<TenantUsage>> 
          FROM latest l LEFT JOIN clears c ON l.tenant IS NOT DISTINCT FROM c.tenant
          WHERE l.op IN {PUTS} AND (c.cleared IS NULL OR l.last_ts > c.cleared)
          GROUP BY l.tenant ORDER BY sum(l.bytes) DESC, l.tenant NULLS FIRST"
-    );
-    let mut stmt = c.prepare(&sql).map_err(duck_error)?;
-    let rows = stmt
-        .query_map(params![end], |r| {
-            Ok(TenantUsage {
-                tenant: r.get(0)?,
-                objects: u64_of(r.get(1)?),
-                bytes: u64_of(r.get(2)?),
-            })
-        })
-        .map_err(duck_error)?;
-    rows.collect::<duckdb::Result<_>>().map_err(duck_error)
+    )
 }
 
-fn growth(c: &Connection, window: TimeWindow, bucket_us: i64) -> Result<Vec<GrowthRow>> {
-    let (start, end) = window.bounds();
+fn growth(c: &Connection, cov: Coverage, bucket_us: i64) -> Result<Vec<GrowthRow>> {
     let sql = format!(
-        "SELECT epoch_us(time_bucket(to_microseconds(?::BIGINT), ts)) AS bucket,
-                count(*) FILTER (operation IN {PUTS}),
+        "SELECT epoch_us(time_bucket(to_microseconds($5::BIGINT), ts)) AS bucket,
+                coalesce(sum(calls) FILTER (operation IN {PUTS}), 0)::BIGINT,
                 coalesce(sum(bytes) FILTER (operation IN {PUTS}), 0)::BIGINT,
-                count(*) FILTER (operation IN {DELETES})
-         FROM access_events
-         WHERE ts >= ? AND ts < ? AND outcome = 'ok'
-           AND (operation IN {PUTS} OR operation IN {DELETES})
-         GROUP BY bucket ORDER BY bucket"
+                coalesce(sum(calls) FILTER (operation IN {DELETES}), 0)::BIGINT
+         FROM ({calls})
+         WHERE outcome = 'ok' AND (operation IN {PUTS} OR operation IN {DELETES})
+         GROUP BY bucket ORDER BY bucket",
+        calls = calls_sql()
     );
+    let [a, b, s, e] = cov.params();
     let mut stmt = c.prepare(&sql).map_err(duck_error)?;
     let rows = stmt
-        .query_map(params![bucket_us, start, end], |r| {
+        .query_map(params![a, b, s, e, bucket_us], |r| {
             Ok(GrowthRow {
                 bucket_start_us: r.get(0)?,
                 puts: u64_of(r.get(1)?),
@@ -500,18 +759,16 @@ fn growth(c: &Connection, window: TimeWindow, bucket_us: i64) -> Result<Vec<Grow
     rows.collect::<duckdb::Result<_>>().map_err(duck_error)
 }
 
-fn error_rates(c: &Connection, window: TimeWindow) -> Result<Vec<ErrorRateRow>> {
-    let (start, end) = window.bounds();
-    let mut stmt = c
-        .prepare(
-            "SELECT operation, count(*),
-                    count(*) FILTER (outcome NOT IN ('ok', 'not_found'))
-             FROM access_events WHERE ts >= ? AND ts < ?
-             GROUP BY operation ORDER BY operation",
-        )
-        .map_err(duck_error)?;
+fn error_rates(c: &Connection, cov: Coverage) -> Result<Vec<ErrorRateRow>> {
+    let sql = format!(
+        "SELECT operation, sum(calls)::BIGINT,
+                coalesce(sum(calls) FILTER (outcome NOT IN ('ok', 'not_found')), 0)::BIGINT
+         FROM ({}) GROUP BY operation ORDER BY operation",
+        calls_sql()
+    );
+    let mut stmt = c.prepare(&sql).map_err(duck_error)?;
     let rows = stmt
-        .query_map(params![start, end], |r| {
+        .query_map(cov.params(), |r| {
             let calls = u64_of(r.get(1)?);
             let errors = u64_of(r.get(2)?);
             Ok(ErrorRateRow {

@@ -16,6 +16,13 @@ pub const TABLES: &[&str] = &[
     "embedding_metrics",
     "reranking_metrics",
     "system_metrics",
+    "access_minutes",
+    "latency_minutes",
+    "key_read_minutes",
+    "key_read_heads",
+    "key_write_minutes",
+    "object_state",
+    "tenant_clears",
 ];
 
 /// `(version, name, SQL)`, oldest first. Never edit one that has shipped: add another.
@@ -66,6 +73,69 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
             metric_name VARCHAR NOT NULL,
             metric_value DOUBLE NOT NULL,
             metric_unit VARCHAR NOT NULL
+        );",
+    ),
+    (
+        3,
+        "per-minute rollups of access_events",
+        // See the `rollup` module. `rolled_until` NULL: nothing rolled yet, so the first roll
+        // of an older database takes every event it already holds.
+        "CREATE TABLE rollup_state (rolled_until TIMESTAMP);
+        INSERT INTO rollup_state VALUES (NULL);
+        CREATE TABLE access_minutes (
+            minute TIMESTAMP NOT NULL,
+            operation VARCHAR NOT NULL,
+            backend VARCHAR NOT NULL,
+            cache_tier VARCHAR,
+            outcome VARCHAR NOT NULL,
+            calls UBIGINT NOT NULL,
+            bytes UBIGINT NOT NULL
+        );
+        CREATE TABLE latency_minutes (
+            minute TIMESTAMP NOT NULL,
+            operation VARCHAR NOT NULL,
+            backend VARCHAR NOT NULL,
+            bucket_us UBIGINT NOT NULL,
+            calls UBIGINT NOT NULL,
+            max_latency_us UBIGINT NOT NULL
+        );
+        CREATE SEQUENCE rollup_list START 1;
+        CREATE TABLE key_read_minutes (
+            minute TIMESTAMP NOT NULL,
+            list UBIGINT NOT NULL,
+            tenant VARCHAR,
+            key_hash UBIGINT NOT NULL,
+            key VARCHAR,
+            reads UBIGINT NOT NULL,
+            bytes UBIGINT NOT NULL
+        );
+        CREATE TABLE key_read_heads (
+            minute TIMESTAMP NOT NULL,
+            list UBIGINT NOT NULL,
+            tenant VARCHAR,
+            key_hash UBIGINT NOT NULL,
+            reads UBIGINT NOT NULL,
+            candidate BOOLEAN NOT NULL
+        );
+        CREATE TABLE key_write_minutes (
+            minute TIMESTAMP NOT NULL,
+            list UBIGINT NOT NULL,
+            tenant VARCHAR,
+            key_hash UBIGINT NOT NULL,
+            operation VARCHAR NOT NULL,
+            bytes UBIGINT NOT NULL,
+            last_ts TIMESTAMP NOT NULL
+        );
+        CREATE TABLE object_state (
+            tenant VARCHAR,
+            key_hash UBIGINT NOT NULL,
+            operation VARCHAR NOT NULL,
+            bytes UBIGINT NOT NULL,
+            last_ts TIMESTAMP NOT NULL
+        );
+        CREATE TABLE tenant_clears (
+            tenant VARCHAR,
+            cleared TIMESTAMP NOT NULL
         );",
     ),
 ];

@@ -22,6 +22,7 @@ use serde::Serialize;
 
 use crate::db::{Access, DuckFile, duck_error};
 use crate::event::{AccessEvent, MetricRecord};
+use crate::rollup;
 
 /// A message to the writer thread.
 enum Message {
@@ -151,6 +152,7 @@ pub(crate) struct WriterSettings {
     pub channel_capacity: usize,
     pub batch_rows: usize,
     pub flush_interval: Duration,
+    pub hot_key_candidates: usize,
 }
 
 /// The writer thread and the sender that stops it.
@@ -216,11 +218,22 @@ impl Drop for Writer {
     }
 }
 
+/// Which minutes a write rolls up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RollUp {
+    /// Those the writer has seen events [`rollup::GRACE_US`] past.
+    Due,
+    /// Every minute up to the newest event written (on shutdown).
+    Everything,
+}
+
 /// Records received and not yet written.
 #[derive(Default)]
 struct Pending {
     access: Vec<AccessEvent>,
     metrics: Vec<MetricRecord>,
+    /// The newest access event timestamp written so far (µs), for rolling up.
+    newest_written_us: Option<i64>,
 }
 
 impl Pending {
@@ -236,17 +249,51 @@ impl Pending {
         }
     }
 
-    /// Appends everything pending on `conn` as one write batch, then empties it and counts
+    /// Appends everything pending on `conn` as one write batch (one transaction, with the
+    /// rollup rows of any event older than the rollup watermark), then empties it and counts
     /// it written. On error nothing is emptied: the caller counts it lost.
-    fn append_to(&mut self, conn: &Connection, counters: &SinkCounters) -> Result<()> {
+    fn append_to(
+        &mut self,
+        conn: &Connection,
+        counters: &SinkCounters,
+        settings: &WriterSettings,
+    ) -> Result<()> {
         let rows = self.len() as u64;
-        append_access_events(conn, &self.access)?;
-        append_metrics(conn, &self.metrics)?;
+        let tx = conn.unchecked_transaction().map_err(duck_error)?;
+        append_access_events_to(&tx, "access_events", &self.access)?;
+        if let Some(watermark) = rollup::rolled_until(&tx)? {
+            let late: Vec<AccessEvent> = self
+                .access
+                .iter()
+                .filter(|e| e.timestamp_us < watermark)
+                .cloned()
+                .collect();
+            rollup::add_late_events(&tx, &late, settings.hot_key_candidates)?;
+        }
+        append_metrics(&tx, &self.metrics)?;
+        tx.commit().map_err(duck_error)?;
+        let newest = self.access.iter().map(|e| e.timestamp_us).max();
+        self.newest_written_us = self.newest_written_us.max(newest);
         self.access.clear();
         self.metrics.clear();
         counters.written.fetch_add(rows, Ordering::Relaxed);
         counters.batches.fetch_add(1, Ordering::Relaxed);
         Ok(())
+    }
+
+    /// Rolls up the minutes `roll` says (see the `rollup` module). A failure is logged and
+    /// left: the events are written, and reports read what is not rolled from them.
+    fn roll_up(&self, conn: &Connection, roll: RollUp, settings: &WriterSettings) {
+        let Some(newest) = self.newest_written_us else {
+            return;
+        };
+        let until = match roll {
+            RollUp::Due => rollup::floor_minute(newest.saturating_sub(rollup::GRACE_US)),
+            RollUp::Everything => rollup::floor_minute(newest).saturating_add(rollup::MINUTE_US),
+        };
+        if let Err(e) = rollup::roll_until(conn, until, settings.hot_key_candidates) {
+            tracing::warn!(error = %e, "analytics rollup failed; reports read the events instead");
+        }
     }
 
     /// Counts what is pending as lost to `error` and empties it.
@@ -260,15 +307,15 @@ impl Pending {
     }
 }
 
-/// The longest the writer keeps the file open for a run of full batches: other processes
-/// (the CLI's reports) get the file at least this often while a stream keeps the channel
-/// full, and wait at most about this long (their lock timeout is 10 s).
+/// The longest the writer keeps the file open for a run of full batches (its WAL is
+/// checkpointed when it closes). A reader of another process that announced itself (see
+/// `db.rs`) ends a hold sooner, at the next batch boundary.
 const MAX_HOLD: Duration = Duration::from_secs(1);
 
 /// After a hold of [`MAX_HOLD`], how long the writer leaves the file alone (it keeps
-/// receiving meanwhile) so that readers waiting on DuckDB's file lock, which retry at least
-/// every 20 ms, get in.
-pub(crate) const READER_WINDOW: Duration = Duration::from_millis(25);
+/// receiving meanwhile), for readers that could not announce themselves (no write access to
+/// the database's directory) and only retry DuckDB's lock, at least every 20 ms.
+const READER_WINDOW: Duration = Duration::from_millis(25);
 
 /// The writer thread: what it has received and not yet written, and when it last wrote.
 struct Batcher<'a> {
@@ -310,7 +357,7 @@ impl Batcher<'_> {
                 }
                 Ok(control) => Some(control),
                 Err(RecvTimeoutError::Timeout) => {
-                    let _ = self.write();
+                    let _ = self.write(RollUp::Due);
                     None
                 }
                 Err(RecvTimeoutError::Disconnected) => Some(Message::Shutdown),
@@ -318,7 +365,7 @@ impl Batcher<'_> {
             match control {
                 None | Some(Message::Access(_) | Message::Metric(_)) => {}
                 Some(Message::Flush(ack)) => {
-                    let _ = ack.send(self.write());
+                    let _ = ack.send(self.write(RollUp::Due));
                 }
                 Some(Message::Shutdown) => return self.shut_down(),
             }
@@ -335,7 +382,7 @@ impl Batcher<'_> {
                 other => self.pending.push(other),
             }
         }
-        let result = self.write();
+        let result = self.write(RollUp::Everything);
         for ack in acks {
             let copy = match &result {
                 Ok(()) => Ok(()),
@@ -345,16 +392,20 @@ impl Batcher<'_> {
         }
     }
 
-    /// Writes and empties `pending` (if it holds anything) on one connection.
-    fn write(&mut self) -> Result<()> {
+    /// Writes and empties `pending` (if it holds anything) on one connection, and rolls up
+    /// what `roll` says.
+    fn write(&mut self, roll: RollUp) -> Result<()> {
         self.last_write = Instant::now();
-        if self.pending.len() == 0 {
+        let final_roll_due = roll == RollUp::Everything && self.pending.newest_written_us.is_some();
+        if self.pending.len() == 0 && !final_roll_due {
             return Ok(());
         }
-        let (pending, counters) = (&mut self.pending, self.counters);
-        let result = self
-            .file
-            .with_connection(Access::ReadWrite, |conn| pending.append_to(conn, counters));
+        let (pending, counters, settings) = (&mut self.pending, self.counters, &self.settings);
+        let result = self.file.with_connection(Access::ReadWrite, |conn| {
+            pending.append_to(conn, counters, settings)?;
+            pending.roll_up(conn, roll, settings);
+            Ok(())
+        });
         if let Err(e) = &result {
             self.pending.lose(e, self.counters);
         }
@@ -362,8 +413,9 @@ impl Batcher<'_> {
     }
 
     /// When `pending` holds a full batch: writes it, and on the same connection every
-    /// further full batch already waiting in the channel, for at most [`MAX_HOLD`]. A busy
-    /// stream then pays one open and one checkpoint a second instead of one per batch.
+    /// further full batch already waiting in the channel, for at most [`MAX_HOLD`] and only
+    /// while no reader of another process is waiting. A busy stream then pays one open and
+    /// one checkpoint a second instead of one per batch.
     /// Returns a flush or shutdown met while taking batches from the channel, for the caller
     /// to carry out; a partial batch taken stays in `pending` for the timer.
     fn full_batches(&mut self) -> Option<Message> {
@@ -382,24 +434,29 @@ impl Batcher<'_> {
             ..
         } = self;
         let result = file.with_connection(Access::ReadWrite, |conn| {
-            loop {
-                pending.append_to(conn, counters)?;
+            'hold: loop {
+                pending.append_to(conn, counters, settings)?;
                 if started.elapsed() >= MAX_HOLD {
                     *not_before = Instant::now() + READER_WINDOW;
-                    return Ok(());
+                    break 'hold;
+                }
+                if file.reader_waiting() {
+                    break 'hold;
                 }
                 // Take what is already queued, up to one batch, without waiting.
                 while pending.len() < settings.batch_rows {
                     match rx.try_recv() {
                         Ok(m @ (Message::Flush(_) | Message::Shutdown)) => {
                             control = Some(m);
-                            return Ok(());
+                            break 'hold;
                         }
                         Ok(m) => pending.push(m),
-                        Err(_) => return Ok(()),
+                        Err(_) => break 'hold,
                     }
                 }
             }
+            pending.roll_up(conn, RollUp::Due, settings);
+            Ok(())
         });
         if let Err(e) = result {
             // The batch that failed, or everything pending if the file could not be opened.
@@ -478,11 +535,16 @@ pub fn access_events_batch(events: &[AccessEvent]) -> Result<RecordBatch> {
         .map_err(|e| Error::backend(format!("cannot build the access-event batch: {e}")))
 }
 
-fn append_access_events(conn: &Connection, events: &[AccessEvent]) -> Result<()> {
+/// Appends `events` to `table` (`access_events`, or a table of the same columns).
+pub(crate) fn append_access_events_to(
+    conn: &Connection,
+    table: &str,
+    events: &[AccessEvent],
+) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
-    let mut appender = conn.appender("access_events").map_err(duck_error)?;
+    let mut appender = conn.appender(table).map_err(duck_error)?;
     // One row group's worth per Arrow batch keeps the builders' memory bounded.
     for chunk in events.chunks(122_880) {
         appender

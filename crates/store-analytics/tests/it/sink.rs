@@ -248,6 +248,10 @@ fn invalid_options_and_missing_databases_are_clear_errors() {
             threads: Some(0),
             ..AnalyticsOptions::default()
         },
+        AnalyticsOptions {
+            hot_key_candidates: 0,
+            ..AnalyticsOptions::default()
+        },
     ] {
         let err = AnalyticsStore::open(&path, options).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::InvalidInput);
