@@ -197,7 +197,13 @@ fn cargo(args: &[&str]) -> Command {
         cmd.env("LD_LIBRARY_PATH", library_path_with(&dir));
         cmd.env("DUCKDB_LIB_DIR", dir);
     }
-    if std::env::var_os("PROTOC").is_none() && !on_path("protoc") {
+    // A PROTOC that names no file (a stale shell variable) would fail lance's build
+    // scripts after minutes of compiling: drop it, and use the installed or vendored protoc.
+    let protoc_set = std::env::var_os("PROTOC").is_some_and(|p| Path::new(&p).is_file());
+    if !protoc_set {
+        cmd.env_remove("PROTOC");
+    }
+    if !protoc_set && !on_path("protoc") {
         match protoc_bin_vendored::protoc_bin_path() {
             Ok(p) => {
                 cmd.env("PROTOC", p);

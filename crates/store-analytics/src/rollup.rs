@@ -21,8 +21,9 @@
 //! `rollup_state.rolled_until` is the watermark *W*: every event before *W* is counted in
 //! the rollups, and no rollup row holds an event at or after *W*. The writer moves *W*
 //! forward a whole number of minutes at a time, rolling `[old W, new W)` from the events in
-//! one transaction, once it has seen an event [`GRACE_US`] past the new *W* (and, on
-//! shutdown, past every minute it wrote). An event that arrives with a timestamp before *W*
+//! one transaction, once it has seen an event [`GRACE_US`] past the new *W*: when it is idle,
+//! or during a stream once two minutes are due (rolling is deferred work, like compaction),
+//! and on shutdown past every minute it wrote. An event that arrives with a timestamp before *W*
 //! (a late event) is written to `access_events` and added to the rollups as extra rows in
 //! the same transaction; the tables are sums, so extra rows for a minute add up. A writer
 //! that crashes between its writes leaves only events past *W* unrolled, and the next roll
@@ -226,15 +227,21 @@ pub(crate) fn rolled_until(conn: &Connection) -> Result<Option<i64>> {
 
 /// Rolls every event before `until_us` (a minute boundary) that is not rolled yet, and moves
 /// the watermark there, in one transaction, keeping `candidates` hot-key candidates per
-/// minute. Nothing happens if the watermark is already at or past `until_us`.
+/// minute. Nothing happens unless the watermark is at least `at_least_us` (a whole number
+/// of minutes, at least one) before `until_us`.
 ///
 /// # Errors
 /// DuckDB errors as `Backend`; the transaction is rolled back.
-pub(crate) fn roll_until(conn: &Connection, until_us: i64, candidates: usize) -> Result<()> {
+pub(crate) fn roll_until(
+    conn: &Connection,
+    until_us: i64,
+    at_least_us: i64,
+    candidates: usize,
+) -> Result<()> {
     debug_assert_eq!(floor_minute(until_us), until_us);
     let tx = conn.unchecked_transaction().map_err(duck_error)?;
     let from = rolled_until(&tx)?;
-    if from.is_some_and(|w| w >= until_us) {
+    if from.is_some_and(|w| until_us.saturating_sub(w) < at_least_us) {
         return Ok(());
     }
     run_rollup(

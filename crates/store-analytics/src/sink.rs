@@ -218,14 +218,26 @@ impl Drop for Writer {
     }
 }
 
-/// Which minutes a write rolls up.
+/// Which minutes a write rolls up. Rolling is deferred work, like an LSM tree's
+/// compaction: a stream that keeps the channel full is written at full speed and rolled up
+/// when it pauses, unless it runs [`ROLL_BEHIND_US`] ahead of the rollups.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RollUp {
-    /// Those the writer has seen events [`rollup::GRACE_US`] past.
+    /// None (a flush: it makes events visible, which they are once written).
+    Nothing,
+    /// The whole minutes the writer has seen events [`rollup::GRACE_US`] past (when the
+    /// writer is idle).
     Due,
+    /// The same, but only once at least [`ROLL_BEHIND_US`] of them are due (during a
+    /// stream).
+    Behind,
     /// Every minute up to the newest event written (on shutdown).
     Everything,
 }
+
+/// How far a busy writer lets the due minutes pile up before it rolls them anyway: reports
+/// read at most this much plus [`rollup::GRACE_US`] and a minute of events unrolled.
+const ROLL_BEHIND_US: i64 = 2 * rollup::MINUTE_US;
 
 /// Records received and not yet written.
 #[derive(Default)]
@@ -234,6 +246,9 @@ struct Pending {
     metrics: Vec<MetricRecord>,
     /// The newest access event timestamp written so far (µs), for rolling up.
     newest_written_us: Option<i64>,
+    /// The furthest watermark an idle or final roll asked for (µs): an idle writer opens the
+    /// file to roll only when a later one is due.
+    rolled_to_us: Option<i64>,
 }
 
 impl Pending {
@@ -283,17 +298,41 @@ impl Pending {
 
     /// Rolls up the minutes `roll` says (see the `rollup` module). A failure is logged and
     /// left: the events are written, and reports read what is not rolled from them.
-    fn roll_up(&self, conn: &Connection, roll: RollUp, settings: &WriterSettings) {
-        let Some(newest) = self.newest_written_us else {
+    fn roll_up(&mut self, conn: &Connection, roll: RollUp, settings: &WriterSettings) {
+        let Some((until, at_least)) = self.roll_target(roll) else {
             return;
         };
-        let until = match roll {
-            RollUp::Due => rollup::floor_minute(newest.saturating_sub(rollup::GRACE_US)),
-            RollUp::Everything => rollup::floor_minute(newest).saturating_add(rollup::MINUTE_US),
-        };
-        if let Err(e) = rollup::roll_until(conn, until, settings.hot_key_candidates) {
-            tracing::warn!(error = %e, "analytics rollup failed; reports read the events instead");
+        match rollup::roll_until(conn, until, at_least, settings.hot_key_candidates) {
+            Ok(()) if roll != RollUp::Behind => self.rolled_to_us = Some(until),
+            Ok(()) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "analytics rollup failed; reports read the events instead");
+            }
         }
+    }
+
+    /// The watermark `roll` asks for and the least advance worth a roll; `None` when there
+    /// is nothing to roll.
+    fn roll_target(&self, roll: RollUp) -> Option<(i64, i64)> {
+        let newest = self.newest_written_us?;
+        let due = rollup::floor_minute(newest.saturating_sub(rollup::GRACE_US));
+        match roll {
+            RollUp::Nothing => None,
+            RollUp::Due => Some((due, rollup::MINUTE_US)),
+            RollUp::Behind => Some((due, ROLL_BEHIND_US)),
+            RollUp::Everything => Some((
+                rollup::floor_minute(newest).saturating_add(rollup::MINUTE_US),
+                rollup::MINUTE_US,
+            )),
+        }
+    }
+
+    /// Whether an idle or final roll would ask for more than the last one did.
+    fn roll_pending(&self, roll: RollUp) -> bool {
+        matches!(roll, RollUp::Due | RollUp::Everything)
+            && self
+                .roll_target(roll)
+                .is_some_and(|(until, _)| self.rolled_to_us.is_none_or(|done| until > done))
     }
 
     /// Counts what is pending as lost to `error` and empties it.
@@ -365,7 +404,7 @@ impl Batcher<'_> {
             match control {
                 None | Some(Message::Access(_) | Message::Metric(_)) => {}
                 Some(Message::Flush(ack)) => {
-                    let _ = ack.send(self.write(RollUp::Due));
+                    let _ = ack.send(self.write(RollUp::Nothing));
                 }
                 Some(Message::Shutdown) => return self.shut_down(),
             }
@@ -396,8 +435,8 @@ impl Batcher<'_> {
     /// what `roll` says.
     fn write(&mut self, roll: RollUp) -> Result<()> {
         self.last_write = Instant::now();
-        let final_roll_due = roll == RollUp::Everything && self.pending.newest_written_us.is_some();
-        if self.pending.len() == 0 && !final_roll_due {
+        // With nothing to write, open the file only to roll up what earlier writes left.
+        if self.pending.len() == 0 && !self.pending.roll_pending(roll) {
             return Ok(());
         }
         let (pending, counters, settings) = (&mut self.pending, self.counters, &self.settings);
@@ -455,7 +494,7 @@ impl Batcher<'_> {
                     }
                 }
             }
-            pending.roll_up(conn, RollUp::Due, settings);
+            pending.roll_up(conn, RollUp::Behind, settings);
             Ok(())
         });
         if let Err(e) = result {

@@ -247,3 +247,37 @@ fn latency_percentiles_are_within_the_stated_error_of_the_exact_ones() {
     assert_eq!(row.max_us, *sorted.last().unwrap());
     assert_eq!(row.calls, 2_000);
 }
+
+#[test]
+fn an_idle_writer_rolls_up_the_minutes_it_has_seen_ten_seconds_past() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("analytics.duckdb");
+    let store = AnalyticsStore::open(
+        &path,
+        AnalyticsOptions {
+            flush_interval: Duration::from_millis(20),
+            ..quiet_options()
+        },
+    )
+    .unwrap();
+    // Events up to 3 minutes and 15 s after T0 (T0 is 20 s into its minute).
+    let newest = T0 + 3 * MINUTE + 15 * SECOND;
+    record_all(
+        &store,
+        [T0, T0 + MINUTE, newest].map(|ts| ev(ts, Operation::Get, "k")),
+    );
+    // A flush writes without rolling; the idle writer's timer rolls the due minutes.
+    let due = (newest - 10 * SECOND).div_euclid(MINUTE) * MINUTE;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while watermark(store.reader()) != Some(due) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle writer did not roll up to {due}: {:?}",
+            watermark(store.reader())
+        );
+        std::thread::yield_now();
+    }
+    store.close();
+    // Closing rolls up the last minute too.
+    assert_eq!(watermark(store.reader()), Some(due + MINUTE));
+}
