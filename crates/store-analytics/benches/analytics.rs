@@ -13,7 +13,8 @@
 //!   CLI does), from the per-minute rollups, against the same report computed from the
 //!   events alone (`AnalyticsReader::events_only`) in the same run.
 //!
-//! Writes `<target>/bench-report/analytics.md` and `analytics.json`.
+//! Writes `<target>/bench-report/analytics.md` and `analytics.json`. The databases go to a
+//! temporary directory, or to `HYBRIDSTORE_BENCH_DIR` (which must not hold them yet).
 #![allow(
     missing_docs,
     clippy::unwrap_used,
@@ -111,7 +112,11 @@ fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000_000);
-    let dir = tempfile::tempdir().unwrap();
+    // HYBRIDSTORE_BENCH_DIR keeps the databases there for a look afterwards.
+    let kept = std::env::var_os("HYBRIDSTORE_BENCH_DIR").map(std::path::PathBuf::from);
+    let temp = tempfile::tempdir().unwrap();
+    let dir = kept.as_deref().unwrap_or(temp.path());
+    std::fs::create_dir_all(dir).unwrap();
     let mut rows = Vec::new();
 
     // The events are generated before either clock starts: the generator's cost (formatting
@@ -122,7 +127,7 @@ fn main() {
     };
 
     // Baseline: the same events appended by hand on one connection.
-    let raw_path = dir.path().join("raw.duckdb");
+    let raw_path = dir.join("raw.duckdb");
     let raw_secs = {
         // The same schema, created by the store and then closed.
         AnalyticsStore::open(&raw_path, AnalyticsOptions::default())
@@ -146,7 +151,7 @@ fn main() {
     // (`record_blocking`: it waits while the channel is full rather than dropping), until
     // `flush` returns (every event written) and until `close` returns (every minute rolled
     // up as well).
-    let path = dir.path().join("analytics.duckdb");
+    let path = dir.join("analytics.duckdb");
     let store = AnalyticsStore::open(&path, AnalyticsOptions::default()).unwrap();
     let started = Instant::now();
     let (flush_secs, close_secs) = {
@@ -178,11 +183,8 @@ fn main() {
     });
 
     // Caller-side cost of record(), against a bare bounded channel, on a store of its own.
-    let caller_store = AnalyticsStore::open(
-        &dir.path().join("caller.duckdb"),
-        AnalyticsOptions::default(),
-    )
-    .unwrap();
+    let caller_store =
+        AnalyticsStore::open(&dir.join("caller.duckdb"), AnalyticsOptions::default()).unwrap();
     let caller_ns = caller_cost(&caller_store);
     let channel_ns = bare_channel_cost();
     rows.push(Row {

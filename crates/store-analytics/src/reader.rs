@@ -475,28 +475,35 @@ fn hot_keys_from_heads(
                    row_number() OVER (ORDER BY reads DESC, key_hash, tenant NULLS FIRST) AS rank
             FROM edge QUALIFY rank <= {candidates} + 1
          ), heads AS (
-            SELECT tenant, key_hash, reads, candidate FROM key_read_heads
+            SELECT tenant, key_hash, key, reads, candidate FROM key_read_heads
             WHERE minute >= $1 AND minute < $2
             UNION ALL
-            SELECT tenant, key_hash, reads, rank <= {candidates} FROM edge_heads
+            SELECT e.tenant, e.key_hash, e.key, h.reads, h.rank <= {candidates}
+            FROM edge_heads h JOIN edge e ON h.key_hash = e.key_hash
+                                         AND h.tenant IS NOT DISTINCT FROM e.tenant
          ), chosen AS (
             SELECT DISTINCT tenant, key_hash FROM heads WHERE candidate
-         ), totals AS (
-            SELECT x.tenant, x.key_hash, sum(x.reads) AS reads, sum(x.bytes) AS bytes,
-                   min(x.key) AS key
+         ), top AS (
+            SELECT x.tenant, x.key_hash, sum(x.reads) AS reads, sum(x.bytes) AS bytes
             FROM (
-                SELECT tenant, key_hash, reads, bytes, key FROM key_read_minutes
+                SELECT tenant, key_hash, reads, bytes FROM key_read_minutes
                 WHERE minute >= $1 AND minute < $2
                 UNION ALL
-                SELECT tenant, key_hash, reads, bytes, key FROM edge
+                SELECT tenant, key_hash, reads, bytes FROM edge
             ) x
             SEMI JOIN chosen ON x.key_hash = chosen.key_hash
                             AND x.tenant IS NOT DISTINCT FROM chosen.tenant
             GROUP BY x.tenant, x.key_hash
+            ORDER BY reads DESC, x.key_hash, x.tenant NULLS FIRST LIMIT $5
          )
-         SELECT tenant, key, key_hash, reads::BIGINT, bytes::BIGINT,
+         -- Every winner is a candidate, so its key is in the heads (the key's text is the
+         -- same wherever its hash is).
+         SELECT top.tenant,
+                (SELECT min(h.key) FROM heads h
+                 WHERE h.key_hash = top.key_hash AND h.tenant IS NOT DISTINCT FROM top.tenant),
+                top.key_hash, top.reads::BIGINT, top.bytes::BIGINT,
                 (SELECT coalesce(sum(reads) FILTER (NOT candidate), 0) FROM heads)::BIGINT
-         FROM totals ORDER BY reads DESC, key_hash, tenant NULLS FIRST LIMIT $5"
+         FROM top ORDER BY top.reads DESC, top.key_hash, top.tenant NULLS FIRST"
     );
     let [a, b, s, e] = cov.params();
     let limit_param = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -552,45 +559,68 @@ fn latency(c: &Connection, cov: Coverage) -> Result<Vec<LatencyRow>> {
         &format!("operation, backend, {bucket} AS bucket_us, 1 AS calls, latency_us AS top"),
         "true",
     );
-    // Nearest rank ⌈n·p/100⌉: the first bucket whose running count reaches it holds the
-    // value; report the slowest latency measured in that bucket.
-    let pick = |p: u32| format!("min(top) FILTER (upto * 100 >= n * {p})::BIGINT");
+    // The histogram of each operation and backend, buckets in order: a few thousand rows.
     let sql = format!(
-        "WITH buckets AS (
-            SELECT operation, backend, bucket_us, sum(calls) AS calls, max(top) AS top
-            FROM (
-                SELECT operation, backend, bucket_us, calls, max_latency_us AS top
-                FROM latency_minutes WHERE minute >= $1 AND minute < $2
-                UNION ALL {events}
-            ) GROUP BY operation, backend, bucket_us
-         ), running AS (
-            SELECT operation, backend, top,
-                   sum(calls) OVER (PARTITION BY operation, backend ORDER BY bucket_us
-                                    ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS upto,
-                   sum(calls) OVER (PARTITION BY operation, backend) AS n
-            FROM buckets
-         )
-         SELECT operation, backend, any_value(n)::BIGINT, {p50}, {p95}, {p99}, max(top)::BIGINT
-         FROM running GROUP BY operation, backend ORDER BY operation, backend",
-        p50 = pick(50),
-        p95 = pick(95),
-        p99 = pick(99),
+        "SELECT operation, backend, bucket_us, sum(calls)::BIGINT, max(top)::BIGINT
+         FROM (
+            SELECT operation, backend, bucket_us, calls, max_latency_us AS top
+            FROM latency_minutes WHERE minute >= $1 AND minute < $2
+            UNION ALL {events}
+         ) GROUP BY operation, backend, bucket_us ORDER BY operation, backend, bucket_us"
     );
     let mut stmt = c.prepare(&sql).map_err(duck_error)?;
-    let rows = stmt
+    let buckets = stmt
         .query_map(cov.params(), |r| {
-            Ok(LatencyRow {
+            Ok(LatencyBucket {
                 operation: r.get(0)?,
                 backend: r.get(1)?,
-                calls: u64_of(r.get(2)?),
-                p50_us: u64_of(r.get(3)?),
-                p95_us: u64_of(r.get(4)?),
-                p99_us: u64_of(r.get(5)?),
-                max_us: u64_of(r.get(6)?),
+                calls: u64_of(r.get(3)?),
+                slowest_us: u64_of(r.get(4)?),
             })
         })
+        .map_err(duck_error)?
+        .collect::<duckdb::Result<Vec<_>>>()
         .map_err(duck_error)?;
-    rows.collect::<duckdb::Result<_>>().map_err(duck_error)
+    Ok(buckets
+        .chunk_by(|a, b| (&a.operation, &a.backend) == (&b.operation, &b.backend))
+        .map(percentiles)
+        .collect())
+}
+
+/// One bucket of the latency histogram of one operation and backend.
+struct LatencyBucket {
+    operation: String,
+    backend: String,
+    calls: u64,
+    /// The slowest latency measured in the bucket.
+    slowest_us: u64,
+}
+
+/// Nearest-rank percentiles over one group's buckets (in bucket order, at least one): the
+/// ⌈n·p/100⌉-th latency lies in the first bucket whose running count reaches it, and the
+/// bucket's slowest latency is reported for it.
+fn percentiles(buckets: &[LatencyBucket]) -> LatencyRow {
+    let calls: u64 = buckets.iter().map(|b| b.calls).sum();
+    let at = |percent: u64| {
+        let rank = (calls * percent).div_ceil(100).max(1);
+        let mut running = 0;
+        buckets
+            .iter()
+            .find(|b| {
+                running += b.calls;
+                running >= rank
+            })
+            .map_or(0, |b| b.slowest_us)
+    };
+    LatencyRow {
+        operation: buckets[0].operation.clone(),
+        backend: buckets[0].backend.clone(),
+        calls,
+        p50_us: at(50),
+        p95_us: at(95),
+        p99_us: at(99),
+        max_us: buckets.iter().map(|b| b.slowest_us).max().unwrap_or(0),
+    }
 }
 
 fn ratio(part: u64, whole: u64) -> Option<f64> {
@@ -652,22 +682,43 @@ fn cache_rates(c: &Connection, cov: Coverage) -> Result<CacheHitRates> {
 /// watermark and the events after it when `cov` ends past the watermark, otherwise from
 /// every minute's last writes. `use_state` `false`: the latter always (the reference).
 fn tenant_usage(c: &Connection, cov: Coverage, use_state: bool) -> Result<Vec<TenantUsage>> {
-    let sql = if use_state && cov.state_at_watermark {
-        tenant_usage_from_state_sql()
+    // (statement, whether it takes the coverage's parameters)
+    let (sql, bound) = if !(use_state && cov.state_at_watermark) {
+        (tenant_usage_from_minutes_sql(), true)
     } else {
-        tenant_usage_from_minutes_sql()
+        let unrolled: i64 = c
+            .query_row(
+                &format!("SELECT count(*) FROM ({})", unrolled_writes()),
+                cov.params(),
+                |r| r.get(0),
+            )
+            .map_err(duck_error)?;
+        if unrolled == 0 {
+            // Nothing written after the watermark (before the window's end): the usage at
+            // the watermark is the answer.
+            let at_watermark = "SELECT tenant, objects::BIGINT, bytes::BIGINT
+                                FROM tenant_usage_state ORDER BY bytes DESC, tenant NULLS FIRST";
+            (at_watermark.to_owned(), false)
+        } else {
+            (tenant_usage_from_state_sql(), true)
+        }
+    };
+    let row = |r: &duckdb::Row<'_>| {
+        Ok(TenantUsage {
+            tenant: r.get(0)?,
+            objects: u64_of(r.get(1)?),
+            bytes: u64_of(r.get(2)?),
+        })
     };
     let mut stmt = c.prepare(&sql).map_err(duck_error)?;
-    let rows = stmt
-        .query_map(cov.params(), |r| {
-            Ok(TenantUsage {
-                tenant: r.get(0)?,
-                objects: u64_of(r.get(1)?),
-                bytes: u64_of(r.get(2)?),
-            })
-        })
-        .map_err(duck_error)?;
-    rows.collect::<duckdb::Result<_>>().map_err(duck_error)
+    let rows = if bound {
+        stmt.query_map(cov.params(), row)
+    } else {
+        stmt.query_map([], row)
+    };
+    rows.map_err(duck_error)?
+        .collect::<duckdb::Result<_>>()
+        .map_err(duck_error)
 }
 
 /// The successful writes of the window's unrolled events.

@@ -16,7 +16,8 @@
 //! - `key_write_minutes` (tenant, key hash, and whether it is a `clear`): the minute's last
 //!   successful put, delete or clear of the key, for tenant usage at a past time; and
 //!   `object_state` / `tenant_clears`, the last write of every object and the last clear of
-//!   every tenant before the watermark, for tenant usage now.
+//!   every tenant before the watermark, and `tenant_usage_state`, the usage they add up to,
+//!   for tenant usage now.
 //!
 //! `rollup_state.rolled_until` is the watermark *W*: every event before *W* is counted in
 //! the rollups, and no rollup row holds an event at or after *W*. The writer moves *W*
@@ -101,6 +102,7 @@ fn ts(us: i64) -> Value {
 
 const READS: &str = "('get', 'get_range', 'get_many')";
 const WRITES: &str = "('put', 'batch_put', 'delete', 'batch_delete', 'clear')";
+const PUTS: &str = "('put', 'batch_put')";
 
 /// The statements that add the events of `source` matching `condition` (on the bound
 /// timestamps `$1` and `$2`) to the rollup tables, as list `list`: the four per-minute
@@ -146,8 +148,8 @@ fn rollup_statements(source: &str, condition: &str, list: u64, candidates: u64) 
         // in the reader).
         format!(
             "INSERT INTO key_read_heads
-             SELECT minute, list, tenant, key_hash, reads, rank <= {candidates} FROM (
-                SELECT minute, list, tenant, key_hash, reads,
+             SELECT minute, list, tenant, key_hash, key, reads, rank <= {candidates} FROM (
+                SELECT minute, list, tenant, key_hash, key, reads,
                        row_number() OVER (PARTITION BY minute
                                           ORDER BY reads DESC, key_hash, tenant NULLS FIRST)
                            AS rank
@@ -186,6 +188,16 @@ fn rollup_statements(source: &str, condition: &str, list: u64, candidates: u64) 
         format!("DELETE FROM new_clears n USING tenant_clears s WHERE {same_tenant}"),
         "INSERT INTO tenant_clears SELECT * FROM new_clears".into(),
         "DROP TABLE new_clears".into(),
+        // Usage per tenant at the watermark, for reports that end after it.
+        "DELETE FROM tenant_usage_state".into(),
+        format!(
+            "INSERT INTO tenant_usage_state
+             SELECT s.tenant, count(*), sum(s.bytes)::UBIGINT
+             FROM object_state s LEFT JOIN tenant_clears c
+                  ON s.tenant IS NOT DISTINCT FROM c.tenant
+             WHERE s.operation IN {PUTS} AND (c.cleared IS NULL OR s.last_ts > c.cleared)
+             GROUP BY s.tenant"
+        ),
     ]
 }
 

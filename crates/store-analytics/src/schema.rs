@@ -23,6 +23,7 @@ pub const TABLES: &[&str] = &[
     "key_write_minutes",
     "object_state",
     "tenant_clears",
+    "tenant_usage_state",
 ];
 
 /// `(version, name, SQL)`, oldest first. Never edit one that has shipped: add another.
@@ -114,6 +115,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
             list UBIGINT NOT NULL,
             tenant VARCHAR,
             key_hash UBIGINT NOT NULL,
+            key VARCHAR,
             reads UBIGINT NOT NULL,
             candidate BOOLEAN NOT NULL
         );
@@ -136,6 +138,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         CREATE TABLE tenant_clears (
             tenant VARCHAR,
             cleared TIMESTAMP NOT NULL
+        );
+        CREATE TABLE tenant_usage_state (
+            tenant VARCHAR,
+            objects UBIGINT NOT NULL,
+            bytes UBIGINT NOT NULL
         );",
     ),
 ];
