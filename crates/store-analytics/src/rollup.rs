@@ -1,8 +1,8 @@
 //! Per-minute rollups of `access_events`, so reports read thousands of summary rows instead
 //! of millions of events.
 //!
-//! The writer keeps four summary tables, one row per minute and group (the *minute* is the
-//! event's timestamp truncated to the minute, UTC):
+//! The writer keeps summary tables, one row per minute and group (the *minute* is the
+//! event's timestamp truncated to the minute, UTC), and the state they lead to:
 //!
 //! - `access_minutes` (operation, backend, cache tier, outcome): calls and bytes, for event
 //!   counts, cache hit rates, growth and error rates;
@@ -24,9 +24,10 @@
 //! forward a whole number of minutes at a time, rolling `[old W, new W)` from the events in
 //! one transaction, once it has seen an event [`GRACE_US`] past the new *W*: when it is idle,
 //! or during a stream once two minutes are due (rolling is deferred work, like compaction),
-//! and on shutdown past every minute it wrote. An event that arrives with a timestamp before *W*
-//! (a late event) is written to `access_events` and added to the rollups as extra rows in
-//! the same transaction; the tables are sums, so extra rows for a minute add up. A writer
+//! and on shutdown past every minute it wrote. An event that arrives with a timestamp
+//! before *W* (a late event) is written to `access_events` and added to the rollups as extra
+//! rows in the same transaction: the summary tables are sums, so extra rows for a minute add
+//! up, and the state takes a late write only if it is the newest of its object. A writer
 //! that crashes between its writes leaves only events past *W* unrolled, and the next roll
 //! takes them from `access_events`, so there is no state outside the file to lose.
 //!
@@ -63,7 +64,7 @@ pub(crate) const GRACE_US: i64 = 10_000_000;
 /// layout for two significant decimal digits
 /// (<https://github.com/HdrHistogram/HdrHistogram>, `subBucketCount` 256). A percentile is
 /// reported as the slowest latency measured in the bucket that holds the nearest-rank
-/// value, so it is exact below 256 µs and otherwise at most 1/128 (0.79%) above the exact
+/// value, so it is exact below 256 µs and otherwise at most 1/128 (0.78%) above the exact
 /// nearest-rank value, never below it.
 pub const LATENCY_BUCKET_PRECISION_BITS: u32 = 7;
 
@@ -107,13 +108,14 @@ const PUTS: &str = "('put', 'batch_put')";
 /// The statements that add the events of `source` matching `condition` (on the bound
 /// timestamps `$1` and `$2`) to the rollup tables, as list `list`: the four per-minute
 /// tables, the heads of the key reads (`candidates` keys per minute) in `key_read_heads`,
-/// and the objects' and tenants' latest writes in `object_state` and `tenant_clears`. The two numbers are
-/// ours, not a caller's, and go into the text as integer literals.
+/// the objects' and tenants' latest writes in `object_state` and `tenant_clears`, and the
+/// usage they add up to in `tenant_usage_state`. The two numbers are ours, not a caller's,
+/// and go into the text as integer literals.
 fn rollup_statements(source: &str, condition: &str, list: u64, candidates: u64) -> Vec<String> {
     let bucket = latency_bucket_sql("latency_us");
     let same_object = "s.key_hash = n.key_hash AND s.tenant IS NOT DISTINCT FROM n.tenant";
     let same_tenant = "s.tenant IS NOT DISTINCT FROM n.tenant";
-    vec![
+    let mut statements = vec![
         format!(
             "INSERT INTO access_minutes
              SELECT date_trunc('minute', ts), operation, backend, cache_tier, outcome,
@@ -168,36 +170,47 @@ fn rollup_statements(source: &str, condition: &str, list: u64, candidates: u64) 
              FROM key_write_minutes WHERE list = {list} AND operation <> 'clear'
              GROUP BY tenant, key_hash"
         ),
-        format!(
-            "DELETE FROM object_state s USING new_writes n
-             WHERE {same_object} AND s.last_ts < n.last_ts"
-        ),
-        format!("DELETE FROM new_writes n USING object_state s WHERE {same_object}"),
-        "INSERT INTO object_state SELECT * FROM new_writes".into(),
-        "DROP TABLE new_writes".into(),
-        format!(
-            "CREATE OR REPLACE TEMP TABLE new_clears AS
-             SELECT tenant, max(last_ts) AS cleared
-             FROM key_write_minutes WHERE list = {list} AND operation = 'clear'
-             GROUP BY tenant"
-        ),
-        format!(
-            "DELETE FROM tenant_clears s USING new_clears n
-             WHERE {same_tenant} AND s.cleared < n.cleared"
-        ),
-        format!("DELETE FROM new_clears n USING tenant_clears s WHERE {same_tenant}"),
-        "INSERT INTO tenant_clears SELECT * FROM new_clears".into(),
-        "DROP TABLE new_clears".into(),
-        // Usage per tenant at the watermark, for reports that end after it.
-        "DELETE FROM tenant_usage_state".into(),
-        format!(
-            "INSERT INTO tenant_usage_state
-             SELECT s.tenant, count(*), sum(s.bytes)::UBIGINT
-             FROM object_state s LEFT JOIN tenant_clears c
-                  ON s.tenant IS NOT DISTINCT FROM c.tenant
-             WHERE s.operation IN {PUTS} AND (c.cleared IS NULL OR s.last_ts > c.cleared)
-             GROUP BY s.tenant"
-        ),
+    ];
+    statements.extend(newest_wins(
+        "object_state",
+        "new_writes",
+        same_object,
+        "last_ts",
+    ));
+    statements.push(format!(
+        "CREATE OR REPLACE TEMP TABLE new_clears AS
+         SELECT tenant, max(last_ts) AS cleared
+         FROM key_write_minutes WHERE list = {list} AND operation = 'clear'
+         GROUP BY tenant"
+    ));
+    statements.extend(newest_wins(
+        "tenant_clears",
+        "new_clears",
+        same_tenant,
+        "cleared",
+    ));
+    // Usage per tenant at the watermark, for reports that end after it.
+    statements.push("DELETE FROM tenant_usage_state".into());
+    statements.push(format!(
+        "INSERT INTO tenant_usage_state
+         SELECT s.tenant, count(*), sum(s.bytes)::UBIGINT
+         FROM object_state s LEFT JOIN tenant_clears c
+              ON s.tenant IS NOT DISTINCT FROM c.tenant
+         WHERE s.operation IN {PUTS} AND (c.cleared IS NULL OR s.last_ts > c.cleared)
+         GROUP BY s.tenant"
+    ));
+    statements
+}
+
+/// Merges the rows of the temporary table `staged` into `table`, where `same` (over the
+/// aliases `s` for `table` and `n` for `staged`) matches a row to the one it replaces: a
+/// row replaces its match only if its `ts` column is newer. Drops `staged`.
+fn newest_wins(table: &str, staged: &str, same: &str, ts: &str) -> [String; 4] {
+    [
+        format!("DELETE FROM {table} s USING {staged} n WHERE {same} AND s.{ts} < n.{ts}"),
+        format!("DELETE FROM {staged} n USING {table} s WHERE {same}"),
+        format!("INSERT INTO {table} SELECT * FROM {staged}"),
+        format!("DROP TABLE {staged}"),
     ]
 }
 

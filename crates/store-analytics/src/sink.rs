@@ -306,7 +306,10 @@ impl Pending {
             Ok(()) if roll != RollUp::Behind => self.rolled_to_us = Some(until),
             Ok(()) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "analytics rollup failed; reports read the events instead");
+                tracing::warn!(
+                    error = %e,
+                    "analytics rollup failed; reports read the events instead"
+                );
             }
         }
     }
