@@ -209,6 +209,18 @@ impl AnalyticsStore {
         self.writer.flush()
     }
 
+    /// Blocks until every record offered before the call is written and every minute
+    /// written so far is rolled up into the per-minute tables the reports read: what a bulk
+    /// load does before it reports, since rolling up otherwise waits for the writer to be
+    /// idle. A rollup that fails is logged and left to the next one; reports read the
+    /// events it did not roll.
+    ///
+    /// # Errors
+    /// As [`flush`](Self::flush).
+    pub fn roll_up(&self) -> Result<()> {
+        self.writer.roll_up()
+    }
+
     /// Counters of the sink.
     pub fn stats(&self) -> SinkStats {
         self.writer.sink().stats()

@@ -24,7 +24,8 @@
 //! forward a whole number of minutes at a time, rolling `[old W, new W)` from the events in
 //! one transaction, once it has seen an event [`GRACE_US`] past the new *W*: when it is idle,
 //! or during a stream once two minutes are due (rolling is deferred work, like compaction),
-//! and on shutdown past every minute it wrote. An event that arrives with a timestamp
+//! and when asked ([`AnalyticsStore::roll_up`](crate::AnalyticsStore::roll_up)) past every
+//! minute it wrote. An event that arrives with a timestamp
 //! before *W* (a late event) is written to `access_events` and added to the rollups as extra
 //! rows in the same transaction: the summary tables are sums, so extra rows for a minute add
 //! up, and the state takes a late write only if it is the newest of its object. A writer
@@ -189,14 +190,18 @@ fn rollup_statements(source: &str, condition: &str, list: u64, candidates: u64) 
         same_tenant,
         "cleared",
     ));
-    // Usage per tenant at the watermark, for reports that end after it.
-    statements.push("DELETE FROM tenant_usage_state".into());
+    // Usage per tenant at the watermark, for reports that end after it: recomputed only
+    // when this list holds writes (a roll of reads alone, such as a short-lived CLI
+    // process's, leaves it as it is).
+    let has_writes = format!("EXISTS (SELECT 1 FROM key_write_minutes WHERE list = {list})");
+    statements.push(format!("DELETE FROM tenant_usage_state WHERE {has_writes}"));
     statements.push(format!(
         "INSERT INTO tenant_usage_state
          SELECT s.tenant, count(*), sum(s.bytes)::UBIGINT
          FROM object_state s LEFT JOIN tenant_clears c
               ON s.tenant IS NOT DISTINCT FROM c.tenant
-         WHERE s.operation IN {PUTS} AND (c.cleared IS NULL OR s.last_ts > c.cleared)
+         WHERE {has_writes}
+           AND s.operation IN {PUTS} AND (c.cleared IS NULL OR s.last_ts > c.cleared)
          GROUP BY s.tenant"
     ));
     statements

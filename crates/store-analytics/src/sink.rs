@@ -28,8 +28,8 @@ use crate::rollup;
 enum Message {
     Access(AccessEvent),
     Metric(MetricRecord),
-    /// Write everything received so far, then answer.
-    Flush(SyncSender<Result<()>>),
+    /// Write everything received so far, roll up what the `RollUp` says, then answer.
+    Flush(RollUp, SyncSender<Result<()>>),
     /// Drain, write, stop.
     Shutdown,
 }
@@ -77,7 +77,7 @@ impl std::fmt::Debug for Message {
         f.write_str(match self {
             Message::Access(_) => "Access",
             Message::Metric(_) => "Metric",
-            Message::Flush(_) => "Flush",
+            Message::Flush(..) => "Flush",
             Message::Shutdown => "Shutdown",
         })
     }
@@ -186,11 +186,24 @@ impl Writer {
     /// # Errors
     /// `Unavailable` if the writer has stopped; the batch's write error otherwise.
     pub(crate) fn flush(&self) -> Result<()> {
+        self.flush_and(RollUp::Nothing)
+    }
+
+    /// Waits until everything offered before this call is written and every minute written
+    /// so far is rolled up.
+    ///
+    /// # Errors
+    /// As [`flush`](Self::flush).
+    pub(crate) fn roll_up(&self) -> Result<()> {
+        self.flush_and(RollUp::Everything)
+    }
+
+    fn flush_and(&self, roll: RollUp) -> Result<()> {
         let (ack_tx, ack_rx) = mpsc::sync_channel(1);
         let stopped = || Error::new(ErrorKind::Unavailable, "the analytics writer has stopped");
         self.sink
             .tx
-            .send(Message::Flush(ack_tx))
+            .send(Message::Flush(roll, ack_tx))
             .map_err(|_| stopped())?;
         ack_rx.recv().map_err(|_| stopped())?
     }
@@ -220,7 +233,8 @@ impl Drop for Writer {
 
 /// Which minutes a write rolls up. Rolling is deferred work, like an LSM tree's
 /// compaction: a stream that keeps the channel full is written at full speed and rolled up
-/// when it pauses, unless it runs [`ROLL_BEHIND_US`] ahead of the rollups.
+/// when it pauses, unless it runs [`ROLL_BEHIND_US`] ahead of the rollups. Shutdown rolls
+/// what is due, like a pause: a short-lived process (one CLI command) adds no rollup work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum RollUp {
     /// None (a flush: it makes events visible, which they are once written).
@@ -231,7 +245,7 @@ enum RollUp {
     /// The same, but only once at least [`ROLL_BEHIND_US`] of them are due (during a
     /// stream).
     Behind,
-    /// Every minute up to the newest event written (on shutdown).
+    /// Every minute up to the newest event written (`AnalyticsStore::roll_up`).
     Everything,
 }
 
@@ -260,7 +274,7 @@ impl Pending {
         match message {
             Message::Access(e) => self.access.push(e),
             Message::Metric(m) => self.metrics.push(m),
-            Message::Flush(_) | Message::Shutdown => {}
+            Message::Flush(..) | Message::Shutdown => {}
         }
     }
 
@@ -406,25 +420,30 @@ impl Batcher<'_> {
             };
             match control {
                 None | Some(Message::Access(_) | Message::Metric(_)) => {}
-                Some(Message::Flush(ack)) => {
-                    let _ = ack.send(self.write(RollUp::Nothing));
+                Some(Message::Flush(roll, ack)) => {
+                    let _ = ack.send(self.write(roll));
                 }
                 Some(Message::Shutdown) => return self.shut_down(),
             }
         }
     }
 
-    /// Writes everything already queued; a flush queued behind the shutdown is answered
-    /// once it is.
+    /// Writes everything already queued and rolls up what is due (everything, if a
+    /// `roll_up` was queued); a flush queued behind the shutdown is answered once it is.
     fn shut_down(mut self) {
         let mut acks = Vec::new();
+        let mut roll = RollUp::Due;
         while let Ok(message) = self.rx.try_recv() {
             match message {
-                Message::Flush(ack) => acks.push(ack),
+                Message::Flush(RollUp::Everything, ack) => {
+                    roll = RollUp::Everything;
+                    acks.push(ack);
+                }
+                Message::Flush(_, ack) => acks.push(ack),
                 other => self.pending.push(other),
             }
         }
-        let result = self.write(RollUp::Everything);
+        let result = self.write(roll);
         for ack in acks {
             let copy = match &result {
                 Ok(()) => Ok(()),
@@ -488,7 +507,7 @@ impl Batcher<'_> {
                 // Take what is already queued, up to one batch, without waiting.
                 while pending.len() < settings.batch_rows {
                     match rx.try_recv() {
-                        Ok(m @ (Message::Flush(_) | Message::Shutdown)) => {
+                        Ok(m @ (Message::Flush(..) | Message::Shutdown)) => {
                             control = Some(m);
                             break 'hold;
                         }
