@@ -200,9 +200,12 @@ pub struct AnalyticsReader {
     hot_key_candidates: usize,
 }
 
-const READS: &str = "('get', 'get_range', 'get_many')";
-const PUTS: &str = "('put', 'batch_put')";
+/// The operations of each kind, as SQL lists (shared with the rollups).
+pub(crate) const READS: &str = "('get', 'get_range', 'get_many')";
+pub(crate) const PUTS: &str = "('put', 'batch_put')";
 const DELETES: &str = "('delete', 'batch_delete')";
+/// Puts, deletes and clears: what tenant usage follows.
+pub(crate) const WRITES: &str = "('put', 'batch_put', 'delete', 'batch_delete', 'clear')";
 
 fn u64_of(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)

@@ -48,7 +48,7 @@ use hybridstore_core::Result;
 
 use crate::db::duck_error;
 use crate::event::AccessEvent;
-use crate::reader::{MAX_TS_US, MIN_TS_US};
+use crate::reader::{MIN_TS_US, PUTS, READS, WRITES};
 use crate::sink::append_access_events_to;
 
 /// One minute in microseconds: the rollups' granularity.
@@ -102,21 +102,12 @@ fn ts(us: i64) -> Value {
     Value::Timestamp(TimeUnit::Microsecond, us)
 }
 
-const READS: &str = "('get', 'get_range', 'get_many')";
-const WRITES: &str = "('put', 'batch_put', 'delete', 'batch_delete', 'clear')";
-const PUTS: &str = "('put', 'batch_put')";
-
-/// The statements that add the events of `source` matching `condition` (on the bound
-/// timestamps `$1` and `$2`) to the rollup tables, as list `list`: the four per-minute
-/// tables, the heads of the key reads (`candidates` keys per minute) in `key_read_heads`,
-/// the objects' and tenants' latest writes in `object_state` and `tenant_clears`, and the
-/// usage they add up to in `tenant_usage_state`. The two numbers are ours, not a caller's,
-/// and go into the text as integer literals.
-fn rollup_statements(source: &str, condition: &str, list: u64, candidates: u64) -> Vec<String> {
+/// The statements that add the events of `source` matching `condition` to the four
+/// per-minute tables as list `list`; `condition` may use the bound timestamps `$1` and `$2`.
+/// The list id is ours, not a caller's, and goes into the text as an integer literal.
+fn minute_statements(source: &str, condition: &str, list: u64) -> [String; 4] {
     let bucket = latency_bucket_sql("latency_us");
-    let same_object = "s.key_hash = n.key_hash AND s.tenant IS NOT DISTINCT FROM n.tenant";
-    let same_tenant = "s.tenant IS NOT DISTINCT FROM n.tenant";
-    let mut statements = vec![
+    [
         format!(
             "INSERT INTO access_minutes
              SELECT date_trunc('minute', ts), operation, backend, cache_tier, outcome,
@@ -146,6 +137,17 @@ fn rollup_statements(source: &str, condition: &str, list: u64, candidates: u64) 
              WHERE {condition} AND outcome = 'ok' AND operation IN {WRITES}
              GROUP BY date_trunc('minute', ts), tenant, key_hash, operation = 'clear'"
         ),
+    ]
+}
+
+/// The statements that derive from list `list` (once the minute statements added it) the
+/// heads of the key reads (`candidates` keys per minute) in `key_read_heads`, the objects'
+/// and tenants' latest writes in `object_state` and `tenant_clears`, and the usage they add
+/// up to in `tenant_usage_state`. Both numbers are ours and go into the text as literals.
+fn state_statements(list: u64, candidates: u64) -> Vec<String> {
+    let same_object = "s.key_hash = n.key_hash AND s.tenant IS NOT DISTINCT FROM n.tenant";
+    let same_tenant = "s.tenant IS NOT DISTINCT FROM n.tenant";
+    let mut statements = vec![
         // The first `candidates` + 1 keys of each new list by reads: the first `candidates`
         // are candidates, the next one's reads bound every key that is not (see `hot_keys`
         // in the reader).
@@ -219,27 +221,35 @@ fn newest_wins(table: &str, staged: &str, same: &str, ts: &str) -> [String; 4] {
     ]
 }
 
-/// Runs the rollup statements over `source` with the condition's two timestamps, a fresh
-/// list id and `candidates` per list.
+/// Rolls the events of `source` into the rollup tables under a fresh list id, keeping
+/// `candidates` hot-key candidates per minute: those in `[from, until)` (µs), or all of them
+/// for `None`.
 fn run_rollup(
     conn: &Connection,
     source: &str,
-    condition: &str,
-    (from, until): (i64, i64),
+    range: Option<(i64, i64)>,
     candidates: usize,
 ) -> Result<()> {
     let list: u64 = conn
         .query_row("SELECT nextval('rollup_list')::UBIGINT", [], |r| r.get(0))
         .map_err(duck_error)?;
     let candidates = u64::try_from(candidates.max(1)).unwrap_or(u64::MAX);
-    let (from, until) = (ts(from), ts(until));
-    for statement in rollup_statements(source, condition, list, candidates) {
-        if statement.contains("$1") {
-            conn.execute(&statement, params![from, until])
-        } else {
-            conn.execute(&statement, [])
+    match range {
+        Some((from, until)) => {
+            let (from, until) = (ts(from), ts(until));
+            for statement in minute_statements(source, "ts >= $1 AND ts < $2", list) {
+                conn.execute(&statement, params![from, until])
+                    .map_err(duck_error)?;
+            }
         }
-        .map_err(duck_error)?;
+        None => {
+            for statement in minute_statements(source, "true", list) {
+                conn.execute(&statement, []).map_err(duck_error)?;
+            }
+        }
+    }
+    for statement in state_statements(list, candidates) {
+        conn.execute(&statement, []).map_err(duck_error)?;
     }
     Ok(())
 }
@@ -277,8 +287,7 @@ pub(crate) fn roll_until(
     run_rollup(
         &tx,
         "access_events",
-        "ts >= $1 AND ts < $2",
-        (from.unwrap_or(MIN_TS_US), until_us),
+        Some((from.unwrap_or(MIN_TS_US), until_us)),
         candidates,
     )?;
     tx.execute(
@@ -307,14 +316,7 @@ pub(crate) fn add_late_events(
     )
     .map_err(duck_error)?;
     append_access_events_to(conn, "late_events", late)?;
-    // The range condition is always true here; it keeps the statements' parameters.
-    run_rollup(
-        conn,
-        "late_events",
-        "ts >= $1 AND ts < $2",
-        (MIN_TS_US, MAX_TS_US),
-        candidates,
-    )?;
+    run_rollup(conn, "late_events", None, candidates)?;
     conn.execute_batch("DROP TABLE late_events")
         .map_err(duck_error)
 }
