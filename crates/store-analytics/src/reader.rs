@@ -202,7 +202,7 @@ pub struct AnalyticsReader {
 
 /// The operations of each kind, as SQL lists (shared with the rollups).
 pub(crate) const READS: &str = "('get', 'get_range', 'get_many')";
-pub(crate) const PUTS: &str = "('put', 'batch_put')";
+const PUTS: &str = "('put', 'batch_put')";
 const DELETES: &str = "('delete', 'batch_delete')";
 /// Puts, deletes and clears: what tenant usage follows.
 pub(crate) const WRITES: &str = "('put', 'batch_put', 'delete', 'batch_delete', 'clear')";
@@ -737,6 +737,20 @@ fn unrolled_writes() -> String {
 
 /// The unrolled events (all after the watermark) win over `object_state` for the objects
 /// they touch; every other object keeps its state.
+/// Objects and bytes per tenant from the CTEs `latest` (each object's last put or delete:
+/// `tenant, key_hash, op, bytes, last_ts`) and `clears` (each tenant's last clear:
+/// `tenant, cleared`): an object counts if its last write is a put after the tenant's last
+/// clear. `filter` is an extra condition (`AND …`), or empty. The one definition of usage,
+/// for the reports and for `tenant_usage_state`.
+pub(crate) fn usage_of_latest(filter: &str) -> String {
+    format!(
+        "SELECT l.tenant AS tenant, count(*) AS objects, sum(l.bytes)::BIGINT AS bytes
+         FROM latest l LEFT JOIN clears c ON l.tenant IS NOT DISTINCT FROM c.tenant
+         WHERE l.op IN {PUTS} AND (c.cleared IS NULL OR l.last_ts > c.cleared) {filter}
+         GROUP BY l.tenant"
+    )
+}
+
 fn tenant_usage_from_state_sql() -> String {
     let events = unrolled_writes();
     format!(
@@ -758,10 +772,8 @@ fn tenant_usage_from_state_sql() -> String {
             UNION ALL
             SELECT tenant, key_hash, op, bytes, last_ts FROM edge_latest
          )
-         SELECT l.tenant, count(*), sum(l.bytes)::BIGINT
-         FROM latest l LEFT JOIN clears c ON l.tenant IS NOT DISTINCT FROM c.tenant
-         WHERE l.op IN {PUTS} AND (c.cleared IS NULL OR l.last_ts > c.cleared)
-         GROUP BY l.tenant ORDER BY sum(l.bytes) DESC, l.tenant NULLS FIRST"
+         {usage} ORDER BY bytes DESC, tenant NULLS FIRST",
+        usage = usage_of_latest(""),
     )
 }
 
@@ -780,10 +792,8 @@ fn tenant_usage_from_minutes_sql() -> String {
                    max(ts) AS last_ts
             FROM writes WHERE operation <> 'clear' GROUP BY tenant, key_hash
          )
-         SELECT l.tenant, count(*), sum(l.bytes)::BIGINT
-         FROM latest l LEFT JOIN clears c ON l.tenant IS NOT DISTINCT FROM c.tenant
-         WHERE l.op IN {PUTS} AND (c.cleared IS NULL OR l.last_ts > c.cleared)
-         GROUP BY l.tenant ORDER BY sum(l.bytes) DESC, l.tenant NULLS FIRST"
+         {usage} ORDER BY bytes DESC, tenant NULLS FIRST",
+        usage = usage_of_latest(""),
     )
 }
 

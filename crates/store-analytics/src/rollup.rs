@@ -48,7 +48,7 @@ use hybridstore_core::Result;
 
 use crate::db::duck_error;
 use crate::event::AccessEvent;
-use crate::reader::{MIN_TS_US, PUTS, READS, WRITES};
+use crate::reader::{MIN_TS_US, READS, WRITES, usage_of_latest};
 use crate::sink::append_access_events_to;
 
 /// One minute in microseconds: the rollups' granularity.
@@ -199,12 +199,11 @@ fn state_statements(list: u64, candidates: u64) -> Vec<String> {
     statements.push(format!("DELETE FROM tenant_usage_state WHERE {has_writes}"));
     statements.push(format!(
         "INSERT INTO tenant_usage_state
-         SELECT s.tenant, count(*), sum(s.bytes)::UBIGINT
-         FROM object_state s LEFT JOIN tenant_clears c
-              ON s.tenant IS NOT DISTINCT FROM c.tenant
-         WHERE {has_writes}
-           AND s.operation IN {PUTS} AND (c.cleared IS NULL OR s.last_ts > c.cleared)
-         GROUP BY s.tenant"
+         WITH latest AS (
+            SELECT tenant, key_hash, operation AS op, bytes, last_ts FROM object_state
+         ), clears AS (SELECT tenant, cleared FROM tenant_clears)
+         {usage}",
+        usage = usage_of_latest(&format!("AND {has_writes}")),
     ));
     statements
 }
