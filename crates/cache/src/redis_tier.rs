@@ -267,9 +267,8 @@ impl RedisTier {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Remembers keys whose invalidation did not reach Redis. Synchronous, so a write whose
-    /// future is dropped halfway can still call it.
-    pub fn defer_invalidation<'k>(&self, keys: impl IntoIterator<Item = &'k Key>) {
+    /// Remembers keys whose invalidation did not reach Redis.
+    fn defer_invalidation<'k>(&self, keys: impl IntoIterator<Item = &'k Key>) {
         let mut pending = self.lock_pending();
         if !pending.overflowed {
             pending.keys.extend(keys.into_iter().cloned());

@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use hybridstore_core::{
     BatchOp, Capabilities, EntryStream, Error, Key, KeyRange, KvStore, MetaStream, ObjectMeta,
-    PutOptions, Result, StoreStats, WriteBatch, slice_range,
+    PutOptions, Result, StoreStats, WriteBatch, run_to_completion, slice_range,
 };
 use moka::Expiry;
 use moka::future::Cache;
@@ -102,6 +102,8 @@ impl Expiry<Key, L1Entry> for JitteredTtl {
 /// stripes below), and a Redis fill needs a lease that the invalidation revokes, so a slow
 /// reader cannot put an old value back into Redis either (memcache leases, NSDI'13).
 /// Other processes see a write when their L1 entry expires ([`CacheConfig::l1_ttl`]).
+/// A write whose caller drops its future still finishes all three steps, in order, in a task
+/// of its own, so a cancelled write never leaves an old value valid in either tier.
 ///
 /// # Degradation
 /// Every Redis call is bounded by [`RedisConfig::timeout`]; a failure is counted and the call
@@ -135,10 +137,11 @@ impl Expiry<Key, L1Entry> for JitteredTtl {
 /// [`RedisConfig::timeout`]: crate::RedisConfig::timeout
 /// [`RedisConfig::breaker_failures`]: crate::RedisConfig::breaker_failures
 pub struct CachedStore<S> {
-    inner: S,
+    /// Shared with writes that finish after their caller dropped them.
+    inner: Arc<S>,
     l1: Option<Cache<Key, L1Entry>>,
-    l2: Option<RedisTier>,
-    epochs: StripedEpochs,
+    l2: Option<Arc<RedisTier>>,
+    epochs: Arc<StripedEpochs>,
     counters: Arc<Counters>,
     config: CacheConfig,
 }
@@ -184,14 +187,18 @@ impl<S: KvStore> CachedStore<S> {
                 .build()
         });
         let l2 = match &config.redis {
-            Some(redis) => Some(RedisTier::open(redis, config.ttl_jitter, counters.clone())?),
+            Some(redis) => Some(Arc::new(RedisTier::open(
+                redis,
+                config.ttl_jitter,
+                counters.clone(),
+            )?)),
             None => None,
         };
         Ok(CachedStore {
-            inner,
+            inner: Arc::new(inner),
             l1,
             l2,
-            epochs: StripedEpochs::new(),
+            epochs: Arc::new(StripedEpochs::new()),
             counters,
             config,
         })
@@ -290,55 +297,36 @@ impl<S: KvStore> CachedStore<S> {
 
     /// Runs `write` on the inner store, then removes `keys` from both tiers and bumps their
     /// epochs, all before returning (whatever the write's outcome: a failed write may still
-    /// have changed the store). If the returned future is dropped halfway, the guard still
-    /// bumps the epochs and defers the Redis deletes.
-    async fn invalidating<T>(
+    /// have changed the store). The three steps run to completion even if the returned
+    /// future is dropped (see [`run_to_completion`]): the epochs are bumped only once the
+    /// write is done, so a reader can never load the old value after the bump and keep it in
+    /// L1 for the TTL.
+    async fn invalidating<T: Send + 'static>(
         &self,
         keys: Vec<Key>,
-        write: impl Future<Output = Result<T>>,
+        write: impl Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
-        let mut guard = InvalidationGuard {
-            store: self,
-            keys,
-            l2_done: false,
-        };
-        let result = write.await;
-        if let Some(l1) = &self.l1 {
-            // The epoch bump already makes any entry of these keys stale; removing it only
-            // frees memory, so keys L1 does not hold (an ingest's) cost no async call.
-            for key in &guard.keys {
-                if l1.contains_key(key) {
-                    l1.invalidate(key).await;
+        let (l1, l2, epochs) = (self.l1.clone(), self.l2.clone(), self.epochs.clone());
+        run_to_completion(async move {
+            let result = write.await;
+            if let Some(l1) = &l1 {
+                // The epoch bump below makes any entry of these keys stale; removing it only
+                // frees memory, so keys L1 does not hold (an ingest's) cost no async call.
+                for key in &keys {
+                    if l1.contains_key(key) {
+                        l1.invalidate(key).await;
+                    }
                 }
             }
-        }
-        if let Some(l2) = &self.l2 {
-            l2.invalidate(&guard.keys).await;
-        }
-        guard.l2_done = true;
-        result
-    }
-}
-
-/// Bumps a write's epochs when dropped, after the tiers were cleared or, if the write's future
-/// was dropped first, with the Redis deletes deferred.
-struct InvalidationGuard<'a, S> {
-    store: &'a CachedStore<S>,
-    keys: Vec<Key>,
-    /// Redis has the deletes, or they are deferred already.
-    l2_done: bool,
-}
-
-impl<S> Drop for InvalidationGuard<'_, S> {
-    fn drop(&mut self) {
-        if !self.l2_done
-            && let Some(l2) = &self.store.l2
-        {
-            l2.defer_invalidation(&self.keys);
-        }
-        for key in &self.keys {
-            self.store.epochs.bump(key);
-        }
+            if let Some(l2) = &l2 {
+                l2.invalidate(&keys).await;
+            }
+            for key in &keys {
+                epochs.bump(key);
+            }
+            result
+        })
+        .await
     }
 }
 
@@ -358,7 +346,7 @@ fn unshare(error: Arc<Error>) -> Error {
 }
 
 #[async_trait]
-impl<S: KvStore> KvStore for CachedStore<S> {
+impl<S: KvStore + 'static> KvStore for CachedStore<S> {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
@@ -510,12 +498,16 @@ impl<S: KvStore> KvStore for CachedStore<S> {
     }
 
     async fn put_with(&self, key: &Key, value: Bytes, options: &PutOptions) -> Result<ObjectMeta> {
-        self.invalidating(vec![key.clone()], self.inner.put_with(key, value, options))
-            .await
+        let (inner, k, options) = (self.inner.clone(), key.clone(), options.clone());
+        self.invalidating(vec![key.clone()], async move {
+            inner.put_with(&k, value, &options).await
+        })
+        .await
     }
 
     async fn delete(&self, key: &Key) -> Result<()> {
-        self.invalidating(vec![key.clone()], self.inner.delete(key))
+        let (inner, k) = (self.inner.clone(), key.clone());
+        self.invalidating(vec![key.clone()], async move { inner.delete(&k).await })
             .await
     }
 
@@ -536,7 +528,9 @@ impl<S: KvStore> KvStore for CachedStore<S> {
                 BatchOp::Check { .. } => None,
             })
             .collect();
-        self.invalidating(keys, self.inner.write_batch(batch)).await
+        let inner = self.inner.clone();
+        self.invalidating(keys, async move { inner.write_batch(batch).await })
+            .await
     }
 
     async fn stats(&self) -> Result<StoreStats> {

@@ -5,6 +5,7 @@
 //! [`ExitCode`]). `--json` prints machine-readable output; logs go to stderr under `RUST_LOG`.
 
 mod analytics;
+mod failure;
 mod output;
 mod vectors;
 
@@ -15,44 +16,16 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use futures::TryStreamExt;
-use hybridstore::core::{Error, ErrorKind, Key, KeyRange, KvStore, PutOptions};
+use hybridstore::core::{Error, Key, KeyRange, KvStore, PutOptions};
 use hybridstore::{HybridStorageSystem, Progress, StorageConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::failure::{ExitCode, Failure, output};
 use crate::output::{MetaView, human_bytes};
 
-/// Exit codes, stable for scripts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-enum ExitCode {
-    /// Success.
-    Ok = 0,
-    /// An operation failed (I/O, backend); the message says which.
-    Failure = 1,
-    /// The command line, a key or the configuration is invalid.
-    Usage = 2,
-    /// The key does not exist (`get`, `head`, `rm`).
-    NotFound = 3,
-    /// Data is damaged (`verify`, `get`), or some files of an ingest/export failed.
-    Damaged = 4,
-    /// The data directory is in use by another process.
-    Busy = 5,
-}
-
-impl ExitCode {
-    fn for_error(e: &Error) -> Self {
-        match e.kind() {
-            ErrorKind::NotFound => ExitCode::NotFound,
-            ErrorKind::InvalidInput => ExitCode::Usage,
-            ErrorKind::Corrupted => ExitCode::Damaged,
-            ErrorKind::Unavailable => ExitCode::Busy,
-            _ => ExitCode::Failure,
-        }
-    }
-}
-
 const AFTER_HELP: &str = "\
-Exit codes: 0 ok, 1 failure, 2 invalid input or configuration, 3 key not found,
+Exit codes: 0 ok (also when standard output is a pipe closed early), 1 failure (including
+values verify could not read), 2 invalid input, input file or configuration, 3 key not found,
 4 damaged data or some files failed, 5 data directory in use by another process.
 
 Keys are UTF-8 text; write a binary key as hex:<hex bytes> (the form `ls` prints).
@@ -214,11 +187,10 @@ impl Ui {
         bar
     }
 
-    fn print_json(&self, value: &impl serde::Serialize) -> Result<(), Error> {
+    fn print_json(&self, value: &impl serde::Serialize) -> Result<(), Failure> {
         let text = serde_json::to_string_pretty(value)
             .map_err(|e| Error::backend(format!("cannot encode JSON: {e}")))?;
-        println!("{text}");
-        Ok(())
+        output(writeln!(std::io::stdout().lock(), "{text}"))
     }
 }
 
@@ -231,12 +203,12 @@ fn track(bar: &ProgressBar) -> impl Fn(Progress) + Send + Sync + use<> {
     }
 }
 
-async fn run(cli: Cli) -> Result<ExitCode, Error> {
+async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let ui = Ui {
         json: cli.json,
         quiet: cli.quiet,
     };
-    let mut config = StorageConfig::load(cli.config.as_deref())?;
+    let mut config = StorageConfig::load(cli.config.as_deref()).map_err(Failure::input)?;
     if let Some(dir) = cli.data_dir {
         config.data_dir = dir;
     }
@@ -271,9 +243,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 None => (read_stdin()?, None),
                 Some(p) if p.as_os_str() == "-" => (read_stdin()?, None),
                 Some(p) => (
-                    tokio::fs::read(p)
-                        .await
-                        .map_err(|e| Error::from(e).with_context("path", p.display()))?,
+                    tokio::fs::read(p).await.map_err(|e| {
+                        Failure::input(Error::from(e).with_context("path", p.display()))
+                    })?,
                     hybridstore::guess_content_type(p),
                 ),
             };
@@ -292,27 +264,30 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 );
             }
         }
-        Command::Get { key, output } => {
+        Command::Get {
+            key,
+            output: output_path,
+        } => {
             let key = parse_key(&key)?;
             let value = kv
                 .get(&key)
                 .await?
-                .ok_or_else(|| Error::not_found(format!("no key {key}")))?;
-            match output {
+                .ok_or_else(|| Failure::key_missing(&key))?;
+            match output_path {
                 Some(path) => tokio::fs::write(&path, &value)
                     .await
                     .map_err(|e| Error::from(e).with_context("path", path.display()))?,
                 None => {
                     let mut out = std::io::stdout().lock();
-                    out.write_all(&value)?;
-                    out.flush()?;
+                    output(out.write_all(&value))?;
+                    output(out.flush())?;
                 }
             }
         }
         Command::Rm { key } => {
             let key = parse_key(&key)?;
             if kv.head(&key).await?.is_none() {
-                return Err(Error::not_found(format!("no key {key}")));
+                return Err(Failure::key_missing(&key));
             }
             kv.delete(&key).await?;
             if ui.json {
@@ -335,9 +310,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                 if ui.json {
                     views.push(view);
                 } else if long {
-                    writeln!(out, "{}", view.long_line())?;
+                    output(writeln!(out, "{}", view.long_line()))?;
                 } else {
-                    writeln!(out, "{}", entry.key)?;
+                    output(writeln!(out, "{}", entry.key))?;
                 }
             }
             drop(out);
@@ -350,7 +325,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             let meta = kv
                 .head(&key)
                 .await?
-                .ok_or_else(|| Error::not_found(format!("no key {key}")))?;
+                .ok_or_else(|| Failure::key_missing(&key))?;
             let view = MetaView::new(&key, &meta);
             if ui.json {
                 ui.print_json(&view)?;
@@ -378,6 +353,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             } else if hits.is_empty() {
                 println!("no passages match {query:?}");
             } else {
+                let mut out = std::io::stdout().lock();
                 for h in &hits {
                     let text = h.text.replace('\n', " ");
                     let snippet: String = text.chars().take(240).collect();
@@ -386,16 +362,21 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
                     } else {
                         ""
                     };
-                    println!("{:>7.2}  {} (passage {})", h.score, h.key, h.passage);
-                    println!("         {snippet}{more}");
+                    output(writeln!(
+                        out,
+                        "{:>7.2}  {} (passage {})",
+                        h.score, h.key, h.passage
+                    ))?;
+                    output(writeln!(out, "         {snippet}{more}"))?;
                     match h.also_in.len() {
                         0 => {}
-                        1 => println!("         also in {}", h.also_in[0]),
-                        n => println!(
+                        1 => output(writeln!(out, "         also in {}", h.also_in[0]))?,
+                        n => output(writeln!(
+                            out,
                             "         also in {} and {} more documents",
                             h.also_in[0],
                             n - 1
-                        ),
+                        ))?,
                     }
                 }
             }
@@ -468,19 +449,29 @@ async fn run(cli: Cli) -> Result<ExitCode, Error> {
             if ui.json {
                 ui.print_json(&report)?;
             } else {
+                let mut out = std::io::stdout().lock();
                 for d in &report.damaged {
-                    println!("DAMAGED {}: {}", d.key, d.message);
+                    output(writeln!(out, "DAMAGED {}: {}", d.key, d.message))?;
                 }
-                println!(
-                    "verified {} keys, {} in {:.1} s: {} damaged",
+                for d in &report.unverified {
+                    output(writeln!(out, "UNVERIFIED {}: {}", d.key, d.message))?;
+                }
+                output(writeln!(
+                    out,
+                    "verified {} keys, {} in {:.1} s: {} damaged, {} could not be read",
                     report.checked_keys,
                     human_bytes(report.checked_bytes),
                     started.elapsed().as_secs_f64(),
-                    report.damaged.len()
-                );
+                    report.damaged.len(),
+                    report.unverified.len()
+                ))?;
             }
             if !report.is_clean() {
                 return Ok(ExitCode::Damaged);
+            }
+            if !report.is_complete() {
+                // Not damage: the store could not be read (a timeout, a server down).
+                return Ok(ExitCode::Failure);
             }
         }
     }
@@ -491,7 +482,7 @@ fn transfer_outcome(
     ui: &Ui,
     verb: &str,
     report: &hybridstore::TransferReport,
-) -> Result<ExitCode, Error> {
+) -> Result<ExitCode, Failure> {
     if ui.json {
         ui.print_json(report)?;
     } else {
@@ -544,9 +535,10 @@ async fn main() -> ProcessExit {
         .init();
     let code = match run(cli).await {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::for_error(&e)
+        Err(Failure::OutputClosed) => ExitCode::Ok,
+        Err(Failure::Error { error, code }) => {
+            eprintln!("error: {error}");
+            code
         }
     };
     ProcessExit::from(code as u8)

@@ -11,6 +11,7 @@ use hybridstore::core::{Error, ErrorKind};
 use hybridstore::vector::{IdSource, ImportOptions, LanceVectorStore, import_file};
 
 use crate::Ui;
+use crate::failure::Failure;
 
 #[derive(Subcommand, Debug)]
 pub enum VectorsCommand {
@@ -103,7 +104,7 @@ pub async fn run(
     system: &HybridStorageSystem,
     command: VectorsCommand,
     ui: &Ui,
-) -> Result<(), Error> {
+) -> Result<(), Failure> {
     let store = store(system)?;
     match command {
         VectorsCommand::Import {
@@ -144,7 +145,7 @@ pub async fn run(
             };
             let report = import_file(store, &collection, &file, &options, &progress).await;
             bar.finish_and_clear();
-            let report = report?;
+            let report = report.map_err(Error::from)?;
             if ui.json {
                 ui.print_json(&report)?;
             } else {
@@ -173,7 +174,7 @@ pub async fn run(
                     Ok(info) => infos.push(info),
                     // Listed but gone (dropped by another process meanwhile).
                     Err(e) if e.kind() == ErrorKind::NotFound => {}
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(e.into()),
                 }
             }
             if ui.json {
@@ -238,7 +239,7 @@ pub async fn run(
                     Error::invalid_input(format!("--vector must be a JSON array of numbers: {e}"))
                 })?,
                 (None, None) => {
-                    return Err(Error::invalid_input("give --like ID or --vector JSON"));
+                    return Err(Error::invalid_input("give --like ID or --vector JSON").into());
                 }
             };
             let mut query = VectorQuery::new(query_vector, limit);

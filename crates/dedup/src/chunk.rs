@@ -57,6 +57,11 @@ fn blob_crc(blob: &[u8]) -> u32 {
     crc.finalize()
 }
 
+/// The longest chunk any chunker configuration produces, in bytes: fastcdc's `MAXIMUM_MAX`
+/// (16 MiB, the bound [`ChunkerConfig::validate`](crate::ChunkerConfig::validate) enforces).
+/// Lengths read from packs and manifests above it are damage.
+pub const MAX_CHUNK_LEN: u32 = fastcdc::v2020::MAXIMUM_MAX as u32;
+
 /// Decodes `blob` and checks it is the chunk `id` of `raw_len` bytes.
 ///
 /// # Errors
@@ -74,6 +79,12 @@ pub fn decode_blob(id: &ChunkId, raw_len: u32, blob: &[u8]) -> Result<Bytes> {
     let stored_len = u32::from_le_bytes([blob[1], blob[2], blob[3], blob[4]]);
     if stored_len != raw_len {
         return Err(damaged("blob header length differs from the index"));
+    }
+    // `raw_len` comes from a pack index on disk: bound it before it sizes an allocation.
+    if raw_len > MAX_CHUNK_LEN {
+        return Err(damaged(&format!(
+            "length {raw_len} exceeds the largest chunk ({MAX_CHUNK_LEN} bytes)"
+        )));
     }
     let payload = &blob[BLOB_HEADER_LEN..];
     let plain = match blob[0] {

@@ -240,7 +240,7 @@ struct Inner {
     flush: tokio::sync::Mutex<()>,
     /// Writers hold it shared from their first index lookup until their manifest is written;
     /// garbage collection takes it exclusively for an instant to start recording reuse.
-    writers: tokio::sync::RwLock<()>,
+    writers: Arc<tokio::sync::RwLock<()>>,
     target_pack_size: usize,
     report: OpenReport,
 }
@@ -306,7 +306,7 @@ impl ChunkStore {
                 backend,
                 state: Mutex::new(state),
                 flush: tokio::sync::Mutex::new(()),
-                writers: tokio::sync::RwLock::new(()),
+                writers: Arc::new(tokio::sync::RwLock::new(())),
                 target_pack_size: target_pack_size.max(1),
                 report,
             }),
@@ -332,9 +332,11 @@ impl ChunkStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Writers hold this from their first lookup until their manifest is written.
-    pub(crate) async fn writer(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
-        self.inner.writers.read().await
+    /// Writers hold this from their first lookup until their manifest is written. Owned, so
+    /// a manifest write that outlives its caller (see `DedupStore`'s cancellation docs) keeps
+    /// holding it.
+    pub(crate) async fn writer(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
+        self.inner.writers.clone().read_owned().await
     }
 
     /// Whether `id` is stored or being stored (callers skip compressing such chunks).
@@ -482,8 +484,17 @@ impl ChunkStore {
             }
             match self.inner.backend.get_range(&key, entry.blob_range()).await {
                 Ok(Some(blob)) => {
-                    return chunk::decode_blob(id, entry.raw_len, &blob)
-                        .map_err(|e| e.with_context("pack", &key));
+                    // LZ4 decoding and SHA-256 of a chunk (up to 64 KiB by default) is tens of
+                    // microseconds of CPU: off the async workers unless it is small.
+                    let decoded = if blob.len() < crate::store::BLOCKING_CPU_MIN {
+                        chunk::decode_blob(id, entry.raw_len, &blob)
+                    } else {
+                        let (id, raw_len) = (*id, entry.raw_len);
+                        tokio::task::spawn_blocking(move || chunk::decode_blob(&id, raw_len, &blob))
+                            .await
+                            .map_err(|e| Error::backend(format!("decoding task failed: {e}")))?
+                    };
+                    return decoded.map_err(|e| e.with_context("pack", &key));
                 }
                 Ok(None) => previous = Some((key, entry.offset)),
                 Err(e) => return Err(e.with_context("pack", key)),

@@ -45,7 +45,7 @@ mod manifest;
 mod pack;
 mod store;
 
-pub use chunk::{BLOB_HEADER_LEN, ChunkId, decode_blob, encode_blob};
+pub use chunk::{BLOB_HEADER_LEN, ChunkId, MAX_CHUNK_LEN, decode_blob, encode_blob};
 pub use chunk_store::{
     ChunkStore, ChunkStoreStats, DEFAULT_TARGET_PACK_SIZE, OpenReport, PACK_PREFIX,
 };

@@ -99,6 +99,7 @@ impl Manifest {
                     let id = take_digest(bytes, &mut at).ok_or_else(|| bad("truncated"))?;
                     let len = get_varint(bytes, &mut at)
                         .and_then(|l| u32::try_from(l).ok())
+                        .filter(|&l| l <= crate::chunk::MAX_CHUNK_LEN)
                         .ok_or_else(|| bad("bad chunk length"))?;
                     sum = sum.saturating_add(u64::from(len));
                     chunks.push((id, len));

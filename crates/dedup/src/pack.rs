@@ -106,6 +106,12 @@ pub fn parse_index(index: &[u8], crc: u32, blobs_end: u64) -> Result<Vec<PackEnt
         {
             return Err(Error::corrupted("pack index entry points outside the pack"));
         }
+        if entry.raw_len > crate::chunk::MAX_CHUNK_LEN {
+            return Err(Error::corrupted(format!(
+                "pack index entry says a chunk is {} bytes, more than any chunk can be",
+                entry.raw_len
+            )));
+        }
         entries.push(entry);
     }
     Ok(entries)
@@ -142,6 +148,20 @@ mod tests {
         let mut bad = index.to_vec();
         bad[40] ^= 1;
         assert!(parse_index(&bad, crc, 100).is_err());
+
+        // Regression (issue 15, defect 4): an index whose CRC is right but which says a chunk
+        // is 4 GiB long sized the decode buffer; it is damage.
+        let huge = [PackEntry {
+            raw_len: u32::MAX,
+            ..entries[0]
+        }];
+        let mut pack = vec![7u8; 100];
+        finish(&mut pack, &huge);
+        let len = pack.len() as u64;
+        let (count, crc) = parse_footer(&pack[pack.len() - FOOTER_LEN..], len).unwrap();
+        let index = &pack[100..100 + count * ENTRY_LEN];
+        let err = parse_index(index, crc, 100).unwrap_err();
+        assert_eq!(err.kind(), hybridstore_core::ErrorKind::Corrupted);
         assert!(parse_footer(&pack[..FOOTER_LEN], len).is_err());
     }
 }

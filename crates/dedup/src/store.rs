@@ -9,6 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use hybridstore_core::{
     BatchOp, Capabilities, Entry, EntryStream, Error, Expect, Key, KeyRange, KvStore, MetaEntry,
     MetaStream, ObjectMeta, PutOptions, Result, Sha256Digest, StoreStats, WriteBatch,
+    run_to_completion,
 };
 use serde::Serialize;
 use sha2::Digest;
@@ -20,9 +21,19 @@ use crate::chunker::ChunkerConfig;
 use crate::encode::{EncodedValue, encode_value, hash_and_encode};
 use crate::manifest::{ChunkList, Manifest};
 
-/// Values of at least this many bytes are encoded on the blocking thread pool rather than on
-/// the calling task's thread (about 0.3 ms of hashing and compression).
-const BLOCKING_ENCODE_MIN: usize = 128 * 1024;
+/// Values (and reassembled values, and groups of streamed chunks) of at least this many
+/// bytes are hashed and compressed on the blocking thread pool rather than on the calling
+/// task's thread. 16 KiB of SHA-256 plus LZ4 takes about 30 µs here, within the 10–100 µs
+/// that tokio's documentation allows between two `.await`s ("CPU-bound tasks and blocking
+/// code", <https://docs.rs/tokio/latest/tokio/#cpu-bound-tasks-and-blocking-code>); a
+/// `spawn_blocking` round trip costs about 10–20 µs, so smaller work stays inline.
+pub(crate) const BLOCKING_CPU_MIN: usize = 16 * 1024;
+/// Streamed chunks are hashed and compressed in groups of about this many bytes, one
+/// blocking task each.
+const STREAM_GROUP_BYTES: usize = 1024 * 1024;
+/// The most a reassembly allocates up front, whatever a manifest claims: the value's real
+/// bytes, each chunk checked against its id and length, grow it from there.
+const PREALLOC_MAX: usize = 64 * 1024 * 1024;
 /// A write batch's puts are encoded in groups of about this many bytes, one blocking task
 /// each, so a batch uses every core.
 const ENCODE_GROUP_BYTES: usize = 1024 * 1024;
@@ -145,12 +156,31 @@ fn ratio(numerator: u64, denominator: u64) -> f64 {
 ///
 /// One `DedupStore` owns its chunk store: garbage collection marks from this store's
 /// manifests only, so two manifest stores must not share one chunk backend.
+///
+/// **Cancellation.** A `put`, `put_reader` or `write_batch` whose future is dropped once its
+/// manifest write has begun finishes that write in a task of its own, still holding the
+/// writer guard that keeps garbage collection from marking, so a collection can never start
+/// between the chunks it would sweep and the manifest that references them. Dropped
+/// earlier, it leaves unreferenced chunks at most, which a collection reclaims.
+///
+/// Cloning is cheap: clones share the manifest store, the chunk store and the GC lock.
 #[derive(Debug)]
 pub struct DedupStore<S> {
-    inner: S,
+    inner: Arc<S>,
     chunks: ChunkStore,
     options: DedupOptions,
-    gc: tokio::sync::Mutex<()>,
+    gc: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl<S> Clone for DedupStore<S> {
+    fn clone(&self) -> Self {
+        DedupStore {
+            inner: self.inner.clone(),
+            chunks: self.chunks.clone(),
+            options: self.options.clone(),
+            gc: self.gc.clone(),
+        }
+    }
 }
 
 impl<S: KvStore> DedupStore<S> {
@@ -167,16 +197,16 @@ impl<S: KvStore> DedupStore<S> {
         options.validate()?;
         let chunks = ChunkStore::open(chunk_backend, options.target_pack_size).await?;
         Ok(DedupStore {
-            inner: manifests,
+            inner: Arc::new(manifests),
             chunks,
             options,
-            gc: tokio::sync::Mutex::new(()),
+            gc: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
     /// The manifest store.
     pub fn inner(&self) -> &S {
-        &self.inner
+        self.inner.as_ref()
     }
 
     /// The chunk store.
@@ -224,7 +254,7 @@ impl<S: KvStore> DedupStore<S> {
     }
 
     async fn encode(&self, value: Bytes) -> Result<(Bytes, EncodedValue)> {
-        if value.len() < BLOCKING_ENCODE_MIN {
+        if value.len() < BLOCKING_CPU_MIN {
             let encoded = encode_value(
                 &value,
                 &self.options.chunker,
@@ -299,6 +329,8 @@ impl<S: KvStore> DedupStore<S> {
         let checksum = list.checksum;
         let total = usize::try_from(list.total_len)
             .map_err(|_| Error::corrupted("value larger than the address space"))?;
+        // `total_len` is the manifest's word only; never allocate more than a bound on it.
+        let prealloc = total.min(PREALLOC_MAX);
         let chunks = self.chunks.clone();
         let mut parts = futures::stream::iter(list.chunks)
             .map(move |(id, len)| {
@@ -310,16 +342,25 @@ impl<S: KvStore> DedupStore<S> {
                 }
             })
             .buffered(READ_AHEAD);
-        let mut out = Vec::with_capacity(total);
+        let mut out = Vec::with_capacity(prealloc);
         while let Some(part) = parts.try_next().await? {
             out.extend_from_slice(&part);
         }
-        if Sha256Digest::of(&out) != checksum {
+        let out = Bytes::from(out);
+        let digest = if out.len() < BLOCKING_CPU_MIN {
+            Sha256Digest::of(&out)
+        } else {
+            let whole = out.clone();
+            tokio::task::spawn_blocking(move || Sha256Digest::of(&whole))
+                .await
+                .map_err(|e| Error::backend(format!("hashing task failed: {e}")))?
+        };
+        if digest != checksum {
             return Err(Error::corrupted(
                 "value does not match its SHA-256 checksum after reassembly",
             ));
         }
-        Ok(Bytes::from(out))
+        Ok(out)
     }
 
     /// The inner entry of `key` (manifest and inner metadata), in one read.
@@ -346,9 +387,12 @@ impl<S: KvStore> DedupStore<S> {
         key: &Key,
         reader: R,
         options: &PutOptions,
-    ) -> Result<ObjectMeta> {
+    ) -> Result<ObjectMeta>
+    where
+        S: 'static,
+    {
         self.check_put(key, options)?;
-        let _writer = self.chunks.writer().await;
+        let writer = self.chunks.writer().await;
         let mut stream = std::pin::pin!(self.options.chunker.stream(reader));
         let mut hasher = sha2::Sha256::new();
         let mut list = Vec::new();
@@ -357,24 +401,50 @@ impl<S: KvStore> DedupStore<S> {
         // A first chunk within `inline_max` is the whole value (`inline_max <= min_size`, and
         // only a value's last chunk is shorter than `min_size`): it is held back, not stored.
         let mut held: Option<Vec<u8>> = None;
-        while let Some((_, data)) = stream.try_next().await? {
-            hasher.update(&data);
-            total += data.len() as u64;
-            if list.is_empty() && held.is_none() && data.len() <= self.options.inline_max {
-                held = Some(data);
-                continue;
+        // Chunks read but not hashed yet, hashed and compressed a group at a time (on the
+        // blocking pool unless the group is small), in order.
+        let mut group: Vec<Vec<u8>> = Vec::new();
+        let mut group_bytes = 0usize;
+        loop {
+            let next = stream.try_next().await?;
+            let at_end = next.is_none();
+            if let Some((_, data)) = next {
+                total += data.len() as u64;
+                if list.is_empty()
+                    && group.is_empty()
+                    && held.is_none()
+                    && data.len() <= self.options.inline_max
+                {
+                    held = Some(data);
+                    continue;
+                }
+                for data in held.take().into_iter().chain([data]) {
+                    group_bytes += data.len();
+                    group.push(data);
+                }
+                if group_bytes < STREAM_GROUP_BYTES {
+                    continue;
+                }
             }
-            for data in held.take().into_iter().chain([data]) {
-                let (id, blob) = hash_and_encode(&data, &self.chunks);
-                pending.absorb(self.chunks.add([NewChunk {
-                    id,
-                    data: &data,
-                    blob,
-                }]));
-                list.push((id, data.len() as u32));
+            if !group.is_empty() {
+                let taken = std::mem::take(&mut group);
+                let (h, encoded) = encode_group(hasher, taken, group_bytes, &self.chunks).await?;
+                hasher = h;
+                group_bytes = 0;
+                for (id, data, blob) in encoded {
+                    pending.absorb(self.chunks.add([NewChunk {
+                        id,
+                        data: &data,
+                        blob,
+                    }]));
+                    list.push((id, data.len() as u32));
+                }
+                if self.chunks.open_pack_is_full() {
+                    self.chunks.commit(std::mem::take(&mut pending)).await?;
+                }
             }
-            if self.chunks.open_pack_is_full() {
-                self.chunks.commit(std::mem::take(&mut pending)).await?;
+            if at_end {
+                break;
             }
         }
         self.chunks.commit(pending).await?;
@@ -395,172 +465,19 @@ impl<S: KvStore> DedupStore<S> {
                 (manifest, checksum)
             }
         };
-        let meta = self
-            .inner
-            .put_with(key, Bytes::from(manifest), options)
-            .await?;
+        // The manifest write finishes (holding the writer guard) even if this future is
+        // dropped now: see the type's docs on cancellation.
+        let (inner, key, options) = (self.inner.clone(), key.clone(), options.clone());
+        let meta = run_to_completion(async move {
+            let _writer = writer;
+            inner.put_with(&key, Bytes::from(manifest), &options).await
+        })
+        .await?;
         Ok(outer_meta(meta, total, checksum))
     }
 
-    /// Statistics: one pass over every manifest plus the chunk index.
-    ///
-    /// # Errors
-    /// Errors of scanning the manifest store; `Corrupted` for a manifest that does not decode.
-    pub async fn dedup_stats(&self) -> Result<DedupStats> {
-        let mut stats = DedupStats::default();
-        let mut referenced: std::collections::HashSet<ChunkId> = std::collections::HashSet::new();
-        let mut entries = self.inner.scan(KeyRange::all(), None);
-        while let Some(entry) = entries.try_next().await? {
-            let manifest =
-                Manifest::decode(&entry.value).map_err(|e| e.with_context("key", &entry.key))?;
-            stats.keys += 1;
-            stats.manifest_bytes += entry.value.len() as u64;
-            stats.logical_bytes += manifest.value_len();
-            match manifest {
-                Manifest::Inline(v) => {
-                    stats.inline_values += 1;
-                    stats.inline_bytes += v.len() as u64;
-                }
-                Manifest::Chunked(list) => {
-                    stats.chunk_references += list.chunks.len() as u64;
-                    referenced.extend(list.chunks.iter().map(|(id, _)| *id));
-                }
-            }
-        }
-        drop(entries);
-        let sizes = self.chunks.sizes_of(&referenced);
-        stats.referenced_raw_bytes = sizes.raw_bytes;
-        stats.referenced_blob_bytes = sizes.blob_bytes;
-        stats.missing_chunks = sizes.missing;
-        stats.referenced_chunks = sizes.chunks;
-        let store = self.chunks.stats();
-        stats.stored_chunks = store.chunks;
-        stats.packs = store.packs;
-        stats.pack_bytes = store.pack_bytes;
-        stats.unreferenced_blob_bytes =
-            store.blob_bytes.saturating_sub(stats.referenced_blob_bytes);
-        stats.stored_bytes = store.pack_bytes + stats.inline_bytes;
-        stats.dedup_ratio = ratio(
-            stats.logical_bytes,
-            stats.referenced_raw_bytes + stats.inline_bytes,
-        );
-        stats.compression_ratio = ratio(stats.referenced_raw_bytes, stats.referenced_blob_bytes);
-        Ok(stats)
-    }
-}
-
-fn check_len(id: &ChunkId, want: u32, data: &[u8]) -> Result<()> {
-    if data.len() != want as usize {
-        return Err(Error::corrupted(format!(
-            "chunk {id} is {} bytes; the manifest says {want}",
-            data.len()
-        )));
-    }
-    Ok(())
-}
-
-/// The SHA-256 of the value a manifest describes.
-fn manifest_value_checksum(manifest: &Manifest) -> Sha256Digest {
-    match manifest {
-        Manifest::Inline(v) => Sha256Digest::of(v),
-        Manifest::Chunked(list) => list.checksum,
-    }
-}
-
-/// The value's metadata from the manifest's: the value's size and checksum, the manifest's
-/// checksum as `dedup_hash`, times and content type as stored.
-fn outer_meta(inner: ObjectMeta, size: u64, checksum: Sha256Digest) -> ObjectMeta {
-    ObjectMeta {
-        size,
-        checksum,
-        dedup_hash: Some(inner.checksum),
-        ..inner
-    }
-}
-
-fn decode_meta(entry: &Entry) -> Result<(Manifest, ObjectMeta)> {
-    let manifest = Manifest::decode(&entry.value).map_err(|e| e.with_context("key", &entry.key))?;
-    let meta = outer_meta(
-        entry.meta.clone(),
-        manifest.value_len(),
-        manifest_value_checksum(&manifest),
-    );
-    Ok((manifest, meta))
-}
-
-#[async_trait]
-impl<S: KvStore> KvStore for DedupStore<S> {
-    fn capabilities(&self) -> Capabilities {
-        let inner = self.inner.capabilities();
-        Capabilities::new()
-            .with_max_key_len(inner.max_key_len)
-            .with_durable(inner.durable && self.chunks.backend().capabilities().durable)
-            .with_crash_atomic_batch(inner.crash_atomic_batch)
-    }
-
-    async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
-        let Some(manifest) = self.inner.get(key).await? else {
-            return Ok(None);
-        };
-        let manifest = Manifest::decode(&manifest).map_err(|e| e.with_context("key", key))?;
-        self.load(manifest)
-            .await
-            .map(Some)
-            .map_err(|e| e.with_operation("get").with_context("key", key))
-    }
-
-    async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>> {
-        // The one-key scan below would read a key the inner store cannot hold as absent.
-        self.check_key(key)?;
-        match self.inner_entry(key).await? {
-            Some(entry) if entry.key == *key => Ok(Some(decode_meta(&entry)?.1)),
-            _ => Ok(None),
-        }
-    }
-
-    async fn put_with(&self, key: &Key, value: Bytes, options: &PutOptions) -> Result<ObjectMeta> {
-        self.check_put(key, options)?;
-        let _writer = self.chunks.writer().await;
-        let size = value.len() as u64;
-        let (value, mut encoded) = self.encode(value).await?;
-        self.store_chunks(&value, &mut encoded).await?;
-        let meta = self
-            .inner
-            .put_with(key, Bytes::from(encoded.manifest), options)
-            .await?;
-        Ok(outer_meta(meta, size, encoded.checksum))
-    }
-
-    async fn delete(&self, key: &Key) -> Result<()> {
-        self.inner.delete(key).await
-    }
-
-    fn scan(&self, range: KeyRange, limit: Option<usize>) -> EntryStream<'_> {
-        Box::pin(async_stream::try_stream! {
-            let mut entries = self.inner.scan(range, limit);
-            while let Some(entry) = entries.try_next().await? {
-                let (manifest, meta) = decode_meta(&entry)?;
-                let value = self
-                    .load(manifest)
-                    .await
-                    .map_err(|e| e.with_operation("scan").with_context("key", &entry.key))?;
-                yield Entry { key: entry.key, value, meta };
-            }
-        })
-    }
-
-    fn scan_meta(&self, range: KeyRange, limit: Option<usize>) -> MetaStream<'_> {
-        // Manifests are small (tens of bytes per chunk), so reading them is the metadata scan.
-        Box::pin(async_stream::try_stream! {
-            let mut entries = self.inner.scan(range, limit);
-            while let Some(entry) = entries.try_next().await? {
-                let (_, meta) = decode_meta(&entry)?;
-                yield MetaEntry { key: entry.key, meta };
-            }
-        })
-    }
-
-    async fn write_batch(&self, batch: WriteBatch) -> Result<()> {
+    /// `write_batch`'s work, on an owned handle so it can outlive a dropped caller.
+    async fn write_batch_owned(&self, batch: WriteBatch) -> Result<()> {
         let _writer = self.chunks.writer().await;
         let mut puts = Vec::new();
         for op in batch.ops() {
@@ -610,6 +527,207 @@ impl<S: KvStore> KvStore for DedupStore<S> {
         }
         self.chunks.commit(pending).await?;
         self.inner.write_batch(translated).await
+    }
+
+    /// Statistics: one pass over every manifest plus the chunk index.
+    ///
+    /// # Errors
+    /// Errors of scanning the manifest store; `Corrupted` for a manifest that does not decode.
+    pub async fn dedup_stats(&self) -> Result<DedupStats> {
+        let mut stats = DedupStats::default();
+        let mut referenced: std::collections::HashSet<ChunkId> = std::collections::HashSet::new();
+        let mut entries = self.inner.scan(KeyRange::all(), None);
+        while let Some(entry) = entries.try_next().await? {
+            let manifest =
+                Manifest::decode(&entry.value).map_err(|e| e.with_context("key", &entry.key))?;
+            stats.keys += 1;
+            stats.manifest_bytes += entry.value.len() as u64;
+            stats.logical_bytes += manifest.value_len();
+            match manifest {
+                Manifest::Inline(v) => {
+                    stats.inline_values += 1;
+                    stats.inline_bytes += v.len() as u64;
+                }
+                Manifest::Chunked(list) => {
+                    stats.chunk_references += list.chunks.len() as u64;
+                    referenced.extend(list.chunks.iter().map(|(id, _)| *id));
+                }
+            }
+        }
+        drop(entries);
+        let sizes = self.chunks.sizes_of(&referenced);
+        stats.referenced_raw_bytes = sizes.raw_bytes;
+        stats.referenced_blob_bytes = sizes.blob_bytes;
+        stats.missing_chunks = sizes.missing;
+        stats.referenced_chunks = sizes.chunks;
+        let store = self.chunks.stats();
+        stats.stored_chunks = store.chunks;
+        stats.packs = store.packs;
+        stats.pack_bytes = store.pack_bytes;
+        stats.unreferenced_blob_bytes =
+            store.blob_bytes.saturating_sub(stats.referenced_blob_bytes);
+        stats.stored_bytes = store.pack_bytes + stats.inline_bytes;
+        stats.dedup_ratio = ratio(
+            stats.logical_bytes,
+            stats.referenced_raw_bytes + stats.inline_bytes,
+        );
+        stats.compression_ratio = ratio(stats.referenced_raw_bytes, stats.referenced_blob_bytes);
+        Ok(stats)
+    }
+}
+
+/// A streamed chunk: id, plaintext, and its blob unless the store holds it already.
+type StreamedChunk = (ChunkId, Vec<u8>, Option<Vec<u8>>);
+
+/// Feeds `group` (consecutive chunks of a streamed value, `bytes` in all) to the whole-value
+/// `hasher` and hashes and compresses each chunk, on the blocking pool unless the group is
+/// smaller than [`BLOCKING_CPU_MIN`].
+async fn encode_group(
+    mut hasher: sha2::Sha256,
+    group: Vec<Vec<u8>>,
+    bytes: usize,
+    store: &ChunkStore,
+) -> Result<(sha2::Sha256, Vec<StreamedChunk>)> {
+    let work = move |store: &ChunkStore| {
+        let encoded = group
+            .into_iter()
+            .map(|data| {
+                hasher.update(&data);
+                let (id, blob) = hash_and_encode(&data, store);
+                (id, data, blob)
+            })
+            .collect::<Vec<_>>();
+        (hasher, encoded)
+    };
+    if bytes < BLOCKING_CPU_MIN {
+        return Ok(work(store));
+    }
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || work(&store))
+        .await
+        .map_err(|e| Error::backend(format!("encoding task failed: {e}")))
+}
+
+fn check_len(id: &ChunkId, want: u32, data: &[u8]) -> Result<()> {
+    if data.len() != want as usize {
+        return Err(Error::corrupted(format!(
+            "chunk {id} is {} bytes; the manifest says {want}",
+            data.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The SHA-256 of the value a manifest describes.
+fn manifest_value_checksum(manifest: &Manifest) -> Sha256Digest {
+    match manifest {
+        Manifest::Inline(v) => Sha256Digest::of(v),
+        Manifest::Chunked(list) => list.checksum,
+    }
+}
+
+/// The value's metadata from the manifest's: the value's size and checksum, the manifest's
+/// checksum as `dedup_hash`, times and content type as stored.
+fn outer_meta(inner: ObjectMeta, size: u64, checksum: Sha256Digest) -> ObjectMeta {
+    ObjectMeta {
+        size,
+        checksum,
+        dedup_hash: Some(inner.checksum),
+        ..inner
+    }
+}
+
+fn decode_meta(entry: &Entry) -> Result<(Manifest, ObjectMeta)> {
+    let manifest = Manifest::decode(&entry.value).map_err(|e| e.with_context("key", &entry.key))?;
+    let meta = outer_meta(
+        entry.meta.clone(),
+        manifest.value_len(),
+        manifest_value_checksum(&manifest),
+    );
+    Ok((manifest, meta))
+}
+
+#[async_trait]
+impl<S: KvStore + 'static> KvStore for DedupStore<S> {
+    fn capabilities(&self) -> Capabilities {
+        let inner = self.inner.capabilities();
+        Capabilities::new()
+            .with_max_key_len(inner.max_key_len)
+            .with_durable(inner.durable && self.chunks.backend().capabilities().durable)
+            .with_crash_atomic_batch(inner.crash_atomic_batch)
+    }
+
+    async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
+        let Some(manifest) = self.inner.get(key).await? else {
+            return Ok(None);
+        };
+        let manifest = Manifest::decode(&manifest).map_err(|e| e.with_context("key", key))?;
+        self.load(manifest)
+            .await
+            .map(Some)
+            .map_err(|e| e.with_operation("get").with_context("key", key))
+    }
+
+    async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>> {
+        // The one-key scan below would read a key the inner store cannot hold as absent.
+        self.check_key(key)?;
+        match self.inner_entry(key).await? {
+            Some(entry) if entry.key == *key => Ok(Some(decode_meta(&entry)?.1)),
+            _ => Ok(None),
+        }
+    }
+
+    async fn put_with(&self, key: &Key, value: Bytes, options: &PutOptions) -> Result<ObjectMeta> {
+        self.check_put(key, options)?;
+        let (this, key, options) = (self.clone(), key.clone(), options.clone());
+        // Runs to completion once started (see the type's docs on cancellation).
+        run_to_completion(async move {
+            let _writer = this.chunks.writer().await;
+            let size = value.len() as u64;
+            let (value, mut encoded) = this.encode(value).await?;
+            this.store_chunks(&value, &mut encoded).await?;
+            let meta = this
+                .inner
+                .put_with(&key, Bytes::from(encoded.manifest), &options)
+                .await?;
+            Ok(outer_meta(meta, size, encoded.checksum))
+        })
+        .await
+    }
+
+    async fn delete(&self, key: &Key) -> Result<()> {
+        self.inner.delete(key).await
+    }
+
+    fn scan(&self, range: KeyRange, limit: Option<usize>) -> EntryStream<'_> {
+        Box::pin(async_stream::try_stream! {
+            let mut entries = self.inner.scan(range, limit);
+            while let Some(entry) = entries.try_next().await? {
+                let (manifest, meta) = decode_meta(&entry)?;
+                let value = self
+                    .load(manifest)
+                    .await
+                    .map_err(|e| e.with_operation("scan").with_context("key", &entry.key))?;
+                yield Entry { key: entry.key, value, meta };
+            }
+        })
+    }
+
+    fn scan_meta(&self, range: KeyRange, limit: Option<usize>) -> MetaStream<'_> {
+        // Manifests are small (tens of bytes per chunk), so reading them is the metadata scan.
+        Box::pin(async_stream::try_stream! {
+            let mut entries = self.inner.scan(range, limit);
+            while let Some(entry) = entries.try_next().await? {
+                let (_, meta) = decode_meta(&entry)?;
+                yield MetaEntry { key: entry.key, meta };
+            }
+        })
+    }
+
+    async fn write_batch(&self, batch: WriteBatch) -> Result<()> {
+        let this = self.clone();
+        // Runs to completion once started (see the type's docs on cancellation).
+        run_to_completion(async move { this.write_batch_owned(batch).await }).await
     }
 
     async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {

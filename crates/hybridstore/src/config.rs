@@ -12,6 +12,34 @@ use serde::{Deserialize, Serialize};
 /// `HYBRIDSTORE_DATA_DIR`, `HYBRIDSTORE_IO_CONCURRENCY`, …
 pub const ENV_PREFIX: &str = "HYBRIDSTORE_";
 
+/// `HYBRIDSTORE_*` variables that are not configuration fields: the CLI's own
+/// (`HYBRIDSTORE_CONFIG`, the `--config` file) and those of the project's tests, benchmarks
+/// and tools. [`StorageConfig::load`] ignores them; any other `HYBRIDSTORE_*` variable must
+/// name a field, or loading fails naming the variable.
+pub const NON_CONFIG_ENV_VARS: &[&str] = &["HYBRIDSTORE_CONFIG"];
+
+/// Prefixes of `HYBRIDSTORE_*` variables reserved for the project's tests, benchmarks and
+/// tools (`HYBRIDSTORE_TEST_POSTGRES_URL`, `HYBRIDSTORE_CRASH_SEED`, `HYBRIDSTORE_BENCH_DIR`,
+/// …); like [`NON_CONFIG_ENV_VARS`], never configuration.
+pub const NON_CONFIG_ENV_PREFIXES: &[&str] = &[
+    "HYBRIDSTORE_TEST_",
+    "HYBRIDSTORE_BENCH_",
+    "HYBRIDSTORE_CRASH_",
+    "HYBRIDSTORE_PROPTEST_",
+    "HYBRIDSTORE_CANCEL_",
+    "HYBRIDSTORE_SQL_STRESS_",
+    "HYBRIDSTORE_ANALYTICS_CHILD_",
+];
+
+/// Whether the environment variable `name` is a configuration variable (`HYBRIDSTORE_*` and
+/// not one of [`NON_CONFIG_ENV_VARS`] or [`NON_CONFIG_ENV_PREFIXES`]).
+pub fn is_config_env_var(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    upper.starts_with(ENV_PREFIX)
+        && !NON_CONFIG_ENV_VARS.contains(&upper.as_str())
+        && !NON_CONFIG_ENV_PREFIXES.iter().any(|p| upper.starts_with(p))
+}
+
 /// Environment variables read without the prefix, as the seed designs name them (seed 001's
 /// `redis_url`), below `HYBRIDSTORE_*` in precedence: `REDIS_URL` sets
 /// [`StorageConfig::redis_url`].
@@ -133,9 +161,13 @@ impl StorageConfig {
     /// Loads the configuration: defaults, then `file` (TOML) if given, then the seed's
     /// variables ([`SEED_ENV_VARS`]), then `HYBRIDSTORE_*` environment variables.
     ///
+    /// `HYBRIDSTORE_*` variables that are not configuration ([`NON_CONFIG_ENV_VARS`],
+    /// [`NON_CONFIG_ENV_PREFIXES`]) are ignored.
+    ///
     /// # Errors
     /// `NotFound` if `file` is given but missing; `InvalidInput` if a value has the wrong
-    /// type or a key is unknown (the message names it).
+    /// type or a key is unknown: the message names the key and where it came from (the file,
+    /// or the environment variable, e.g. `HYBRIDSTORE_DATA_DRI`).
     pub fn load(file: Option<&Path>) -> Result<Self> {
         let mut figment = Figment::from(Serialized::defaults(StorageConfig::default()));
         if let Some(path) = file {
@@ -149,10 +181,11 @@ impl StorageConfig {
         }
         figment = figment
             .merge(Env::raw().only(SEED_ENV_VARS).lowercase(true))
-            .merge(Env::prefixed(ENV_PREFIX));
-        let config: StorageConfig = figment
-            .extract()
-            .map_err(|e| Error::invalid_input(format!("invalid configuration: {e}")))?;
+            .merge(
+                Env::prefixed(ENV_PREFIX)
+                    .filter(|k| is_config_env_var(&format!("{ENV_PREFIX}{}", k.as_str()))),
+            );
+        let config: StorageConfig = figment.extract().map_err(config_error)?;
         config.validate()?;
         Ok(config)
     }
@@ -161,12 +194,21 @@ impl StorageConfig {
     ///
     /// # Errors
     /// `InvalidInput` if `io_concurrency` is 0 or above 1,024, `sql_url` is set while
-    /// `primary` is not `sql`, or the cache settings are invalid (see
+    /// `primary` is not `sql`, `dedup` is on with a PostgreSQL `sql_url` (its chunks would
+    /// stay on this machine while its manifests are shared), or the cache settings are
+    /// invalid (see
     /// [`cache_config`](Self::cache_config)).
     pub fn validate(&self) -> Result<()> {
         if self.sql_url.is_some() && self.primary != PrimaryStore::Sql {
             return Err(Error::invalid_input(
                 "sql_url is set but primary is not \"sql\"; set primary = \"sql\" to use it",
+            ));
+        }
+        if self.dedup && self.backend_name() == "postgres" {
+            return Err(Error::invalid_input(
+                "dedup = true keeps chunks in <data_dir>/chunks on this machine, while manifests in \
+                 PostgreSQL are shared with every node: another node would find keys whose chunks \
+                 it cannot read. Use dedup = false with a postgres:// sql_url",
             ));
         }
         if !(1..=1024).contains(&self.io_concurrency) {
@@ -212,4 +254,26 @@ impl StorageConfig {
         cache.validate()?;
         Ok(Some(cache))
     }
+}
+
+/// A figment error as `InvalidInput`, naming the environment variable when one caused it.
+fn config_error(error: figment::Error) -> Error {
+    use figment::error::Kind;
+    let from_env = error
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.name.contains("environment"));
+    let message = match (&error.kind, from_env) {
+        (Kind::UnknownField(field, expected), true) => format!(
+            "unknown configuration variable {ENV_PREFIX}{}; configuration variables are {}",
+            field.to_ascii_uppercase(),
+            expected
+                .iter()
+                .map(|f| format!("{ENV_PREFIX}{}", f.to_ascii_uppercase()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        _ => format!("invalid configuration: {error}"),
+    };
+    Error::invalid_input(message)
 }

@@ -90,6 +90,9 @@ pub const CHUNKS_DIR: &str = "chunks";
 pub const ANALYTICS_FILE: &str = "analytics.duckdb";
 /// Subdirectory of the data directory that holds the LanceDB tables (passages, vectors).
 pub const LANCE_DIR: &str = "lance";
+/// File in the data directory that the process owning it holds an exclusive lock on
+/// (`flock`), whatever the primary store: one process per data directory.
+pub const LOCK_FILE: &str = "LOCK";
 
 /// The primary store seen through the dedup layer.
 pub type DedupPrimary = DedupStore<Arc<dyn KvStore>>;
@@ -116,7 +119,7 @@ pub struct SystemStats {
 /// The storage system: every configured store, opened under one data directory.
 ///
 /// Cloning is cheap; clones share the open stores. The data directory is owned by one
-/// process at a time: a second `open` of the same directory fails with `Unavailable`.
+/// process at a time: a second `open` of the same directory fails with `Locked`.
 #[derive(Clone, Debug)]
 pub struct HybridStorageSystem {
     config: StorageConfig,
@@ -131,17 +134,57 @@ pub struct HybridStorageSystem {
     analytics: Option<Arc<hybridstore_analytics::AnalyticsStore>>,
     #[cfg(feature = "vectors")]
     vectors: Option<hybridstore_vector::LanceVectorStore>,
+    /// The data directory's lock, held while any clone is alive.
+    _owner: Arc<std::fs::File>,
+}
+
+/// Takes the exclusive lock on `<data_dir>/LOCK` (creating the directory if needed).
+///
+/// # Errors
+/// `Locked` (not retryable) if another process holds it; I/O errors.
+async fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
+    let dir = data_dir.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let io = |e: std::io::Error, path: &Path| {
+            Error::from(e)
+                .with_operation("lock data directory")
+                .with_context("path", path.display())
+        };
+        std::fs::create_dir_all(&dir).map_err(|e| io(e, &dir))?;
+        let path = dir.join(LOCK_FILE);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io(e, &path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(file),
+            Err(std::fs::TryLockError::WouldBlock) => Err(Error::new(
+                ErrorKind::Locked,
+                format!(
+                    "data directory {} is in use by another process; stop it or use another directory",
+                    dir.display()
+                ),
+            )
+            .with_retryable(false)),
+            Err(std::fs::TryLockError::Error(e)) => Err(io(e, &path)),
+        }
+    })
+    .await
+    .map_err(|e| Error::backend(format!("locking the data directory failed: {e}")))?
 }
 
 impl HybridStorageSystem {
     /// Opens (creating if needed) the system described by `config`.
     ///
     /// # Errors
-    /// `InvalidInput` for an invalid configuration; `Unavailable` if another process has the
+    /// `InvalidInput` for an invalid configuration; `Locked` if another process has the
     /// data directory open; `Unsupported` if the crate was built without a primary store
     /// feature; errors of the stores being opened.
     pub async fn open(config: StorageConfig) -> Result<Self> {
         config.validate()?;
+        let owner = Arc::new(lock_data_dir(&config.data_dir).await?);
         let primary = open_primary(&config).await?;
         let chunks_dir = config.data_dir.join(CHUNKS_DIR);
         let (kv, dedup): (Arc<dyn KvStore>, _) = if config.dedup {
@@ -212,6 +255,7 @@ impl HybridStorageSystem {
             analytics,
             #[cfg(feature = "vectors")]
             vectors,
+            _owner: owner,
         })
     }
 

@@ -79,11 +79,17 @@ pub(crate) async fn index_tree(
         // No prefix (or no string above it): any passage may be replaced.
         None => store.count(PASSAGES_COLLECTION, None).await? > 0,
     };
-    let mut ignored = TransferReport::default();
-    let files: Vec<_> = walk(source, prefix, &mut ignored)
-        .into_iter()
-        .filter(|f| TextKind::of(&f.path).is_some())
-        .collect();
+    // The walk is blocking file-system work: on the blocking pool, not the async worker.
+    let (source_owned, prefix_owned) = (source.to_path_buf(), prefix.to_string());
+    let files: Vec<_> = tokio::task::spawn_blocking(move || {
+        let mut ignored = TransferReport::default();
+        walk(&source_owned, &prefix_owned, &mut ignored)
+            .into_iter()
+            .filter(|f| TextKind::of(&f.path).is_some())
+            .collect()
+    })
+    .await
+    .map_err(|e| Error::backend(format!("directory walk failed: {e}")))?;
     let groups: Vec<Vec<_>> = files.chunks(FILES_PER_TASK).map(<[_]>::to_vec).collect();
     let mut report = PassageReport::default();
     // Two groups cut at once (one per core) while earlier ones are written.

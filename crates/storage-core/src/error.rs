@@ -22,6 +22,9 @@ pub enum ErrorKind {
     Conflict,
     /// The backend cannot be reached or is shutting down. Usually worth retrying.
     Unavailable,
+    /// The store or data directory is owned by another process (it holds the exclusive lock
+    /// on it). Not worth retrying until that process has exited.
+    Locked,
     /// Stored bytes do not match their checksum, or a file is structurally damaged.
     /// The store never returns wrong bytes in place of this error.
     Corrupted,
@@ -48,6 +51,7 @@ impl ErrorKind {
             ErrorKind::InvalidInput => "invalid_input",
             ErrorKind::Conflict => "conflict",
             ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Locked => "locked",
             ErrorKind::Corrupted => "corrupted",
             ErrorKind::QuotaExceeded => "quota_exceeded",
             ErrorKind::Timeout => "timeout",

@@ -28,6 +28,7 @@
 //! ```
 
 mod batch;
+mod completion;
 mod error;
 mod key;
 mod memory;
@@ -44,14 +45,17 @@ pub mod bench_report;
 pub mod conformance;
 #[cfg(feature = "testing")]
 pub mod crash;
+#[cfg(feature = "testing")]
+pub mod fault;
 
 pub use batch::{BatchOp, BatchPlan, Expect, Mutation, WriteBatch, conflict};
+pub use completion::run_to_completion;
 pub use error::{Error, ErrorKind, Result};
 pub use key::{Key, KeyRange, MAX_KEY_LEN, prefix_successor};
 pub use memory::MemoryStore;
 pub use meta::{MAX_CONTENT_TYPE_LEN, ObjectMeta, PutOptions, Sha256Digest};
 pub use namespace::{MAX_TENANT_LEN, Namespaced, TenantId};
-pub use secret::SecretUrl;
+pub use secret::{SecretUrl, is_secret_parameter};
 pub use store::{
     Capabilities, Entry, EntryStream, KvStore, MetaEntry, MetaStream, StoreStats, check_range,
     slice_range,

@@ -34,13 +34,27 @@ impl SecretUrl {
         &self.0
     }
 
-    /// The URL with any password replaced by `***`.
+    /// The URL with any password replaced by `***`: the one in the userinfo and the value
+    /// of every query parameter that carries a secret (see [`is_secret_parameter`]), such as
+    /// libpq's `?password=…`.
     pub fn redacted(&self) -> String {
         match url::Url::parse(&self.0) {
             Ok(mut parsed) => {
                 if parsed.password().is_some() {
                     // Fails only for URLs that cannot have credentials, which have no password.
                     let _ = parsed.set_password(Some("***"));
+                }
+                let pairs: Vec<(String, String)> = parsed
+                    .query_pairs()
+                    .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                    .collect();
+                if pairs.iter().any(|(k, _)| is_secret_parameter(k)) {
+                    let mut query = parsed.query_pairs_mut();
+                    query.clear();
+                    for (k, v) in &pairs {
+                        let v = if is_secret_parameter(k) { "***" } else { v };
+                        query.append_pair(k, v);
+                    }
                 }
                 parsed.to_string()
             }
@@ -49,6 +63,18 @@ impl SecretUrl {
             Err(_) => "<unparseable URL>".to_string(),
         }
     }
+}
+
+/// Whether a URL query parameter named `name` carries a secret, compared without regard to
+/// case: libpq's `password` and `sslpassword` (PostgreSQL's connection-string keywords,
+/// <https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-PARAMKEYWORDS>), and
+/// any name containing `password`, `passwd`, `pwd`, `secret`, `token` or `credential`
+/// (S3-style `secret_access_key`, `session_token`).
+pub fn is_secret_parameter(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    ["password", "passwd", "pwd", "secret", "token", "credential"]
+        .iter()
+        .any(|s| name.contains(s))
 }
 
 impl fmt::Debug for SecretUrl {
@@ -92,13 +118,26 @@ mod tests {
                 "postgres://u:***@db:5432/x?sslmode=disable",
             ),
             ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+            // Regression (issue 15, defect 9): libpq takes the password as a parameter too.
+            (
+                "postgres://u@db/x?password=pw5&sslmode=require",
+                "postgres://u@db/x?password=***&sslmode=require",
+            ),
+            (
+                "postgres://db/x?user=u&PassWord=pw6",
+                "postgres://db/x?user=u&PassWord=***",
+            ),
+            (
+                "s3://bucket/p?secret_access_key=pw7&region=x",
+                "s3://bucket/p?secret_access_key=***&region=x",
+            ),
             ("sqlite::memory:", "sqlite::memory:"),
             ("::not a url:pw4@", "<unparseable URL>"),
         ] {
             let url = SecretUrl::new(raw);
             assert_eq!(url.to_string(), shown);
             let debug = format!("{url:?}");
-            for secret in ["pw1", "pw2", "pw3", "pw4"] {
+            for secret in ["pw1", "pw2", "pw3", "pw4", "pw5", "pw6", "pw7"] {
                 assert!(!debug.contains(secret), "{debug}");
             }
             assert_eq!(url.expose(), raw);

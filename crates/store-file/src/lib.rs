@@ -23,6 +23,13 @@
 //! not a snapshot: a batch committed while a long scan runs may be seen by its later pages
 //! only.
 //!
+//! **Cancellation.** Dropping an operation's future leaves the store as if the operation
+//! happened or never started: work already on the blocking pool finishes holding its locks,
+//! so it lands before any later batch and any later write of the same key. If a committed
+//! batch cannot be applied (or its journal retired), the store refuses writes (and, if the
+//! batch is half-applied, reads) with `Unavailable` until it is reopened, since the journal
+//! it replays on open would otherwise overwrite newer data.
+//!
 //! **Safety.** Key bytes never reach the file system as path syntax: names are hex (see
 //! `layout`), so no key can escape the root or alias another key.
 //!
@@ -45,6 +52,7 @@ mod record;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
+use std::hash::BuildHasher;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -58,7 +66,7 @@ use hybridstore_core::{
     BatchPlan, Capabilities, Entry, EntryStream, Error, ErrorKind, Key, KeyRange, KvStore,
     MetaEntry, MetaStream, Mutation, ObjectMeta, PutOptions, Result, StoreStats, WriteBatch,
 };
-use tokio::sync::RwLock;
+use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
 use crate::journal::JournalEntry;
 use crate::layout::{NameKind, TEMP_PREFIX};
@@ -109,10 +117,118 @@ struct Inner {
     journal: PathBuf,
     options: FileStoreOptions,
     /// Single-key operations hold it shared, batches exclusively, so no reader sees part of a
-    /// batch.
-    gate: RwLock<()>,
+    /// batch. The guard moves into the blocking task that does the work (see [`Gate`]), so a
+    /// caller that drops its future cannot release it while the work still runs.
+    gate: Arc<RwLock<()>>,
+    /// Per-key write order: a put or delete holds its key's stripe (one of [`KEY_STRIPES`],
+    /// by hash) from before it takes the gate until its rename or unlink is done, so a write
+    /// whose caller gave up cannot land after a later write of the same key.
+    stripes: Vec<Arc<tokio::sync::Mutex<()>>>,
+    stripe_hasher: std::collections::hash_map::RandomState,
+    /// Set once a committed batch could not be applied or its journal retired: the journal
+    /// on disk would be replayed over any later write at the next open, so the store refuses
+    /// writes (and, if the batch is half-applied, reads) until it is reopened.
+    failed: std::sync::OnceLock<Failure>,
     recovery: RecoveryReport,
     _lock: File,
+}
+
+/// Why a store stopped serving until it is reopened.
+#[derive(Debug)]
+struct Failure {
+    message: String,
+    /// The batch is half-applied: reads could see part of it.
+    reads_too: bool,
+}
+
+/// Stripes of per-key write locks (see `Inner::stripes`).
+const KEY_STRIPES: usize = 256;
+
+/// The guards an operation holds, moved into the blocking closure they protect.
+#[allow(dead_code)] // held for their `Drop`
+enum Gate {
+    Shared(OwnedRwLockReadGuard<()>),
+    Exclusive(OwnedRwLockWriteGuard<()>),
+    KeyWrite(tokio::sync::OwnedMutexGuard<()>, OwnedRwLockReadGuard<()>),
+}
+
+/// How an operation takes the gate.
+#[derive(Clone, Copy)]
+enum Hold<'k> {
+    /// Shared, for a read.
+    Read,
+    /// Shared plus the key's stripe, for a single-key write.
+    Write(&'k Key),
+    /// Exclusive, for a batch.
+    Batch,
+}
+
+/// Whether an operation reads or writes, for [`Inner::check_usable`].
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    Read,
+    Write,
+}
+
+impl Inner {
+    /// `Unavailable` (not retryable) if an earlier batch left the store needing a reopen.
+    fn check_usable(&self, access: Access) -> Result<()> {
+        match self.failed.get() {
+            Some(f) if access == Access::Write || f.reads_too => Err(Error::new(
+                ErrorKind::Unavailable,
+                format!(
+                    "file store {} must be reopened: {}; opening it completes the batch from its journal",
+                    self.root.display(),
+                    f.message
+                ),
+            )
+            .with_retryable(false)),
+            _ => Ok(()),
+        }
+    }
+
+    /// Marks the store failed (the first failure's message is kept).
+    fn fail(&self, message: impl Into<String>, reads_too: bool) {
+        let _ = self.failed.set(Failure {
+            message: message.into(),
+            reads_too,
+        });
+    }
+
+    /// Runs `work` on the blocking pool holding the gate as `hold` says. The guards are
+    /// taken here and moved into the task, so they stay held until the work is done even if
+    /// the caller's future is dropped: a cancelled operation either completes (as if the
+    /// caller had waited, and before any later write of the same key or any later batch) or
+    /// never started.
+    async fn gated<T: Send + 'static>(
+        self: &Arc<Self>,
+        hold: Hold<'_>,
+        work: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (gate, access) = match hold {
+            Hold::Read => (
+                Gate::Shared(self.gate.clone().read_owned().await),
+                Access::Read,
+            ),
+            Hold::Write(key) => {
+                let stripe = self.stripe_hasher.hash_one(key.as_bytes()) as usize % KEY_STRIPES;
+                let key_lock = self.stripes[stripe].clone().lock_owned().await;
+                let shared = self.gate.clone().read_owned().await;
+                (Gate::KeyWrite(key_lock, shared), Access::Write)
+            }
+            Hold::Batch => (
+                Gate::Exclusive(self.gate.clone().write_owned().await),
+                Access::Write,
+            ),
+        };
+        let inner = self.clone();
+        blocking(move || {
+            let _gate = gate;
+            inner.check_usable(access)?;
+            work(&inner)
+        })
+        .await
+    }
 }
 
 impl fmt::Debug for FileStore {
@@ -143,7 +259,7 @@ impl FileStore {
     /// Opens (creating if needed) the store at `root` with default options.
     ///
     /// # Errors
-    /// `Unavailable` if another process has the store open; `Corrupted` if `root` holds an
+    /// `Locked` if another process has the store open; `Corrupted` if `root` holds an
     /// unknown format or a damaged batch journal; I/O errors.
     pub async fn open(root: impl AsRef<Path>) -> Result<Self> {
         Self::open_with(root, FileStoreOptions::default()).await
@@ -172,7 +288,7 @@ impl FileStore {
             Ok(()) => {}
             Err(fs::TryLockError::WouldBlock) => {
                 return Err(Error::new(
-                    ErrorKind::Unavailable,
+                    ErrorKind::Locked,
                     format!(
                         "data directory {} is in use by another process; stop it or use another directory",
                         root.display()
@@ -227,7 +343,12 @@ impl FileStore {
                 objects,
                 journal,
                 options,
-                gate: RwLock::new(()),
+                gate: Arc::new(RwLock::new(())),
+                stripes: (0..KEY_STRIPES)
+                    .map(|_| Arc::new(tokio::sync::Mutex::new(())))
+                    .collect(),
+                stripe_hasher: Default::default(),
+                failed: std::sync::OnceLock::new(),
                 recovery,
                 _lock: lock,
             }),
@@ -256,24 +377,24 @@ impl FileStore {
             if remaining == 0 || range.is_empty() {
                 return;
             }
-            let objects = inner.objects.clone();
             let r = range.clone();
-            let dirs = blocking(move || list_dirs(&objects, &r)).await?;
+            let dirs = inner
+                .gated(Hold::Read, move |i| list_dirs(&i.objects, &r))
+                .await?;
             for first in dirs {
-                let objects = inner.objects.clone();
                 let r = range.clone();
-                let listing = {
-                    let _shared = inner.gate.read().await;
-                    blocking(move || list_dir(&objects, first, &r)).await?
-                };
+                let listing = inner
+                    .gated(Hold::Read, move |i| list_dir(&i.objects, first, &r))
+                    .await?;
                 for chunk in listing.chunks(SCAN_CHUNK) {
                     let take = chunk.len().min(remaining);
                     let paths: Vec<(Key, PathBuf)> = chunk[..take].to_vec();
                     let verify = inner.options.verify_reads;
-                    let records = {
-                        let _shared = inner.gate.read().await;
-                        blocking(move || read_records(paths, with_values, verify)).await?
-                    };
+                    let records = inner
+                        .gated(Hold::Read, move |_| {
+                            read_records(paths, with_values, verify)
+                        })
+                        .await?;
                     for record in records {
                         remaining -= 1;
                         yield record;
@@ -520,7 +641,8 @@ fn delete_blocking(objects: &Path, key: &Key) -> Result<()> {
     }
 }
 
-fn batch_blocking(objects: &Path, journal_dir: &Path, plan: BatchPlan) -> Result<()> {
+fn batch_blocking(inner: &Inner, plan: BatchPlan) -> Result<()> {
+    let (objects, journal_dir) = (inner.objects.as_path(), inner.journal.as_path());
     plan.verify_checks(|k| head_blocking(objects, k))?;
     let mut writes = plan.writes;
     if writes.len() <= 1 {
@@ -583,15 +705,29 @@ fn batch_blocking(objects: &Path, journal_dir: &Path, plan: BatchPlan) -> Result
             return Err(e);
         }
     };
-    // 3. Apply. 4. Retire the journal durably before anyone can write again.
-    apply_journal(objects, &entries).map_err(|e| {
-        Error::backend(
-            "write batch is committed but could not be fully applied; it completes when the store is next opened",
-        )
-        .with_source(e)
-    })?;
-    fs::remove_file(&journal_path).map_err(|e| io_err(e, &journal_path))?;
-    fsync_dir(journal_dir)
+    // 3. Apply. 4. Retire the journal durably before anyone can write again. If either
+    // fails, the committed journal stays on disk and the next open replays it, so no later
+    // write may be acknowledged before then: the store refuses them until it is reopened.
+    if let Err(e) = apply_journal(objects, &entries) {
+        const WHY: &str = "a write batch is committed but could not be fully applied";
+        inner.fail(format!("{WHY} ({e})"), true);
+        return Err(Error::backend(format!(
+            "{WHY}; it completes when the store is next opened, and until then the store refuses reads and writes"
+        ))
+        .with_source(e));
+    }
+    let retired = fs::remove_file(&journal_path)
+        .map_err(|e| io_err(e, &journal_path))
+        .and_then(|()| fsync_dir(journal_dir));
+    if let Err(e) = retired {
+        const WHY: &str = "a write batch is applied but its journal could not be retired";
+        inner.fail(format!("{WHY} ({e})"), false);
+        return Err(Error::backend(format!(
+            "{WHY}; the store refuses writes until it is reopened (which replays the batch again, harmlessly)"
+        ))
+        .with_source(e));
+    }
+    Ok(())
 }
 
 /// First key bytes whose directories exist and may hold keys in `range`, ascending.
@@ -718,46 +854,48 @@ impl KvStore for FileStore {
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
-        let _shared = self.inner.gate.read().await;
-        let (objects, k, verify) = (
-            self.inner.objects.clone(),
-            key.clone(),
-            self.inner.options.verify_reads,
-        );
-        blocking(move || get_blocking(&objects, &k, verify))
+        let k = key.clone();
+        self.inner
+            .gated(Hold::Read, move |i| {
+                get_blocking(&i.objects, &k, i.options.verify_reads)
+            })
             .await
             .map_err(|e| e.with_operation("get").with_context("key", key))
     }
 
     async fn get_range(&self, key: &Key, range: std::ops::Range<u64>) -> Result<Option<Bytes>> {
-        let _shared = self.inner.gate.read().await;
-        let (objects, k) = (self.inner.objects.clone(), key.clone());
-        blocking(move || get_range_blocking(&objects, &k, range))
+        let k = key.clone();
+        self.inner
+            .gated(Hold::Read, move |i| {
+                get_range_blocking(&i.objects, &k, range)
+            })
             .await
             .map_err(|e| e.with_operation("get_range").with_context("key", key))
     }
 
     async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>> {
-        let _shared = self.inner.gate.read().await;
-        let (objects, k) = (self.inner.objects.clone(), key.clone());
-        blocking(move || head_blocking(&objects, &k))
+        let k = key.clone();
+        self.inner
+            .gated(Hold::Read, move |i| head_blocking(&i.objects, &k))
             .await
             .map_err(|e| e.with_operation("head").with_context("key", key))
     }
 
     async fn put_with(&self, key: &Key, value: Bytes, options: &PutOptions) -> Result<ObjectMeta> {
         options.validate()?;
-        let _shared = self.inner.gate.read().await;
-        let (objects, k, o) = (self.inner.objects.clone(), key.clone(), options.clone());
-        blocking(move || put_blocking(&objects, &k, &value, &o))
+        let (k, o) = (key.clone(), options.clone());
+        self.inner
+            .gated(Hold::Write(key), move |i| {
+                put_blocking(&i.objects, &k, &value, &o)
+            })
             .await
             .map_err(|e| e.with_operation("put").with_context("key", key))
     }
 
     async fn delete(&self, key: &Key) -> Result<()> {
-        let _shared = self.inner.gate.read().await;
-        let (objects, k) = (self.inner.objects.clone(), key.clone());
-        blocking(move || delete_blocking(&objects, &k))
+        let k = key.clone();
+        self.inner
+            .gated(Hold::Write(key), move |i| delete_blocking(&i.objects, &k))
             .await
             .map_err(|e| e.with_operation("delete").with_context("key", key))
     }
@@ -789,9 +927,8 @@ impl KvStore for FileStore {
         if plan.checks.is_empty() && plan.writes.is_empty() {
             return Ok(());
         }
-        let _exclusive = self.inner.gate.write().await;
-        let (objects, journal) = (self.inner.objects.clone(), self.inner.journal.clone());
-        blocking(move || batch_blocking(&objects, &journal, plan))
+        self.inner
+            .gated(Hold::Batch, move |i| batch_blocking(i, plan))
             .await
             .map_err(|e| e.with_operation("write_batch"))
     }
@@ -799,8 +936,8 @@ impl KvStore for FileStore {
     /// Counts keys and bytes from the record headers; `stored_bytes` is the total size of the
     /// record files (headers included).
     async fn stats(&self) -> Result<StoreStats> {
-        let objects = self.inner.objects.clone();
-        blocking(move || stats_blocking(&objects))
+        self.inner
+            .gated(Hold::Read, move |i| stats_blocking(&i.objects))
             .await
             .map_err(|e| e.with_operation("stats"))
     }

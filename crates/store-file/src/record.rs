@@ -175,6 +175,7 @@ pub fn read_header(file: &mut File) -> Result<RecordHeader> {
 /// # Errors
 /// `Corrupted` if the file is shorter or longer than the header says or the checksum differs.
 pub fn read_value(file: &mut File, header: &RecordHeader, verify: bool) -> Result<Vec<u8>> {
+    // Bounds the allocation below by the file's real length.
     check_length(file, header)?;
     let size = usize::try_from(header.meta.size)
         .map_err(|_| Error::corrupted("value larger than the address space"))?;
@@ -194,10 +195,17 @@ pub fn read_value(file: &mut File, header: &RecordHeader, verify: bool) -> Resul
 /// `Corrupted` if it is shorter or longer; I/O errors.
 pub fn check_length(file: &File, header: &RecordHeader) -> Result<()> {
     let file_len = file.metadata()?.len();
-    if file_len != header.header_len + header.meta.size {
+    // The header's value length is untrusted until it matches the file: checked arithmetic,
+    // so a damaged (but CRC-consistent) size cannot wrap around to the file's length.
+    let Some(want) = header.header_len.checked_add(header.meta.size) else {
         return Err(Error::corrupted(format!(
-            "record is {file_len} bytes; header says {}",
-            header.header_len + header.meta.size
+            "record header says the value is {} bytes, more than any file can hold",
+            header.meta.size
+        )));
+    };
+    if file_len != want {
+        return Err(Error::corrupted(format!(
+            "record is {file_len} bytes; header says {want}"
         )));
     }
     Ok(())
@@ -211,4 +219,34 @@ fn read_exact_or_corrupt(file: &mut File, buf: &mut [u8], what: &str) -> Result<
             e.into()
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use hybridstore_core::PutOptions;
+
+    /// A header whose CRC is right but whose value length is so large that `header_len + size`
+    /// overflows must be `Corrupted`, not an overflow panic.
+    #[test]
+    fn a_value_length_past_u64_is_corrupted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("record");
+        let key = Key::new("k").unwrap();
+        let mut meta = ObjectMeta::for_value(b"abc", &PutOptions::default(), None);
+        meta.size = u64::MAX - 1;
+        let mut file = File::create(&path).unwrap();
+        file.write_all(&encode_header(&key, &meta)).unwrap();
+        file.write_all(b"abc").unwrap();
+        drop(file);
+        let mut file = File::open(&path).unwrap();
+        let header = read_header(&mut file).unwrap();
+        assert_eq!(
+            header.meta.size, meta.size,
+            "the damaged size passed the CRC"
+        );
+        let err = read_value(&mut file, &header, true).unwrap_err();
+        assert_eq!(err.kind(), hybridstore_core::ErrorKind::Corrupted, "{err}");
+    }
 }

@@ -11,7 +11,11 @@
 //! - only values of at most [`INLINE_VALUE_MAX`] bytes are read inline (the statement checks
 //!   `length(value)`, which SQLite answers from the record header without reading overflow
 //!   pages), so the calling thread is held for microseconds, as a `std::sync::Mutex` would;
-//! - a larger value, or all connections busy, falls back to the sqlx reader pool.
+//! - a larger value, or all connections busy, falls back to the sqlx reader pool;
+//! - the connections have no busy timeout: where SQLite would make a reader wait for a lock
+//!   (`SQLITE_BUSY`, rare in WAL mode: a WAL recovery or an exclusive-mode connection), the
+//!   read falls back to the sqlx pool, whose worker thread waits (up to
+//!   `SqlStoreOptions::busy_timeout`) instead of the async worker that called `get`.
 //!
 //! Writes, scans, metadata, `get_many`, migrations and the operational tables stay on sqlx.
 //! Both drivers link the same bundled `libsqlite3-sys`.
@@ -59,12 +63,11 @@ impl InlineReader {
     pub(crate) fn open(
         path: &Path,
         count: usize,
-        busy_timeout: Duration,
         mmap_bytes: u64,
         verify: bool,
     ) -> Result<InlineReader> {
         let connections = (0..count.max(1))
-            .map(|_| open_reader(path, busy_timeout, mmap_bytes).map(Mutex::new))
+            .map(|_| open_reader(path, mmap_bytes).map(Mutex::new))
             .collect::<Result<_>>()?;
         Ok(InlineReader {
             connections,
@@ -76,18 +79,22 @@ impl InlineReader {
     pub(crate) fn get(&self, key: &Key) -> Result<InlineRead> {
         for slot in &self.connections {
             if let Ok(conn) = slot.try_lock() {
-                return read_small(&conn, key, self.verify);
+                return match read_small(&conn, key, self.verify) {
+                    Err(e) if e.1 => Ok(InlineRead::Fallback),
+                    other => other.map_err(|e| e.0),
+                };
             }
         }
         Ok(InlineRead::Fallback)
     }
 }
 
-fn open_reader(path: &Path, busy_timeout: Duration, mmap_bytes: u64) -> Result<Connection> {
+fn open_reader(path: &Path, mmap_bytes: u64) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|e| map_rusqlite(e).with_context("path", path.display()))?;
-    conn.busy_timeout(busy_timeout).map_err(map_rusqlite)?;
+    // Never wait for a lock on the calling (async) thread: a busy database falls back.
+    conn.busy_timeout(Duration::ZERO).map_err(map_rusqlite)?;
     // Shared OS page cache for every reader (see `SqlStoreOptions::sqlite_mmap_bytes`).
     conn.pragma_update(
         None,
@@ -98,17 +105,33 @@ fn open_reader(path: &Path, busy_timeout: Duration, mmap_bytes: u64) -> Result<C
     Ok(conn)
 }
 
-fn read_small(conn: &Connection, key: &Key, verify: bool) -> Result<InlineRead> {
+/// An inline read's error, and whether it was SQLite saying the database is busy (locked),
+/// which the caller answers by falling back.
+type InlineError = (Error, bool);
+
+fn inline_err(error: rusqlite::Error) -> InlineError {
+    let busy = matches!(
+        error.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    );
+    (map_rusqlite(error), busy)
+}
+
+fn read_small(
+    conn: &Connection,
+    key: &Key,
+    verify: bool,
+) -> std::result::Result<InlineRead, InlineError> {
     if !verify {
         let mut stmt = conn
             .prepare_cached(SELECT_SMALL_VALUE)
-            .map_err(map_rusqlite)?;
+            .map_err(inline_err)?;
         let row: Option<(i64, Option<Vec<u8>>)> = stmt
             .query_row(rusqlite::params![key.as_bytes(), INLINE_VALUE_MAX], |row| {
                 Ok((row.get(0)?, row.get(1)?))
             })
             .optional()
-            .map_err(map_rusqlite)?;
+            .map_err(inline_err)?;
         return Ok(match row {
             None => InlineRead::Done(None),
             Some((_, Some(value))) => InlineRead::Done(Some(codec::bytes(value))),
@@ -117,7 +140,7 @@ fn read_small(conn: &Connection, key: &Key, verify: bool) -> Result<InlineRead> 
     }
     let mut stmt = conn
         .prepare_cached(SELECT_SMALL_ENTRY)
-        .map_err(map_rusqlite)?;
+        .map_err(inline_err)?;
     let row = stmt
         .query_row(rusqlite::params![key.as_bytes(), INLINE_VALUE_MAX], |row| {
             Ok((
@@ -134,15 +157,15 @@ fn read_small(conn: &Connection, key: &Key, verify: bool) -> Result<InlineRead> 
             ))
         })
         .optional()
-        .map_err(map_rusqlite)?;
+        .map_err(inline_err)?;
     let Some((meta_row, value)) = row else {
         return Ok(InlineRead::Done(None));
     };
     let Some(value) = value else {
         return Ok(InlineRead::Fallback);
     };
-    let (key, meta) = meta_row.into_parts()?;
-    codec::check_value(&key, &meta, &value)?;
+    let (key, meta) = meta_row.into_parts().map_err(|e| (e, false))?;
+    codec::check_value(&key, &meta, &value).map_err(|e| (e, false))?;
     Ok(InlineRead::Done(Some(codec::bytes(value))))
 }
 

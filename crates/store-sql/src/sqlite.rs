@@ -119,7 +119,6 @@ pub(crate) async fn open(
         let inline = crate::inline_reads::InlineReader::open(
             connect.get_filename(),
             options.inline_readers,
-            options.busy_timeout,
             options.sqlite_mmap_bytes,
             options.verify_reads,
         )?;

@@ -150,3 +150,51 @@ async fn concurrent_reads_never_go_back_l1_l2() {
     reads_never_go_back(two_tiers(&server)).await;
     reads_never_go_back(CacheConfig::l1_only(0).with_redis(redis_config(&server))).await;
 }
+
+/// Regression (issue 15, defect 1): a put whose future was dropped while the backend write
+/// went on bumped the key's epoch at the drop, so a read before the write landed loaded the
+/// old value under the new epoch and L1 served it for the whole TTL. Now the epoch is bumped
+/// (and both tiers cleared) only after the write, in a task that outlives the caller.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_put_never_leaves_the_old_value_cached() {
+    let backend = Arc::new(hybridstore_core::fault::PausingStore::new(
+        MemoryStore::new(),
+    ));
+    let store = CachedStore::open(
+        backend.clone(),
+        CacheConfig::l1_only(1 << 20).with_l1_ttl(std::time::Duration::from_secs(3600)),
+    )
+    .unwrap();
+    let k = key("cancel/key");
+    store.put(&k, Bytes::from_static(b"old")).await.unwrap();
+    assert_eq!(store.get(&k).await.unwrap().as_deref(), Some(&b"old"[..]));
+
+    let pause = backend.pause_next_put(&k);
+    let mut put = Box::pin(store.put(&k, Bytes::from_static(b"new")));
+    tokio::select! {
+        _ = &mut put => panic!("the paused put returned"),
+        reached = pause.reached => reached.unwrap(),
+    }
+    drop(put);
+    // Before the write lands, a read sees the old value (and may cache it).
+    assert_eq!(store.get(&k).await.unwrap().as_deref(), Some(&b"old"[..]));
+    pause.resume.send(()).unwrap();
+    pause.landed.await.unwrap();
+    assert_eq!(
+        backend.inner().get(&k).await.unwrap().as_deref(),
+        Some(&b"new"[..])
+    );
+    // The write's invalidation follows it in its own task: within a bounded wait (far under
+    // the hour-long TTL), reads must see the new value.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        if store.get(&k).await.unwrap().as_deref() == Some(&b"new"[..]) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "L1 keeps serving the value a cancelled put replaced"
+        );
+        tokio::task::yield_now().await;
+    }
+}

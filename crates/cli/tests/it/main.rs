@@ -451,3 +451,83 @@ fn vectors_import_list_and_query() {
     assert_eq!(code(&o), 2);
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a Parquet"));
 }
+
+/// Regression (issue 15, defect 8): a reader that closes the pipe early made `get` exit 5
+/// ("data directory in use") and a missing input file made `put` exit 3 ("key not found").
+/// Now the first ends quietly with 0, as `cat` does, and the second is invalid input, 2.
+#[test]
+fn exit_codes_mean_what_they_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let big = vec![b'x'; 4 << 20];
+    let o = run_with_stdin(&data, &["put", "big"], Some(&big));
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+
+    // `hybridstore get big | head -c1`: the reader goes away after one byte.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hybridstore"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["get", "big"])
+        .env_remove("HYBRIDSTORE_DATA_DIR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut first = [0u8; 1];
+    std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+    drop(stdout);
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(
+        code(&o),
+        0,
+        "a closed output pipe is not a failure: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        o.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    let missing = dir.path().join("no-such-file");
+    let o = hybridstore(&data, &["put", "k", missing.to_str().unwrap()]);
+    assert_eq!(code(&o), 2, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-file"));
+
+    // A missing key is still 3, and a missing configuration file is 2.
+    assert_eq!(code(&hybridstore(&data, &["get", "absent"])), 3);
+    let o = hybridstore(&data, &["--config", missing.to_str().unwrap(), "ls"]);
+    assert_eq!(code(&o), 2, "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// Regression (issue 15, defect 3): the CLI's own `HYBRIDSTORE_CONFIG` was read as a
+/// configuration field, so every command exited 2.
+#[test]
+fn hybridstore_config_names_the_configuration_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("store.toml");
+    std::fs::write(&file, "io_concurrency = 3\n").unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_hybridstore"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["ls"])
+        .env("HYBRIDSTORE_CONFIG", &file)
+        .env(
+            "HYBRIDSTORE_TEST_POSTGRES_URL",
+            "postgres://x@127.0.0.1:1/y",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(env!("CARGO_BIN_EXE_hybridstore"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["ls"])
+        .env("HYBRIDSTORE_IO_CONCURENCY", "3")
+        .output()
+        .unwrap();
+    assert_eq!(code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("HYBRIDSTORE_IO_CONCURENCY"));
+}

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers report failures by panicking
 
+mod cancellation;
 mod chunking;
 mod damage;
 mod gc;

@@ -249,6 +249,37 @@ async fn primary_mismatch_is_refused() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
 
+/// Regression (issue 15, defect 5): with `primary = "sql"` and dedup off no lock was taken,
+/// so two processes could write one data directory; and a shared PostgreSQL with local
+/// chunks was accepted though other nodes could never read those chunks.
+#[tokio::test]
+async fn one_owner_per_data_directory_and_no_local_chunks_under_shared_manifests() {
+    let dir = tempfile::tempdir().unwrap();
+    for dedup in [false, true] {
+        let mut config = StorageConfig::with_data_dir(dir.path().join(format!("dedup-{dedup}")));
+        config.primary = PrimaryStore::Sql;
+        config.dedup = dedup;
+        config.analytics = false;
+        config.vectors = false;
+        let first = HybridStorageSystem::open(config.clone()).await.unwrap();
+        // A second open takes a second file description, which conflicts exactly as another
+        // process would.
+        let err = HybridStorageSystem::open(config.clone()).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Locked, "dedup = {dedup}: {err}");
+        assert!(err.to_string().contains("in use"), "{err}");
+        drop(first);
+        HybridStorageSystem::open(config).await.unwrap();
+    }
+
+    let mut config = StorageConfig::with_data_dir(dir.path().join("pg"));
+    config.sql_url = Some("postgres://postgres@127.0.0.1:5432/postgres".into());
+    let err = config.validate().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("dedup"), "{err}");
+    config.dedup = false;
+    config.validate().unwrap();
+}
+
 #[test]
 fn primary_and_sql_url_from_config() {
     let dir = tempfile::tempdir().unwrap();
@@ -421,6 +452,37 @@ fn cache_settings_from_file_and_environment() {
             StorageConfig::load(None).unwrap_err().kind(),
             ErrorKind::InvalidInput
         );
+        Ok(())
+    });
+}
+
+/// Regression (issue 15, defect 3): every `HYBRIDSTORE_*` variable was read as a field, so
+/// the CLI's own `HYBRIDSTORE_CONFIG` or a test's `HYBRIDSTORE_TEST_POSTGRES_URL` made every
+/// load fail with "unknown field". Those are ignored now; a misspelled configuration variable
+/// still fails, naming the variable.
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail closure returns figment::Error by design
+fn variables_for_other_purposes_are_not_configuration() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("HYBRIDSTORE_CONFIG", "/etc/hybridstore.toml");
+        jail.set_env("HYBRIDSTORE_TEST_POSTGRES_URL", "postgres://x@127.0.0.1/y");
+        jail.set_env("HYBRIDSTORE_CRASH_SEED", "7");
+        jail.set_env("HYBRIDSTORE_ANALYTICS_CHILD_DB", "/tmp/x.duckdb");
+        jail.set_env("HYBRIDSTORE_IO_CONCURRENCY", "3");
+        let config = StorageConfig::load(None).unwrap();
+        assert_eq!(
+            config.io_concurrency, 3,
+            "real configuration variables still apply"
+        );
+
+        jail.set_env("HYBRIDSTORE_DATA_DRI", "/tmp/typo");
+        let err = StorageConfig::load(None).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(
+            err.to_string().contains("HYBRIDSTORE_DATA_DRI"),
+            "the error names the misspelled variable: {err}"
+        );
+        assert!(err.to_string().contains("HYBRIDSTORE_DATA_DIR"), "{err}");
         Ok(())
     });
 }

@@ -77,7 +77,7 @@ async fn a_second_process_is_refused_while_the_store_is_open() {
     // A second open in the same process takes a second file description, which conflicts
     // exactly as another process would.
     let err = FileStore::open(dir.path()).await.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unavailable);
+    assert_eq!(err.kind(), ErrorKind::Locked);
     assert!(err.to_string().contains("in use"), "{err}");
     drop(first);
     FileStore::open(dir.path())
@@ -304,4 +304,101 @@ pub fn walk_records(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out.sort();
     out
+}
+
+/// Regression (issue 15, defect 1): a write batch whose future is dropped after it started
+/// kept running in the blocking pool while its gate guard was released, so a put acknowledged
+/// meanwhile was overwritten by the batch's later rename. Now the guard lives in the blocking
+/// task: the put waits for the batch, and its value stands.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_put_acknowledged_after_a_cancelled_batch_is_never_overwritten_by_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).await.unwrap();
+    // Enough keys that staging them (one fsync each) outlasts a single put by far; the batch
+    // renames in key order, so c/000 is renamed first and c/299 last.
+    let mut batch = WriteBatch::new();
+    for i in 0..300 {
+        batch.put(
+            key(&format!("c/{i:03}")),
+            Bytes::from_static(b"from the batch"),
+        );
+    }
+    let mut pending = Box::pin(store.write_batch(batch));
+    assert!(
+        futures::poll!(&mut pending).is_pending(),
+        "the batch must be in flight when it is dropped"
+    );
+    drop(pending);
+    store
+        .put(&key("c/000"), Bytes::from_static(b"acknowledged put"))
+        .await
+        .unwrap();
+    // Wait (bounded) until the batch's last rename is visible: the batch has applied by then.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while store.head(&key("c/299")).await.unwrap().is_none() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the batch never applied"
+        );
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        store.get(&key("c/000")).await.unwrap().as_deref(),
+        Some(&b"acknowledged put"[..]),
+        "a cancelled batch overwrote a put acknowledged after it"
+    );
+    // And the batch itself happened whole (dropping its future did not undo it).
+    assert_eq!(
+        store
+            .list_keys(KeyRange::prefix("c/"), None)
+            .await
+            .unwrap()
+            .len(),
+        300
+    );
+}
+
+/// Regression (issue 15, defect 2): a committed batch that fails to apply left its journal on
+/// disk while the store went on acknowledging writes, which the next open's replay then
+/// overwrote. Now the store refuses reads and writes until reopened, and the reopen
+/// completes the batch.
+#[tokio::test]
+async fn a_batch_that_fails_to_apply_stops_the_store_until_it_is_reopened() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = FileStore::open(dir.path()).await.unwrap();
+    store
+        .put(&key("a1"), Bytes::from_static(b"old"))
+        .await
+        .unwrap();
+    // A directory where b1's record goes makes the batch's rename onto it fail (EISDIR, even
+    // for root), after a1's rename succeeded: a half-applied, committed batch.
+    let blocker = dir.path().join("objects/62/k31");
+    std::fs::create_dir_all(blocker.join("inside")).unwrap();
+    let mut batch = WriteBatch::new();
+    batch.put(key("a1"), Bytes::from_static(b"batch"));
+    batch.put(key("b1"), Bytes::from_static(b"batch"));
+    store.write_batch(batch).await.unwrap_err();
+
+    let refused = store
+        .put(&key("a1"), Bytes::from_static(b"after"))
+        .await
+        .expect_err("a write after a failed batch apply must be refused");
+    assert_eq!(refused.kind(), ErrorKind::Unavailable, "{refused}");
+    assert!(!refused.is_retryable());
+    assert_eq!(
+        store.get(&key("a1")).await.unwrap_err().kind(),
+        ErrorKind::Unavailable,
+        "a half-applied batch must not be readable"
+    );
+    drop(store);
+
+    std::fs::remove_dir_all(&blocker).unwrap();
+    let store = FileStore::open(dir.path()).await.unwrap();
+    assert_eq!(store.recovery().replayed_batches, 1);
+    for k in ["a1", "b1"] {
+        assert_eq!(
+            store.get(&key(k)).await.unwrap().as_deref(),
+            Some(&b"batch"[..])
+        );
+    }
 }

@@ -1,0 +1,82 @@
+//! Why a command failed, and the exit code that says so.
+
+use hybridstore::core::{Error, ErrorKind};
+
+/// Exit codes, stable for scripts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitCode {
+    /// Success.
+    Ok = 0,
+    /// An operation failed (I/O, backend, an unreachable server); the message says which.
+    Failure = 1,
+    /// The command line, a key, an input file or the configuration is invalid.
+    Usage = 2,
+    /// The key does not exist (`get`, `head`, `rm`).
+    NotFound = 3,
+    /// Data is damaged (`verify`, `get`), or some files of an ingest/export failed.
+    Damaged = 4,
+    /// The data directory is in use by another process.
+    Busy = 5,
+}
+
+/// A command's failure: the error to print and the exit code it maps to, or the reader of
+/// standard output having gone away (`hybridstore get k | head -c1`), which ends the command
+/// quietly with success, as `ripgrep` and `cat` do.
+#[derive(Debug)]
+pub enum Failure {
+    /// Print the error, exit with the code.
+    Error {
+        /// What went wrong.
+        error: Error,
+        /// The exit code.
+        code: ExitCode,
+    },
+    /// Standard output is a closed pipe: stop, exit 0, print nothing.
+    OutputClosed,
+}
+
+impl Failure {
+    /// The key the command needed does not exist (exit code 3).
+    pub fn key_missing(key: &impl std::fmt::Display) -> Self {
+        Failure::Error {
+            error: Error::not_found(format!("no key {key}")),
+            code: ExitCode::NotFound,
+        }
+    }
+
+    /// An input named on the command line (a file to put, a configuration file) cannot be
+    /// read: invalid input (exit code 2) if it is missing or not allowed, a failure otherwise.
+    pub fn input(error: Error) -> Self {
+        let code = match error.kind() {
+            ErrorKind::NotFound | ErrorKind::InvalidInput => ExitCode::Usage,
+            _ => ExitCode::Failure,
+        };
+        Failure::Error { error, code }
+    }
+}
+
+impl From<Error> for Failure {
+    /// By kind: `InvalidInput` 2, `Corrupted` 4, `Locked` 5, everything else 1. (A missing
+    /// key is 3 only where a command looks the key up: [`Failure::key_missing`].)
+    fn from(error: Error) -> Self {
+        let code = match error.kind() {
+            ErrorKind::InvalidInput => ExitCode::Usage,
+            ErrorKind::Corrupted => ExitCode::Damaged,
+            ErrorKind::Locked => ExitCode::Busy,
+            _ => ExitCode::Failure,
+        };
+        Failure::Error { error, code }
+    }
+}
+
+/// Maps the result of writing to standard output: a broken pipe ends the command quietly.
+pub fn output(result: std::io::Result<()>) -> Result<(), Failure> {
+    match result {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(Failure::OutputClosed),
+        Err(e) => Err(Error::from(e)
+            .with_operation("write to standard output")
+            .into()),
+    }
+}

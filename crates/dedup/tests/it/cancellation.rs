@@ -1,0 +1,171 @@
+//! Issue 15 regressions: cancelled writes against garbage collection, lengths a damaged
+//! manifest claims, and CPU work kept off the async workers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hybridstore_core::fault::PausingStore;
+use hybridstore_core::{Bytes, ErrorKind, Key, KvStore, MemoryStore, Sha256Digest};
+use hybridstore_dedup::{ChunkList, DedupOptions, DedupStore, GcOptions, Manifest};
+
+fn key(name: &str) -> Key {
+    Key::new(name.to_string()).unwrap()
+}
+
+fn noise(len: usize, seed: u64) -> Bytes {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    Bytes::from(out)
+}
+
+/// Regression (defect 1): a put dropped while its manifest write went on released the writer
+/// guard at once, so a collection could mark without that manifest and sweep the chunks it
+/// was about to reference: the acknowledged-later value read as `Corrupted`. Now the manifest
+/// write finishes holding the guard, and the collection waits for it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_put_never_loses_its_chunks_to_a_collection() {
+    let manifests = PausingStore::new(MemoryStore::new());
+    let k = key("big");
+    let pause = manifests.pause_next_put(&k);
+    let store = Arc::new(
+        DedupStore::open(
+            manifests,
+            Arc::new(MemoryStore::new()),
+            DedupOptions::default(),
+        )
+        .await
+        .unwrap(),
+    );
+    let value = noise(600_000, 7);
+    let mut put = Box::pin(store.put(&k, value.clone()));
+    tokio::select! {
+        _ = &mut put => panic!("the paused put returned"),
+        reached = pause.reached => reached.unwrap(),
+    }
+    // The chunks are durable in their pack; the manifest write is in flight. The caller
+    // gives up.
+    drop(put);
+    let mut gc = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            store
+                .collect_garbage(&GcOptions::with_grace(Duration::ZERO))
+                .await
+        })
+    };
+    // A collection that does not wait for the manifest finishes within this bound (it has
+    // one pack to sweep); one that waits cannot finish before the resume below.
+    let early = tokio::time::timeout(Duration::from_millis(500), &mut gc).await;
+    pause.resume.send(()).unwrap();
+    pause.landed.await.unwrap();
+    let report = match early {
+        Ok(done) => done.unwrap().unwrap(),
+        Err(_) => gc.await.unwrap().unwrap(),
+    };
+    assert_eq!(report.packs_deleted, 0, "{report:?}");
+    assert_eq!(store.get(&k).await.unwrap(), Some(value));
+}
+
+/// Regression (defect 4): a manifest that is self-consistent (its chunk lengths add up to its
+/// total) but claims a terabyte sized the reassembly buffer before any chunk was read, which
+/// aborts the process. Now chunk lengths above the largest chunk are damage, and the buffer
+/// grows only with real chunks.
+#[tokio::test]
+async fn a_manifest_claiming_a_terabyte_is_corrupted_not_an_abort() {
+    let manifests = MemoryStore::new();
+    let chunk = Sha256Digest::of(b"nothing");
+    let list = ChunkList {
+        total_len: 256 * u64::from(u32::MAX),
+        chunks: vec![(chunk, u32::MAX); 256],
+        checksum: Sha256Digest::of(b"whatever"),
+    };
+    manifests
+        .put(&key("huge"), Bytes::from(Manifest::encode_chunked(&list)))
+        .await
+        .unwrap();
+    let store = DedupStore::open(
+        manifests,
+        Arc::new(MemoryStore::new()),
+        DedupOptions::default(),
+    )
+    .await
+    .unwrap();
+    let err = store.get(&key("huge")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
+}
+
+/// Counts how often it gets to run, on the same current-thread runtime as the operation.
+fn ticker() -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
+    let ticks = Arc::new(AtomicU64::new(0));
+    let t = ticks.clone();
+    let handle = tokio::spawn(async move {
+        loop {
+            t.fetch_add(1, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+        }
+    });
+    (ticks, handle)
+}
+
+/// Ticks another task made while `op` was in flight. On a current-thread runtime with
+/// in-memory stores (whose calls never wait), another task runs during `op` only at `op`'s
+/// real waits: a handful (a pack flush) if `op` does its hashing and compression on the
+/// worker, hundreds if it hands them to the blocking pool, since the worker is then idle for
+/// the whole computation and the other task loops freely.
+async fn ticks_during<F: std::future::Future>(ticks: &AtomicU64, op: F) -> (u64, F::Output) {
+    tokio::task::yield_now().await; // let the ticker start
+    let before = ticks.load(Ordering::SeqCst);
+    let out = op.await;
+    (ticks.load(Ordering::SeqCst) - before, out)
+}
+
+/// Regression (defect 6): encoding a value under 128 KiB, hashing and compressing streamed
+/// chunks, decoding chunks and the whole-value SHA-256 on read all ran on the async worker.
+/// Each of them, on a current-thread runtime, must now let another task run meanwhile (at
+/// least [`FREE`] times; the old code let it run at most a few times, at its pack flushes).
+const FREE: u64 = 10;
+
+#[tokio::test(flavor = "current_thread")]
+async fn dedup_cpu_work_leaves_the_async_worker_free() {
+    let store = DedupStore::open(
+        MemoryStore::new(),
+        Arc::new(MemoryStore::new()),
+        DedupOptions::default(),
+    )
+    .await
+    .unwrap();
+    let (ticks, ticker) = ticker();
+    // Below the old 128 KiB inline-encoding threshold; several chunks.
+    let small = noise(100_000, 1);
+    let (n, put) = ticks_during(&ticks, store.put(&key("small"), small.clone())).await;
+    put.unwrap();
+    assert!(n >= FREE, "put of 100 KB: the other task ran {n} times");
+
+    let streamed = noise(3_000_000, 2);
+    let (n, put) = ticks_during(
+        &ticks,
+        store.put_reader(&key("streamed"), &streamed[..], &Default::default()),
+    )
+    .await;
+    put.unwrap();
+    assert!(
+        n >= FREE,
+        "put_reader of 3 MB: the other task ran {n} times"
+    );
+
+    let (n, got) = ticks_during(&ticks, store.get(&key("streamed"))).await;
+    assert_eq!(got.unwrap(), Some(streamed));
+    assert!(n >= FREE, "get of 3 MB: the other task ran {n} times");
+    let (n, got) = ticks_during(&ticks, store.get(&key("small"))).await;
+    assert_eq!(got.unwrap(), Some(small));
+    assert!(n >= FREE, "get of 100 KB: the other task ran {n} times");
+    ticker.abort();
+}
