@@ -6,10 +6,11 @@
 
 use std::collections::HashSet;
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
 use failsafe::failure_policy::ConsecutiveFailures;
 use failsafe::{Instrument, StateMachine};
@@ -137,6 +138,10 @@ pub(crate) struct RedisTier {
     /// `pending.len()`, readable without the lock on every Redis read.
     pending_len: AtomicUsize,
     flush_gate: tokio::sync::Mutex<()>,
+    /// A background task is replaying the pending invalidations.
+    replaying: AtomicBool,
+    /// Longest wait between two replay attempts (the breaker's longest open period).
+    replay_max_delay: Duration,
     fill_script: Script,
     counters: Arc<Counters>,
 }
@@ -209,6 +214,8 @@ impl RedisTier {
             pending: Mutex::new(Pending::default()),
             pending_len: AtomicUsize::new(0),
             flush_gate: tokio::sync::Mutex::new(()),
+            replaying: AtomicBool::new(false),
+            replay_max_delay: config.breaker_max_open.max(config.breaker_min_open),
             fill_script: Script::new(FILL_SCRIPT),
             counters,
         })
@@ -248,14 +255,57 @@ impl RedisTier {
     }
 
     /// Whether Redis may be read now: the breaker lets calls through and no invalidation is
-    /// waiting (one that is gets replayed first). Reads that skip Redis are counted.
-    async fn readable(&self, keys: u64) -> bool {
-        let ready = self.breaker.is_call_permitted()
-            && (self.pending_len.load(Ordering::SeqCst) == 0 || self.replay_pending().await);
+    /// waiting (the background replay sends those; reads skip Redis until it has). Reads
+    /// that skip Redis are counted. Never waits for the replay itself.
+    fn readable(self: &Arc<Self>, keys: u64) -> bool {
+        let pending = self.pending_len.load(Ordering::SeqCst) > 0;
+        if pending {
+            self.ensure_replay();
+        }
+        let ready = !pending && self.breaker.is_call_permitted();
         if !ready {
             Counters::add(&self.counters.l2_skipped, keys);
         }
         ready
+    }
+
+    /// Starts the background replay of pending invalidations unless it runs already. It
+    /// retries with exponential backoff (10 ms doubling up to the breaker's longest open
+    /// period) until every invalidation reached Redis, whether or not this process reads
+    /// again: other processes that share the namespace read Redis, and their stale entries
+    /// go only when the replay deletes them.
+    fn ensure_replay(self: &Arc<Self>) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return; // replayed when a later call runs inside a runtime
+        };
+        if self.replaying.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let tier = self.clone();
+        runtime.spawn(async move {
+            loop {
+                let backoff = ExponentialBuilder::default()
+                    .with_min_delay(Duration::from_millis(10))
+                    .with_max_delay(tier.replay_max_delay)
+                    .without_max_times();
+                let attempt = || async {
+                    if tier.replay_pending().await {
+                        Ok(())
+                    } else {
+                        Err(())
+                    }
+                };
+                let _ = attempt.retry(backoff).sleep(tokio::time::sleep).await;
+                tier.replaying.store(false, Ordering::SeqCst);
+                // An invalidation deferred after the last attempt found none pending, but
+                // before `replaying` was cleared, would have no task: look again.
+                if tier.pending_len.load(Ordering::SeqCst) == 0
+                    || tier.replaying.swap(true, Ordering::SeqCst)
+                {
+                    return;
+                }
+            }
+        });
     }
 
     /// Number of keys whose invalidation waits to be replayed.
@@ -283,6 +333,9 @@ impl RedisTier {
     /// Sends the waiting invalidations (or flushes the namespace after an overflow). Returns
     /// whether none waits any more. One task replays at a time; others skip Redis meanwhile.
     async fn replay_pending(&self) -> bool {
+        if !self.breaker.is_call_permitted() {
+            return false;
+        }
         let Ok(_gate) = self.flush_gate.try_lock() else {
             return false;
         };
@@ -372,20 +425,27 @@ impl RedisTier {
     }
 
     /// Removes `keys` from Redis before a write returns; what cannot be sent now (breaker
-    /// open, Redis down) is deferred and replayed before Redis is read again.
-    pub async fn invalidate(&self, keys: &[Key]) {
+    /// open, Redis down) is deferred: this process stops reading Redis, and a background task
+    /// replays the deletes as soon as Redis answers (see `ensure_replay`).
+    pub async fn invalidate(self: &Arc<Self>, keys: &[Key]) {
         if keys.is_empty() {
             return;
         }
-        if !self.breaker.is_call_permitted() || !self.delete_keys(keys).await {
+        // Once something waits to be replayed, later invalidations queue behind it: one task
+        // sends them all, in order, and the breaker sees one caller, not two.
+        if self.pending_len.load(Ordering::SeqCst) > 0
+            || !self.breaker.is_call_permitted()
+            || !self.delete_keys(keys).await
+        {
             self.defer_invalidation(keys);
+            self.ensure_replay();
         }
     }
 
     /// Looks `keys` up (`MGET`, also for one key: the same round trip as `GET`), then takes fill leases for the misses (`SET … NX PX`, one
     /// pipeline), so each reader that misses may later [`fill`](Self::fill) what it loads.
-    pub async fn lookup(&self, keys: &[&Key]) -> Vec<Lookup> {
-        if !self.readable(keys.len() as u64).await {
+    pub async fn lookup(self: &Arc<Self>, keys: &[&Key]) -> Vec<Lookup> {
+        if !self.readable(keys.len() as u64) {
             return keys.iter().map(|_| Lookup::Skipped).collect();
         }
         let mut out = Vec::with_capacity(keys.len());

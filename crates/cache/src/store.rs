@@ -110,8 +110,13 @@ impl Expiry<Key, L1Entry> for JitteredTtl {
 /// is answered from L1 or the inner store, so Redis adds at most that timeout to a call and
 /// never an error. After [`RedisConfig::breaker_failures`] consecutive failures a circuit
 /// breaker (failsafe) skips Redis for 1 s, doubling to 30 s while probes fail; the first
-/// successful probe closes it. Invalidations that could not reach Redis are remembered and
-/// replayed before Redis is read again (past 10,000 keys the namespace is flushed instead).
+/// successful probe closes it. Invalidations that could not reach Redis are remembered; this
+/// process stops reading Redis until a background task (exponential backoff) has replayed
+/// them, which it does as soon as Redis answers whether or not this process reads again, so
+/// other processes sharing the namespace lose the stale entries too (past 10,000 keys the
+/// namespace is flushed instead). While this process cannot reach Redis but another can,
+/// that other process may read a value this one replaced, until the replay or the L2 TTL:
+/// the price of a cache that keeps serving when Redis fails.
 /// Redis should run without persistence, as a cache does: a restart from an old RDB
 /// snapshot could bring back values invalidated since (RELIABILITY-NOTES §5).
 ///

@@ -12,7 +12,8 @@ pub enum ExitCode {
     Failure = 1,
     /// The command line, a key, an input file or the configuration is invalid.
     Usage = 2,
-    /// The key does not exist (`get`, `head`, `rm`).
+    /// What the command names does not exist: a key (`get`, `head`, `rm`), a vector record
+    /// or collection, the analytics database.
     NotFound = 3,
     /// Data is damaged (`verify`, `get`), or some files of an ingest/export failed.
     Damaged = 4,
@@ -57,11 +58,14 @@ impl Failure {
 }
 
 impl From<Error> for Failure {
-    /// By kind: `InvalidInput` 2, `Corrupted` 4, `Locked` 5, everything else 1. (A missing
-    /// key is 3 only where a command looks the key up: [`Failure::key_missing`].)
+    /// By kind: `InvalidInput` 2, `NotFound` 3, `Corrupted` 4, `Locked` 5, everything else
+    /// (`Unavailable` included: a server down is not a busy data directory) 1. Errors of
+    /// reading an input file go through [`Failure::input`] instead, so a missing file is
+    /// invalid input, not a missing key.
     fn from(error: Error) -> Self {
         let code = match error.kind() {
             ErrorKind::InvalidInput => ExitCode::Usage,
+            ErrorKind::NotFound => ExitCode::NotFound,
             ErrorKind::Corrupted => ExitCode::Damaged,
             ErrorKind::Locked => ExitCode::Busy,
             _ => ExitCode::Failure,

@@ -25,8 +25,9 @@ use crate::output::{MetaView, human_bytes};
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 ok (also when standard output is a pipe closed early), 1 failure (including
-values verify could not read), 2 invalid input, input file or configuration, 3 key not found,
-4 damaged data or some files failed, 5 data directory in use by another process.
+values verify could not read), 2 invalid input, input file or configuration, 3 not found (key,
+record, analytics database), 4 damaged data or some files failed, 5 data directory in use by
+another process.
 
 Keys are UTF-8 text; write a binary key as hex:<hex bytes> (the form `ls` prints).
 Configuration: defaults < --config FILE (TOML) < HYBRIDSTORE_* variables < flags.

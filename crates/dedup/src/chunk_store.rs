@@ -238,11 +238,52 @@ struct Inner {
     state: Mutex<State>,
     /// Held while a pack is sealed and written: packs are written one at a time, in order.
     flush: tokio::sync::Mutex<()>,
-    /// Writers hold it shared from their first index lookup until their manifest is written;
-    /// garbage collection takes it exclusively for an instant to start recording reuse.
-    writers: Arc<tokio::sync::RwLock<()>>,
+    /// Writers in flight, by the collection epoch they began in: a writer registers before
+    /// its first index lookup and leaves once its manifest is written; garbage collection
+    /// starts recording reuse, opens a new epoch and waits for the writers of older epochs
+    /// (whose lookups it did not record). New writers never wait for a collection.
+    writers: Mutex<Writers>,
+    /// Signalled whenever a writer leaves.
+    writer_left: tokio::sync::Notify,
     target_pack_size: usize,
     report: OpenReport,
+}
+
+/// Writers in flight per collection epoch (see `Inner::writers`).
+#[derive(Debug, Default)]
+struct Writers {
+    epoch: u64,
+    active: std::collections::BTreeMap<u64, usize>,
+}
+
+fn lock_writers(inner: &Inner) -> MutexGuard<'_, Writers> {
+    // Updates are whole increments and decrements: poisoning leaves nothing half-done.
+    inner
+        .writers
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A writer's registration with garbage collection (see [`ChunkStore::writer`]).
+#[derive(Debug)]
+pub(crate) struct WriterGuard {
+    inner: Arc<Inner>,
+    epoch: u64,
+}
+
+impl Drop for WriterGuard {
+    fn drop(&mut self) {
+        {
+            let mut writers = lock_writers(&self.inner);
+            if let Some(n) = writers.active.get_mut(&self.epoch) {
+                *n -= 1;
+                if *n == 0 {
+                    writers.active.remove(&self.epoch);
+                }
+            }
+        }
+        self.inner.writer_left.notify_waiters();
+    }
 }
 
 /// A content-addressed chunk store on a `KvStore` (see the module docs). Cloning is cheap and
@@ -306,7 +347,8 @@ impl ChunkStore {
                 backend,
                 state: Mutex::new(state),
                 flush: tokio::sync::Mutex::new(()),
-                writers: Arc::new(tokio::sync::RwLock::new(())),
+                writers: Mutex::new(Writers::default()),
+                writer_left: tokio::sync::Notify::new(),
                 target_pack_size: target_pack_size.max(1),
                 report,
             }),
@@ -332,11 +374,24 @@ impl ChunkStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Writers hold this from their first lookup until their manifest is written. Owned, so
-    /// a manifest write that outlives its caller (see `DedupStore`'s cancellation docs) keeps
-    /// holding it.
-    pub(crate) async fn writer(&self) -> tokio::sync::OwnedRwLockReadGuard<()> {
-        self.inner.writers.clone().read_owned().await
+    /// Writers hold this from their first lookup until their manifest is written (a manifest
+    /// write that outlives its caller, see `DedupStore`'s cancellation docs, keeps holding
+    /// it). Never waits.
+    pub(crate) fn writer(&self) -> WriterGuard {
+        let epoch = {
+            let mut writers = self.writers();
+            let epoch = writers.epoch;
+            *writers.active.entry(epoch).or_insert(0) += 1;
+            epoch
+        };
+        WriterGuard {
+            inner: self.inner.clone(),
+            epoch,
+        }
+    }
+
+    fn writers(&self) -> MutexGuard<'_, Writers> {
+        lock_writers(&self.inner)
     }
 
     /// Whether `id` is stored or being stored (callers skip compressing such chunks).
@@ -537,9 +592,24 @@ impl ChunkStore {
     /// Starts recording reuse. Waits for writers in flight (whose lookups were not recorded)
     /// to finish, then returns the numbers of the packs that exist now.
     pub(crate) async fn begin_collection(&self) -> Vec<u32> {
-        let _exclusive = self.inner.writers.write().await;
-        let mut state = self.state();
-        state.reused = Some(HashSet::new());
+        // Record reuse first, then open a new epoch: every writer of the new epoch does its
+        // lookups with recording on.
+        self.state().reused = Some(HashSet::new());
+        let old = {
+            let mut writers = self.writers();
+            writers.epoch += 1;
+            writers.epoch - 1
+        };
+        loop {
+            let left = self.inner.writer_left.notified();
+            tokio::pin!(left);
+            left.as_mut().enable(); // before the check: a writer leaving after it wakes us
+            if self.writers().active.range(..=old).next().is_none() {
+                break;
+            }
+            left.await;
+        }
+        let state = self.state();
         let mut packs: Vec<u32> = state.packs.keys().copied().collect();
         packs.sort_unstable();
         packs

@@ -20,6 +20,7 @@ use crate::chunk_store::{ChunkStore, DEFAULT_TARGET_PACK_SIZE, NewChunk, Pending
 use crate::chunker::ChunkerConfig;
 use crate::encode::{EncodedValue, encode_value, hash_and_encode};
 use crate::manifest::{ChunkList, Manifest};
+use crate::write_order::WriteOrder;
 
 /// Values (and reassembled values, and groups of streamed chunks) of at least this many
 /// bytes are hashed and compressed on the blocking thread pool rather than on the calling
@@ -157,11 +158,14 @@ fn ratio(numerator: u64, denominator: u64) -> f64 {
 /// One `DedupStore` owns its chunk store: garbage collection marks from this store's
 /// manifests only, so two manifest stores must not share one chunk backend.
 ///
-/// **Cancellation.** A `put`, `put_reader` or `write_batch` whose future is dropped once its
-/// manifest write has begun finishes that write in a task of its own, still holding the
-/// writer guard that keeps garbage collection from marking, so a collection can never start
-/// between the chunks it would sweep and the manifest that references them. Dropped
-/// earlier, it leaves unreferenced chunks at most, which a collection reclaims.
+/// **Cancellation and order.** A `put` or `write_batch` whose future is dropped after its
+/// first poll finishes in a task of its own (a `put_reader` once its input is read), still
+/// registered with garbage collection, so a collection never marks between the chunks it
+/// would sweep and the manifest that references them. Manifest writes of one key reach the
+/// manifest store in the order the writes began (a ticket per write, see `write_order`), so
+/// a write finishing in the background never lands after a later write of the same key.
+/// Writes of different keys stay concurrent; only their manifest writes may wait, and only
+/// for writes of keys sharing one of 4,096 stripes.
 ///
 /// Cloning is cheap: clones share the manifest store, the chunk store and the GC lock.
 #[derive(Debug)]
@@ -170,6 +174,8 @@ pub struct DedupStore<S> {
     chunks: ChunkStore,
     options: DedupOptions,
     gc: Arc<tokio::sync::Mutex<()>>,
+    /// Manifest writes of a key reach `inner` in the order the writes began.
+    order: Arc<WriteOrder>,
 }
 
 impl<S> Clone for DedupStore<S> {
@@ -179,6 +185,7 @@ impl<S> Clone for DedupStore<S> {
             chunks: self.chunks.clone(),
             options: self.options.clone(),
             gc: self.gc.clone(),
+            order: self.order.clone(),
         }
     }
 }
@@ -201,6 +208,7 @@ impl<S: KvStore> DedupStore<S> {
             chunks,
             options,
             gc: Arc::new(tokio::sync::Mutex::new(())),
+            order: WriteOrder::new(),
         })
     }
 
@@ -392,7 +400,8 @@ impl<S: KvStore> DedupStore<S> {
         S: 'static,
     {
         self.check_put(key, options)?;
-        let writer = self.chunks.writer().await;
+        let writer = self.chunks.writer();
+        let ticket = self.order.begin([key]);
         let mut stream = std::pin::pin!(self.options.chunker.stream(reader));
         let mut hasher = sha2::Sha256::new();
         let mut list = Vec::new();
@@ -470,7 +479,10 @@ impl<S: KvStore> DedupStore<S> {
         let (inner, key, options) = (self.inner.clone(), key.clone(), options.clone());
         let meta = run_to_completion(async move {
             let _writer = writer;
-            inner.put_with(&key, Bytes::from(manifest), &options).await
+            ticket.turn().await;
+            let meta = inner.put_with(&key, Bytes::from(manifest), &options).await;
+            drop(ticket);
+            meta
         })
         .await?;
         Ok(outer_meta(meta, total, checksum))
@@ -478,7 +490,14 @@ impl<S: KvStore> DedupStore<S> {
 
     /// `write_batch`'s work, on an owned handle so it can outlive a dropped caller.
     async fn write_batch_owned(&self, batch: WriteBatch) -> Result<()> {
-        let _writer = self.chunks.writer().await;
+        // Both taken at the first poll: a batch dropped later still holds its place.
+        let _writer = self.chunks.writer();
+        let ticket = self
+            .order
+            .begin(batch.ops().iter().filter_map(|op| match op {
+                BatchOp::Put { key, .. } | BatchOp::Delete { key } => Some(key),
+                BatchOp::Check { .. } => None,
+            }));
         let mut puts = Vec::new();
         for op in batch.ops() {
             if let BatchOp::Put {
@@ -526,6 +545,7 @@ impl<S: KvStore> DedupStore<S> {
             }
         }
         self.chunks.commit(pending).await?;
+        ticket.turn().await;
         self.inner.write_batch(translated).await
     }
 
@@ -682,14 +702,18 @@ impl<S: KvStore + 'static> KvStore for DedupStore<S> {
         let (this, key, options) = (self.clone(), key.clone(), options.clone());
         // Runs to completion once started (see the type's docs on cancellation).
         run_to_completion(async move {
-            let _writer = this.chunks.writer().await;
+            // Both taken at the first poll: a write dropped later still holds its place.
+            let _writer = this.chunks.writer();
+            let ticket = this.order.begin([&key]);
             let size = value.len() as u64;
             let (value, mut encoded) = this.encode(value).await?;
             this.store_chunks(&value, &mut encoded).await?;
+            ticket.turn().await;
             let meta = this
                 .inner
                 .put_with(&key, Bytes::from(encoded.manifest), &options)
                 .await?;
+            drop(ticket);
             Ok(outer_meta(meta, size, encoded.checksum))
         })
         .await

@@ -19,7 +19,8 @@ use std::task::{Context, Poll};
 /// caller drops the returned future before `fut` is done, the rest of `fut` is spawned onto
 /// the current tokio runtime and finishes there; its output is discarded. Outside a runtime
 /// (a drop during runtime shutdown) the rest is dropped, which is no worse than plain
-/// cancellation.
+/// cancellation. A future dropped before its first poll never started and is dropped
+/// unrun: spawning it would run it after operations the caller started later.
 ///
 /// Use it for a sequence of steps whose later steps must follow the earlier ones even after
 /// a cancellation: write, then invalidate caches; write chunks, then the manifest, holding a
@@ -31,6 +32,7 @@ where
 {
     Completing {
         fut: Some(Box::pin(fut)),
+        started: false,
     }
 }
 
@@ -39,6 +41,8 @@ where
     F::Output: Send + 'static,
 {
     fut: Option<Pin<Box<F>>>,
+    /// Polled at least once: from then on it has begun and must finish.
+    started: bool,
 }
 
 impl<F> Future for Completing<F>
@@ -53,7 +57,9 @@ where
             // Polled after completion: a caller bug. Stay pending rather than panic.
             return Poll::Pending;
         };
-        match fut.as_mut().poll(cx) {
+        let polled = fut.as_mut().poll(cx);
+        self.started = true;
+        match polled {
             Poll::Ready(out) => {
                 self.fut = None;
                 Poll::Ready(out)
@@ -70,6 +76,7 @@ where
 {
     fn drop(&mut self) {
         if let Some(fut) = self.fut.take()
+            && self.started
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             runtime.spawn(fut);
@@ -102,6 +109,18 @@ mod tests {
         gate_tx.send(()).unwrap();
         done_rx.await.unwrap();
         assert!(finished.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn an_operation_dropped_before_its_first_poll_never_runs() {
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        drop(run_to_completion(async move {
+            flag.store(true, Ordering::SeqCst)
+        }));
+        // Had it been spawned, this yield would let it run on the current-thread runtime.
+        tokio::task::yield_now().await;
+        assert!(!ran.load(Ordering::SeqCst));
     }
 
     #[tokio::test]

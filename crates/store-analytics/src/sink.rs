@@ -226,8 +226,39 @@ impl Writer {
 }
 
 impl Drop for Writer {
+    /// Writes what is left and stops the thread, without ever blocking an async worker: on a
+    /// multi-thread tokio runtime the wait runs under `block_in_place` (the worker's other
+    /// tasks move elsewhere meanwhile); on a current-thread runtime, whose one worker must
+    /// not wait, the drain and join are handed to a thread of their own (so the events are
+    /// written shortly after the drop returns; call `AnalyticsStore::close` from
+    /// `spawn_blocking` to wait for them); outside any runtime it waits here.
     fn drop(&mut self) {
-        self.shutdown();
+        use tokio::runtime::{Handle, RuntimeFlavor};
+        match Handle::try_current().map(|h| h.runtime_flavor()) {
+            Ok(RuntimeFlavor::CurrentThread) => {
+                let thread = self
+                    .thread
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .take();
+                if let Some(thread) = thread {
+                    let tx = self.sink.tx.clone();
+                    let joiner = std::thread::Builder::new()
+                        .name("hybridstore-analytics-close".into())
+                        .spawn(move || {
+                            let _ = tx.send(Message::Shutdown);
+                            if thread.join().is_err() {
+                                tracing::error!("the analytics writer thread panicked");
+                            }
+                        });
+                    if let Err(e) = joiner {
+                        tracing::error!(error = %e, "cannot hand the analytics writer's shutdown to a thread; events still queued are lost");
+                    }
+                }
+            }
+            Ok(_) => tokio::task::block_in_place(|| self.shutdown()),
+            Err(_) => self.shutdown(),
+        }
     }
 }
 

@@ -179,13 +179,20 @@ async fn a_silent_redis_adds_at_most_the_timeout() {
         assert_eq!(store.get(&k).await.unwrap().as_deref(), Some(&b"v"[..]));
         slowest = slowest.max(started.elapsed());
     }
-    let stats = store.cache_stats();
     // Each put + get pair makes at most 2 Redis calls, each cut at the timeout; generous
     // slack for a loaded machine, far below the client's own 1 s connect default.
     assert!(
         slowest < 2 * timeout + Duration::from_millis(300),
         "slowest put+get {slowest:?}"
     );
+    // The invalidations deferred since the first failure are replayed by one background
+    // task, whose failures open the breaker (within a bounded wait: 3 timeouts and backoff).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store.cache_stats().breaker_opens == 0 {
+        assert!(Instant::now() < deadline, "{:?}", store.cache_stats());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let stats = store.cache_stats();
     assert_eq!(stats.breaker_opens, 1, "{stats:?}");
     assert!(
         stats.redis_errors <= 3,
@@ -238,6 +245,13 @@ fn redis_passwords_never_reach_logs_or_debug_output() {
                 store.put(&k, Bytes::from_static(b"v")).await.unwrap();
                 store.get(&k).await.unwrap();
             }
+            // The background replay of the deferred invalidations opens the breaker (and
+            // logs it) after three refused connections.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while store.cache_stats().breaker_opens == 0 {
+                assert!(Instant::now() < deadline, "{:?}", store.cache_stats());
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
             let debug_store = format!("{store:?}");
             for shown in [&debug_config, &debug_store] {
                 assert!(!shown.contains("s3cr3t-pw"), "{shown}");
@@ -260,4 +274,115 @@ fn redis_passwords_never_reach_logs_or_debug_output() {
         "logs were captured: {logs}"
     );
     assert!(!logs.contains("s3cr3t-pw"), "{logs}");
+}
+
+/// A TCP relay on a loopback port to a Redis server that can cut every connection and refuse
+/// new ones, so one node loses Redis while another keeps it.
+struct Relay {
+    port: u16,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    links: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Relay {
+    async fn to(upstream: u16) -> Relay {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let links: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (o, l) = (open.clone(), links.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if !o.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection closed
+                }
+                let link = tokio::spawn(async move {
+                    if let Ok(mut outbound) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                l.lock().unwrap().push(link.abort_handle());
+            }
+        });
+        Relay {
+            port,
+            open,
+            links,
+            accept,
+        }
+    }
+
+    fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        self.cut();
+        self.accept.abort();
+    }
+}
+
+/// Regression (issue 15, defect 7): an invalidation that could not reach Redis was replayed
+/// only by a later read of the node that deferred it, so a node that only writes left the
+/// stale value in Redis for every other node until the L2 TTL. Now a background task
+/// replays it as soon as Redis answers again, and the other node reads the new value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deferred_invalidation_reaches_redis_without_another_read() {
+    let Some(server) = RedisServer::start() else {
+        return;
+    };
+    let relay = Relay::to(server.port()).await;
+    let backend = MemoryStore::new();
+    let shared = redis_config(&server).with_timeout(Duration::from_millis(100));
+    let mut through_relay = shared.clone();
+    through_relay.url = format!("redis://127.0.0.1:{}/", relay.port).into();
+    // The writer node reaches Redis through the relay; the reader node directly. Neither
+    // has an L1, so every read asks Redis.
+    let writer = CachedStore::open(
+        backend.clone(),
+        CacheConfig::l1_only(0).with_redis(through_relay),
+    )
+    .unwrap();
+    let reader =
+        CachedStore::open(backend.clone(), CacheConfig::l1_only(0).with_redis(shared)).unwrap();
+    let k = key("deferred/key");
+    writer.put(&k, Bytes::from_static(b"v1")).await.unwrap();
+    assert_eq!(reader.get(&k).await.unwrap().as_deref(), Some(&b"v1"[..]));
+    assert_eq!(reader.get(&k).await.unwrap().as_deref(), Some(&b"v1"[..]));
+    assert_eq!(reader.cache_stats().l2_hits, 1, "Redis holds v1");
+
+    relay.cut();
+    writer.put(&k, Bytes::from_static(b"v2")).await.unwrap();
+    assert_eq!(writer.cache_stats().pending_invalidations, 1);
+    relay.restore();
+    // The writer node does nothing more. Within a bounded wait the reader must see v2.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if reader.get(&k).await.unwrap().as_deref() == Some(&b"v2"[..]) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "Redis still serves the value the writer replaced: {:?}",
+            writer.cache_stats()
+        );
+        tokio::task::yield_now().await;
+    }
+    // The replay clears its list right after the deletes reach Redis.
+    while writer.cache_stats().pending_invalidations > 0 {
+        assert!(Instant::now() < deadline, "{:?}", writer.cache_stats());
+        tokio::task::yield_now().await;
+    }
 }

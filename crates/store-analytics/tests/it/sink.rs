@@ -136,6 +136,46 @@ fn drop_writes_everything_accepted_and_the_database_reopens() {
     assert_eq!(count_events(store.reader()), 5_000);
 }
 
+/// Regression (issue 15, defect 6): dropping the store joined the writer thread on the
+/// calling thread, so a drop inside a current-thread tokio runtime stalled its only worker
+/// until every queued event was written (here: forever, while the file is held). Now such a
+/// drop returns at once and the events are still written.
+#[test]
+fn a_drop_inside_a_current_thread_runtime_never_waits_for_the_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("analytics.duckdb");
+    let store = AnalyticsStore::open(&path, quiet_options()).unwrap();
+    let reader = store.reader().events_only(); // shares the store's file lock
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let held = std::thread::scope(|scope| {
+        let held = reader.hold_file(); // the writer cannot write until this guard drops
+        for i in 0..1_000 {
+            assert!(store.sink().record(ev(T0 + i, Operation::Get, "k")));
+        }
+        scope.spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .build()
+                .unwrap();
+            runtime.block_on(async move { drop(store) });
+            done_tx.send(()).unwrap();
+        });
+        let returned = done_rx.recv_timeout(Duration::from_secs(10));
+        drop(held);
+        returned
+    });
+    assert!(
+        held.is_ok(),
+        "dropping the store blocked the runtime's only worker on the writer"
+    );
+    // The events the dropped store had accepted are written once the file is free.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let reader = AnalyticsStore::open_reader(&path, &quiet_options()).unwrap();
+    while count_events(&reader) != 1_000 {
+        assert!(std::time::Instant::now() < deadline, "events lost");
+        std::thread::yield_now();
+    }
+}
+
 #[test]
 fn batches_are_written_by_count() {
     let dir = tempfile::tempdir().unwrap();
