@@ -545,9 +545,8 @@ impl ChunkStore {
                         chunk::decode_blob(id, entry.raw_len, &blob)
                     } else {
                         let (id, raw_len) = (*id, entry.raw_len);
-                        tokio::task::spawn_blocking(move || chunk::decode_blob(&id, raw_len, &blob))
-                            .await
-                            .map_err(|e| Error::backend(format!("decoding task failed: {e}")))?
+                        hybridstore_core::spawn_cpu(move || chunk::decode_blob(&id, raw_len, &blob))
+                            .await?
                     };
                     return decoded.map_err(|e| e.with_context("pack", &key));
                 }

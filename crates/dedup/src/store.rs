@@ -9,7 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use hybridstore_core::{
     BatchOp, Capabilities, Entry, EntryStream, Error, Expect, Key, KeyRange, KvStore, MetaEntry,
     MetaStream, ObjectMeta, PutOptions, Result, Sha256Digest, StoreStats, WriteBatch,
-    run_to_completion,
+    run_to_completion, spawn_cpu,
 };
 use serde::Serialize;
 use sha2::Digest;
@@ -23,8 +23,8 @@ use crate::manifest::{ChunkList, Manifest};
 use crate::write_order::WriteOrder;
 
 /// Values (and reassembled values, and groups of streamed chunks) of at least this many
-/// bytes are hashed and compressed on the blocking thread pool rather than on the calling
-/// task's thread. 16 KiB of SHA-256 plus LZ4 takes about 30 µs here, within the 10–100 µs
+/// bytes are hashed and compressed on the blocking thread pool (through
+/// [`spawn_cpu`], one task per core at a time) rather than on the calling task's thread. 16 KiB of SHA-256 plus LZ4 takes about 30 µs here, within the 10–100 µs
 /// that tokio's documentation allows between two `.await`s ("CPU-bound tasks and blocking
 /// code", <https://docs.rs/tokio/latest/tokio/#cpu-bound-tasks-and-blocking-code>); a
 /// `spawn_blocking` round trip costs about 10–20 µs, so smaller work stays inline.
@@ -276,12 +276,11 @@ impl<S: KvStore> DedupStore<S> {
             self.options.inline_max,
             self.chunks.clone(),
         );
-        tokio::task::spawn_blocking(move || {
+        spawn_cpu(move || {
             let encoded = encode_value(&value, &chunker, inline_max, &chunks);
             (value, encoded)
         })
         .await
-        .map_err(|e| Error::backend(format!("encoding task failed: {e}")))
     }
 
     /// Encodes many values on the blocking pool, about [`ENCODE_GROUP_BYTES`] per task.
@@ -304,7 +303,7 @@ impl<S: KvStore> DedupStore<S> {
                 self.options.inline_max,
                 self.chunks.clone(),
             );
-            tokio::task::spawn_blocking(move || {
+            spawn_cpu(move || {
                 group
                     .into_iter()
                     .map(|(i, v)| {
@@ -316,7 +315,7 @@ impl<S: KvStore> DedupStore<S> {
         });
         let mut out: Vec<(usize, Bytes, EncodedValue)> = Vec::new();
         for done in futures::future::join_all(tasks).await {
-            out.extend(done.map_err(|e| Error::backend(format!("encoding task failed: {e}")))?);
+            out.extend(done?);
         }
         out.sort_by_key(|(i, ..)| *i);
         Ok(out.into_iter().map(|(_, v, e)| (v, e)).collect())
@@ -359,9 +358,7 @@ impl<S: KvStore> DedupStore<S> {
             Sha256Digest::of(&out)
         } else {
             let whole = out.clone();
-            tokio::task::spawn_blocking(move || Sha256Digest::of(&whole))
-                .await
-                .map_err(|e| Error::backend(format!("hashing task failed: {e}")))?
+            spawn_cpu(move || Sha256Digest::of(&whole)).await?
         };
         if digest != checksum {
             return Err(Error::corrupted(
@@ -378,10 +375,27 @@ impl<S: KvStore> DedupStore<S> {
         self.inner.scan(range, Some(1)).try_next().await
     }
 
-    /// Writes chunks of an encoded value and waits until they are durable.
-    async fn store_chunks(&self, value: &[u8], encoded: &mut EncodedValue) -> Result<()> {
-        let pending = self.chunks.add(encoded.new_chunks(value));
-        self.chunks.commit(pending).await
+    /// Adds the new chunks of encoded values to the open pack (copying their blobs into it:
+    /// on the blocking pool when that is at least [`BLOCKING_CPU_MIN`] bytes) and returns
+    /// the commits to wait for, with the values.
+    async fn add_chunks(
+        &self,
+        mut encoded: Vec<(Bytes, EncodedValue)>,
+    ) -> Result<(PendingChunks, Vec<(Bytes, EncodedValue)>)> {
+        let chunks = self.chunks.clone();
+        let bytes: usize = encoded.iter().map(|(v, _)| v.len()).sum();
+        let add = move || {
+            let mut pending = PendingChunks::default();
+            for (value, enc) in &mut encoded {
+                pending.absorb(chunks.add(enc.new_chunks(value)));
+            }
+            (pending, encoded)
+        };
+        if bytes < BLOCKING_CPU_MIN {
+            Ok(add())
+        } else {
+            spawn_cpu(add).await
+        }
     }
 
     /// Stores the bytes read from `reader` under `key`, chunking as it reads, so the value
@@ -510,16 +524,16 @@ impl<S: KvStore> DedupStore<S> {
                 puts.push(value.clone());
             }
         }
-        let mut encoded = self.encode_all(puts).await?.into_iter();
-        let mut pending = PendingChunks::default();
+        let encoded = self.encode_all(puts).await?;
+        let (pending, encoded) = self.add_chunks(encoded).await?;
+        let mut encoded = encoded.into_iter();
         let mut translated = WriteBatch::new();
         for op in batch.ops() {
             match op {
                 BatchOp::Put { key, options, .. } => {
-                    let Some((value, mut enc)) = encoded.next() else {
+                    let Some((_, enc)) = encoded.next() else {
                         return Err(Error::backend("internal: encoded values out of step"));
                     };
-                    pending.absorb(self.chunks.add(enc.new_chunks(&value)));
                     translated.put_with(key.clone(), Bytes::from(enc.manifest), options.clone());
                 }
                 BatchOp::Delete { key } => {
@@ -623,9 +637,7 @@ async fn encode_group(
         return Ok(work(store));
     }
     let store = store.clone();
-    tokio::task::spawn_blocking(move || work(&store))
-        .await
-        .map_err(|e| Error::backend(format!("encoding task failed: {e}")))
+    spawn_cpu(move || work(&store)).await
 }
 
 fn check_len(id: &ChunkId, want: u32, data: &[u8]) -> Result<()> {
@@ -706,8 +718,12 @@ impl<S: KvStore + 'static> KvStore for DedupStore<S> {
             let _writer = this.chunks.writer();
             let ticket = this.order.begin([&key]);
             let size = value.len() as u64;
-            let (value, mut encoded) = this.encode(value).await?;
-            this.store_chunks(&value, &mut encoded).await?;
+            let encoded = this.encode(value).await?;
+            let (pending, mut done) = this.add_chunks(vec![encoded]).await?;
+            this.chunks.commit(pending).await?;
+            let Some((_, encoded)) = done.pop() else {
+                return Err(Error::backend("internal: encoded value missing"));
+            };
             ticket.turn().await;
             let meta = this
                 .inner

@@ -29,6 +29,7 @@
 
 mod batch;
 mod completion;
+mod cpu;
 mod error;
 mod key;
 mod memory;
@@ -50,6 +51,7 @@ pub mod fault;
 
 pub use batch::{BatchOp, BatchPlan, Expect, Mutation, WriteBatch, conflict};
 pub use completion::run_to_completion;
+pub use cpu::spawn_cpu;
 pub use error::{Error, ErrorKind, Result};
 pub use key::{Key, KeyRange, MAX_KEY_LEN, prefix_successor};
 pub use memory::MemoryStore;

@@ -55,7 +55,8 @@ const BLOCKING_HASH_MIN: usize = 16 * 1024;
 /// in its metadata, `concurrency` values at a time. Every damaged or unreadable value is
 /// recorded and verification carries on, as restic's `check --read-data` does: `Corrupted`
 /// reads and mismatches as [`VerifyReport::damaged`], other read errors (timeouts, an
-/// unreachable backend) as [`VerifyReport::unverified`]. Hashing runs on the blocking pool.
+/// unreachable backend) as [`VerifyReport::unverified`]. Hashing runs on the blocking pool
+/// ([`spawn_cpu`](crate::spawn_cpu)).
 /// `on_progress(keys, bytes)` is called after each value.
 ///
 /// # Errors
@@ -103,10 +104,10 @@ async fn check_one(store: &dyn KvStore, entry: MetaEntry) -> Result<CheckOutcome
                 Ok(Sha256Digest::of(&value))
             } else {
                 let whole = value.clone();
-                tokio::task::spawn_blocking(move || Sha256Digest::of(&whole)).await
+                crate::spawn_cpu(move || Sha256Digest::of(&whole)).await
             };
             match actual {
-                Err(e) => Some((ErrorKind::Backend, format!("hashing task failed: {e}"))),
+                Err(e) => Some((e.kind(), e.to_string())),
                 Ok(_) if value.len() as u64 != meta.size => Some((
                     ErrorKind::Corrupted,
                     format!("size is {} bytes, metadata says {}", value.len(), meta.size),

@@ -19,8 +19,9 @@
 //! between batches and sees every event written up to the last batch; whichever side finds
 //! the file locked retries with backoff for up to [`AnalyticsOptions::lock_timeout`] and
 //! then fails with `Unavailable` naming the conflict. While a reader holds the file, the
-//! writer waits and its channel fills, so events are dropped (and counted), not the caller
-//! slowed.
+//! writer waits (a write that times out is retried with its batch kept, up to four batches)
+//! and its channel fills, so events are dropped (and counted), not the caller slowed. An
+//! export streams the query's batches into the Parquet file, one batch in memory at a time.
 //!
 //! Every DuckDB call blocks; from async code call the reader through
 //! `tokio::task::spawn_blocking`. Offering events never blocks.
@@ -84,7 +85,9 @@ pub struct AnalyticsOptions {
     /// Longest time an accepted record waits before it is written. Default 1 s.
     pub flush_interval: Duration,
     /// How long to wait for another process's lock on the file before `Unavailable`.
-    /// Default 10 s.
+    /// Default 10 s. The writer does not drop a batch it could not write for that reason: it
+    /// keeps up to four batches for its next attempt (counted in
+    /// [`SinkStats::write_retries`]); only past that, or at shutdown, are they counted lost.
     pub lock_timeout: Duration,
     /// DuckDB worker threads per connection; `None` is DuckDB's default (one per core).
     pub threads: Option<i64>,

@@ -395,8 +395,13 @@ impl AnalyticsReader {
             }
             ExportSource::Query(q) => q.clone(),
         };
-        let (schema, batches) = self.read(|c| run_query(c, &query))?;
-        write_parquet(schema, &batches, path)
+        // Batches go into the Parquet writer as DuckDB hands them out: memory holds one
+        // batch, not the whole result.
+        self.read(|c| {
+            let mut stmt = c.prepare(&query).map_err(refused)?;
+            let rows = stmt.query_arrow([]).map_err(refused)?;
+            write_parquet(rows.get_schema(), rows, path)
+        })
     }
 }
 
@@ -846,9 +851,10 @@ fn error_rates(c: &Connection, cov: Coverage) -> Result<Vec<ErrorRateRow>> {
     rows.collect::<duckdb::Result<_>>().map_err(duck_error)
 }
 
-/// Runs one statement on a read-only connection; DuckDB's refusals become `InvalidInput`.
-fn run_query(c: &Connection, query: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
-    let refused = |e: duckdb::Error| {
+/// A DuckDB error of a user's statement, classified: refused statements are `InvalidInput`
+/// with the reason, engine failures keep their kind.
+fn refused(e: duckdb::Error) -> Error {
+    {
         let text = e.to_string();
         let error = duck_error(e);
         if error.kind() == ErrorKind::Unavailable {
@@ -869,14 +875,22 @@ fn run_query(c: &Connection, query: &str) -> Result<(SchemaRef, Vec<RecordBatch>
             "the analytics SQL statement failed"
         };
         Error::new(ErrorKind::InvalidInput, format!("{reason}: {text}"))
-    };
+    }
+}
+
+/// Runs one statement on a read-only connection; DuckDB's refusals become `InvalidInput`.
+fn run_query(c: &Connection, query: &str) -> Result<(SchemaRef, Vec<RecordBatch>)> {
     let mut stmt = c.prepare(query).map_err(refused)?;
     let rows = stmt.query_arrow([]).map_err(refused)?;
     let schema = rows.get_schema();
     Ok((schema, rows.collect()))
 }
 
-fn write_parquet(schema: SchemaRef, batches: &[RecordBatch], path: &Path) -> Result<ExportReport> {
+fn write_parquet(
+    schema: SchemaRef,
+    batches: impl IntoIterator<Item = RecordBatch>,
+    path: &Path,
+) -> Result<ExportReport> {
     let io = |what: &str, e: &dyn std::fmt::Display| {
         Error::backend(format!("cannot {what} {}: {e}", path.display()))
     };
@@ -893,7 +907,7 @@ fn write_parquet(schema: SchemaRef, batches: &[RecordBatch], path: &Path) -> Res
         ArrowWriter::try_new(file, schema, Some(props)).map_err(|e| io("write", &e))?;
     let mut rows = 0u64;
     for batch in batches {
-        writer.write(batch).map_err(|e| io("write", &e))?;
+        writer.write(&batch).map_err(|e| io("write", &e))?;
         rows += batch.num_rows() as u64;
     }
     writer.close().map_err(|e| io("finish", &e))?;

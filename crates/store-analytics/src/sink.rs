@@ -44,6 +44,7 @@ pub(crate) struct SinkCounters {
     lost: AtomicU64,
     batches: AtomicU64,
     write_errors: AtomicU64,
+    write_retries: AtomicU64,
 }
 
 /// A snapshot of the sink's counters.
@@ -63,6 +64,9 @@ pub struct SinkStats {
     pub batches: u64,
     /// Write batches that failed.
     pub write_errors: u64,
+    /// Writes put off because another process held the file past the lock timeout; their
+    /// records stay queued for the next attempt (see `AnalyticsOptions::lock_timeout`).
+    pub write_retries: u64,
 }
 
 /// The caller's handle: cheap to clone, never blocks.
@@ -142,6 +146,7 @@ impl EventSink {
             lost: load(&c.lost),
             batches: load(&c.batches),
             write_errors: load(&c.write_errors),
+            write_retries: load(&c.write_retries),
         }
     }
 }
@@ -383,6 +388,20 @@ impl Pending {
                 .is_some_and(|(until, _)| self.rolled_to_us.is_none_or(|done| until > done))
     }
 
+    /// After a write failed with `error`: keeps what is pending for the next attempt if
+    /// another process only held the file past the lock timeout (`Unavailable`: a long
+    /// `analytics export` or query) and at most [`MAX_KEPT_BATCHES`] batches wait, so a reader
+    /// costs the writer time, not events; otherwise counts it lost and empties it.
+    fn keep_or_lose(&mut self, error: &Error, counters: &SinkCounters, settings: &WriterSettings) {
+        let cap = settings.batch_rows.saturating_mul(MAX_KEPT_BATCHES);
+        if error.kind() == ErrorKind::Unavailable && self.len() <= cap {
+            counters.write_retries.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(error = %error, rows = self.len(), "analytics file held by another process; the write is retried");
+            return;
+        }
+        self.lose(error, counters);
+    }
+
     /// Counts what is pending as lost to `error` and empties it.
     fn lose(&mut self, error: &Error, counters: &SinkCounters) {
         let rows = self.len() as u64;
@@ -393,6 +412,10 @@ impl Pending {
         tracing::error!(error = %error, rows, "analytics write batch failed; its records are lost");
     }
 }
+
+/// Write batches a writer keeps (in memory) while another process holds the file, before it
+/// counts them lost: with the default 122,880-row batches, about half a million events.
+const MAX_KEPT_BATCHES: usize = 4;
 
 /// The longest the writer keeps the file open for a run of full batches (its WAL is
 /// checkpointed when it closes). A reader of another process that announced itself (see
@@ -475,6 +498,12 @@ impl Batcher<'_> {
             }
         }
         let result = self.write(roll);
+        if let Err(e) = &result
+            && self.pending.len() > 0
+        {
+            // No later attempt: what a held file kept back is lost now, and counted.
+            self.pending.lose(e, self.counters);
+        }
         for ack in acks {
             let copy = match &result {
                 Ok(()) => Ok(()),
@@ -499,7 +528,7 @@ impl Batcher<'_> {
             Ok(())
         });
         if let Err(e) = &result {
-            self.pending.lose(e, self.counters);
+            self.pending.keep_or_lose(e, self.counters, &self.settings);
         }
         result
     }
@@ -552,7 +581,7 @@ impl Batcher<'_> {
         });
         if let Err(e) = result {
             // The batch that failed, or everything pending if the file could not be opened.
-            self.pending.lose(&e, self.counters);
+            self.pending.keep_or_lose(&e, self.counters, &self.settings);
         }
         self.last_write = Instant::now();
         control

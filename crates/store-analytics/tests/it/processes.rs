@@ -177,3 +177,69 @@ fn readers_get_in_while_the_owner_saturates_the_writer() {
     let reader = AnalyticsStore::open_reader(&path, &options).unwrap();
     assert_eq!(count_events(&reader), total);
 }
+
+const HOLDER_ENV: &str = "HYBRIDSTORE_ANALYTICS_CHILD_HOLD";
+
+/// A reader process that keeps the database open read-only (as a long `analytics export`
+/// does): prints `HELD` once DuckDB let it in, and holds the file until its stdin closes.
+#[test]
+#[ignore = "child process of the test below"]
+fn child_holds_the_database_until_told_to_stop() {
+    let Some(path) = std::env::var_os(HOLDER_ENV) else {
+        return;
+    };
+    let config = duckdb::Config::default()
+        .access_mode(duckdb::AccessMode::ReadOnly)
+        .unwrap();
+    let conn = duckdb::Connection::open_with_flags(&path, config).unwrap();
+    println!("HELD");
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    drop(conn);
+}
+
+/// Regression (issue 15, defect 8): a reader that held the file longer than the writer's
+/// lock timeout made the writer drop the batch it was writing (counted lost). Now the batch
+/// waits and is written once the reader lets go.
+#[test]
+fn a_reader_holding_the_file_costs_the_writer_time_not_events() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("analytics.duckdb");
+    let options = AnalyticsOptions {
+        lock_timeout: Duration::from_millis(200),
+        flush_interval: Duration::from_millis(20),
+        ..AnalyticsOptions::default()
+    };
+    let store = AnalyticsStore::open(&path, options).unwrap();
+    let mut holder = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "processes::child_holds_the_database_until_told_to_stop",
+            "--ignored",
+            "--nocapture",
+        ])
+        .env(HOLDER_ENV, &path)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(holder.stdout.take().unwrap()).lines();
+    assert!(
+        lines.by_ref().any(|l| l.unwrap().trim() == "HELD"),
+        "the holder never opened the database"
+    );
+    for i in 0..500 {
+        assert!(store.sink().record(ev(T0 + i, Operation::Get, "k")));
+    }
+    // The writer tries, waits out its 200 ms lock timeout, and must keep the events.
+    let attempt = store.flush();
+    assert!(attempt.is_err(), "the file is held: {attempt:?}");
+    assert_eq!(store.stats().lost, 0, "{:?}", store.stats());
+    drop(holder.stdin.take());
+    assert!(holder.wait().unwrap().success());
+    store.flush().unwrap();
+    let stats = store.stats();
+    assert_eq!((stats.written, stats.lost), (500, 0), "{stats:?}");
+    assert!(stats.write_retries >= 1, "{stats:?}");
+    assert_eq!(count_events(store.reader()), 500);
+}
