@@ -44,7 +44,6 @@ mod gc;
 mod manifest;
 mod pack;
 mod store;
-mod write_order;
 
 pub use chunk::{BLOB_HEADER_LEN, ChunkId, MAX_CHUNK_LEN, decode_blob, encode_blob};
 pub use chunk_store::{

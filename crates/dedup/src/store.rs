@@ -8,7 +8,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use hybridstore_core::{
     BatchOp, Capabilities, Entry, EntryStream, Error, Expect, Key, KeyRange, KvStore, MetaEntry,
-    MetaStream, ObjectMeta, PutOptions, Result, Sha256Digest, StoreStats, WriteBatch,
+    MetaStream, ObjectMeta, PutOptions, Result, Sha256Digest, StoreStats, WriteBatch, WriteOrder,
     run_to_completion, spawn_cpu,
 };
 use serde::Serialize;
@@ -20,7 +20,6 @@ use crate::chunk_store::{ChunkStore, DEFAULT_TARGET_PACK_SIZE, NewChunk, Pending
 use crate::chunker::ChunkerConfig;
 use crate::encode::{EncodedValue, encode_value, hash_and_encode};
 use crate::manifest::{ChunkList, Manifest};
-use crate::write_order::WriteOrder;
 
 /// Values (and reassembled values, and groups of streamed chunks) of at least this many
 /// bytes are hashed and compressed on the blocking thread pool (through
@@ -162,7 +161,7 @@ fn ratio(numerator: u64, denominator: u64) -> f64 {
 /// first poll finishes in a task of its own (a `put_reader` once its input is read), still
 /// registered with garbage collection, so a collection never marks between the chunks it
 /// would sweep and the manifest that references them. Manifest writes of one key reach the
-/// manifest store in the order the writes began (a ticket per write, see `write_order`), so
+/// manifest store in the order the writes began (a [`WriteOrder`] ticket per write), so
 /// a write finishing in the background never lands after a later write of the same key.
 /// Writes of different keys stay concurrent; only their manifest writes may wait, and only
 /// for writes of keys sharing one of 4,096 stripes.

@@ -39,6 +39,7 @@ mod secret;
 mod store;
 pub mod vector;
 pub mod verify;
+mod write_order;
 
 #[cfg(feature = "testing")]
 pub mod bench_report;
@@ -62,5 +63,6 @@ pub use store::{
     Capabilities, Entry, EntryStream, KvStore, MetaEntry, MetaStream, StoreStats, check_range,
     slice_range,
 };
+pub use write_order::{Ticket, WriteOrder};
 
 pub use bytes::Bytes;

@@ -24,8 +24,10 @@
 //! only.
 //!
 //! **Cancellation.** Dropping an operation's future leaves the store as if the operation
-//! happened or never started: work already on the blocking pool finishes holding its locks,
-//! so it lands before any later batch and any later write of the same key. If a committed
+//! happened or never started: a write takes its place in a per-key order (a
+//! `hybridstore_core::WriteOrder` ticket) at its first poll, and work already on the
+//! blocking pool finishes holding its ticket and the gate, so it lands before any write of
+//! the same key begun later and before any later batch. If a committed
 //! batch cannot be applied (or its journal retired), the store refuses writes (and, if the
 //! batch is half-applied, reads) with `Unavailable` until it is reopened, since the journal
 //! it replays on open would otherwise overwrite newer data.
@@ -52,7 +54,6 @@ mod record;
 use std::collections::BTreeSet;
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
-use std::hash::BuildHasher;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -64,7 +65,8 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use hybridstore_core::{
     BatchPlan, Capabilities, Entry, EntryStream, Error, ErrorKind, Key, KeyRange, KvStore,
-    MetaEntry, MetaStream, Mutation, ObjectMeta, PutOptions, Result, StoreStats, WriteBatch,
+    MetaEntry, MetaStream, Mutation, ObjectMeta, PutOptions, Result, StoreStats, Ticket,
+    WriteBatch, WriteOrder,
 };
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
@@ -120,11 +122,10 @@ struct Inner {
     /// batch. The guard moves into the blocking task that does the work (see [`Gate`]), so a
     /// caller that drops its future cannot release it while the work still runs.
     gate: Arc<RwLock<()>>,
-    /// Per-key write order: a put or delete holds its key's stripe (one of [`KEY_STRIPES`],
-    /// by hash) from before it takes the gate until its rename or unlink is done, so a write
-    /// whose caller gave up cannot land after a later write of the same key.
-    stripes: Vec<Arc<tokio::sync::Mutex<()>>>,
-    stripe_hasher: std::collections::hash_map::RandomState,
+    /// Per-key write order: a put, delete or batch takes a ticket for its keys when it
+    /// begins and holds it until its renames are done, so a write whose caller gave up
+    /// cannot land after a later write of the same key.
+    order: Arc<WriteOrder>,
     /// Set once a committed batch could not be applied or its journal retired: the journal
     /// on disk would be replayed over any later write at the next open, so the store refuses
     /// writes (and, if the batch is half-applied, reads) until it is reopened.
@@ -141,15 +142,12 @@ struct Failure {
     reads_too: bool,
 }
 
-/// Stripes of per-key write locks (see `Inner::stripes`).
-const KEY_STRIPES: usize = 256;
-
 /// The guards an operation holds, moved into the blocking closure they protect.
 #[allow(dead_code)] // held for their `Drop`
 enum Gate {
     Shared(OwnedRwLockReadGuard<()>),
-    Exclusive(OwnedRwLockWriteGuard<()>),
-    KeyWrite(tokio::sync::OwnedMutexGuard<()>, OwnedRwLockReadGuard<()>),
+    Write(Ticket, OwnedRwLockReadGuard<()>),
+    Batch(Ticket, OwnedRwLockWriteGuard<()>),
 }
 
 /// How an operation takes the gate.
@@ -157,10 +155,10 @@ enum Gate {
 enum Hold<'k> {
     /// Shared, for a read.
     Read,
-    /// Shared plus the key's stripe, for a single-key write.
+    /// Its turn for the key, then shared, for a single-key write.
     Write(&'k Key),
-    /// Exclusive, for a batch.
-    Batch,
+    /// Its turn for every key it writes, then exclusive, for a batch.
+    Batch(&'k [Key]),
 }
 
 /// Whether an operation reads or writes, for [`Inner::check_usable`].
@@ -205,21 +203,25 @@ impl Inner {
         hold: Hold<'_>,
         work: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
     ) -> Result<T> {
+        // A write's ticket is taken before the first `.await`: its place in the order is
+        // where the caller first polled it.
         let (gate, access) = match hold {
             Hold::Read => (
                 Gate::Shared(self.gate.clone().read_owned().await),
                 Access::Read,
             ),
             Hold::Write(key) => {
-                let stripe = self.stripe_hasher.hash_one(key.as_bytes()) as usize % KEY_STRIPES;
-                let key_lock = self.stripes[stripe].clone().lock_owned().await;
+                let ticket = self.order.begin([key]);
+                ticket.turn().await;
                 let shared = self.gate.clone().read_owned().await;
-                (Gate::KeyWrite(key_lock, shared), Access::Write)
+                (Gate::Write(ticket, shared), Access::Write)
             }
-            Hold::Batch => (
-                Gate::Exclusive(self.gate.clone().write_owned().await),
-                Access::Write,
-            ),
+            Hold::Batch(keys) => {
+                let ticket = self.order.begin(keys);
+                ticket.turn().await;
+                let exclusive = self.gate.clone().write_owned().await;
+                (Gate::Batch(ticket, exclusive), Access::Write)
+            }
         };
         let inner = self.clone();
         blocking(move || {
@@ -344,10 +346,7 @@ impl FileStore {
                 journal,
                 options,
                 gate: Arc::new(RwLock::new(())),
-                stripes: (0..KEY_STRIPES)
-                    .map(|_| Arc::new(tokio::sync::Mutex::new(())))
-                    .collect(),
-                stripe_hasher: Default::default(),
+                order: WriteOrder::new(),
                 failed: std::sync::OnceLock::new(),
                 recovery,
                 _lock: lock,
@@ -927,8 +926,15 @@ impl KvStore for FileStore {
         if plan.checks.is_empty() && plan.writes.is_empty() {
             return Ok(());
         }
+        // Ordered against other writes of every key it reads (checks) or writes.
+        let keys: Vec<Key> = plan
+            .checks
+            .iter()
+            .map(|(k, _)| k.clone())
+            .chain(plan.writes.iter().map(|(k, _)| k.clone()))
+            .collect();
         self.inner
-            .gated(Hold::Batch, move |i| batch_blocking(i, plan))
+            .gated(Hold::Batch(&keys), move |i| batch_blocking(i, plan))
             .await
             .map_err(|e| e.with_operation("write_batch"))
     }

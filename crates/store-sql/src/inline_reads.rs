@@ -186,3 +186,46 @@ fn map_rusqlite(error: rusqlite::Error) -> Error {
         None => mapped,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    /// Regression (issue 15, defect 6): the inline readers waited out SQLite's 5 s busy
+    /// timeout on the calling (async) thread while another connection held the database
+    /// locked, then failed. Now a locked database is answered at once by the fallback, which
+    /// waits on sqlx's own thread. (A rollback-journal database makes the lock easy to hold:
+    /// a WAL reader meets one only in rarer cases, WAL recovery or an exclusive-mode writer.)
+    #[test]
+    fn a_locked_database_falls_back_instead_of_waiting_on_the_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kv.db");
+        let setup = Connection::open(&path).unwrap();
+        setup
+            .execute_batch(
+                "CREATE TABLE kv_objects (key BLOB PRIMARY KEY, value BLOB NOT NULL, \
+                 size INTEGER, created INTEGER, modified INTEGER, checksum TEXT, \
+                 content_type TEXT, dedup_hash BLOB);
+                 INSERT INTO kv_objects VALUES (x'6b', x'76', 1, 0, 0, '', NULL, NULL);",
+            )
+            .unwrap();
+        let reader = InlineReader::open(&path, 1, 0, false).unwrap();
+        let key = Key::new("k").unwrap();
+        assert!(matches!(
+            reader.get(&key).unwrap(),
+            InlineRead::Done(Some(_))
+        ));
+
+        setup.execute_batch("BEGIN EXCLUSIVE").unwrap();
+        assert!(
+            matches!(reader.get(&key).unwrap(), InlineRead::Fallback),
+            "a busy database is left to the sqlx pool"
+        );
+        setup.execute_batch("COMMIT").unwrap();
+        assert!(matches!(
+            reader.get(&key).unwrap(),
+            InlineRead::Done(Some(_))
+        ));
+    }
+}

@@ -57,6 +57,7 @@ pub mod testing;
 
 use std::fmt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_stream::try_stream;
@@ -66,7 +67,8 @@ use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
 use hybridstore_core::{
     Capabilities, EntryStream, Error, Key, KeyRange, KvStore, MAX_KEY_LEN, MetaEntry, MetaStream,
-    ObjectMeta, PutOptions, Result, Sha256Digest, StoreStats, WriteBatch,
+    ObjectMeta, PutOptions, Result, Sha256Digest, StoreStats, WriteBatch, WriteOrder,
+    run_to_completion,
 };
 
 use crate::codec::SqlRange;
@@ -161,14 +163,23 @@ pub enum SqlBackend {
     Postgres,
 }
 
+#[derive(Clone)]
 pub(crate) enum Backend {
     Sqlite(sqlite::engine::Engine),
     #[cfg(feature = "postgres")]
     Postgres(postgres::engine::Engine),
 }
 
-/// Runs `$body` with `$e` bound to the store's engine, whichever backend it is.
+/// Runs `$body` with `$e` bound to the store's engine (or, with `@backend`, a `Backend`'s),
+/// whichever backend it is.
 macro_rules! dispatch {
+    (@backend $backend:expr, $e:ident => $body:expr) => {
+        match &$backend {
+            $crate::Backend::Sqlite($e) => $body,
+            #[cfg(feature = "postgres")]
+            $crate::Backend::Postgres($e) => $body,
+        }
+    };
     ($store:expr, $e:ident => $body:expr) => {
         match &$store.backend {
             $crate::Backend::Sqlite($e) => $body,
@@ -184,6 +195,9 @@ pub(crate) use dispatch;
 pub struct SqlStore {
     backend: Backend,
     url: String,
+    /// Writes of one key reach the database in the order they began (see
+    /// [`ordered_write`](Self::ordered_write)).
+    order: Arc<WriteOrder>,
 }
 
 impl fmt::Debug for SqlStore {
@@ -236,6 +250,7 @@ impl SqlStore {
         Ok(SqlStore {
             backend,
             url: redacted,
+            order: WriteOrder::new(),
         })
     }
 
@@ -255,6 +270,7 @@ impl SqlStore {
         Ok(SqlStore {
             backend: Backend::Sqlite(engine),
             url,
+            order: WriteOrder::new(),
         })
     }
 
@@ -342,6 +358,35 @@ fn check_value_len(len: usize) -> Result<()> {
     Ok(())
 }
 
+impl SqlStore {
+    /// Runs the write `op` once every earlier write of the same keys is done, and to
+    /// completion even if the caller drops the future: a statement already sent to the
+    /// server commits whether or not anyone waits for it (PostgreSQL runs it, on a pooled
+    /// connection of its own), so a dropped write must still hold its place, or a later
+    /// write of the same key on another connection could commit first and be overwritten.
+    /// The place is taken at the first poll ([`WriteOrder`]).
+    async fn ordered_write<'k, T, F, Fut>(
+        &self,
+        keys: impl IntoIterator<Item = &'k Key>,
+        op: F,
+    ) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(Backend) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Result<T>> + Send + 'static,
+    {
+        let ticket = self.order.begin(keys);
+        let backend = self.backend.clone();
+        run_to_completion(async move {
+            ticket.turn().await;
+            let out = op(backend).await;
+            drop(ticket);
+            out
+        })
+        .await
+    }
+}
+
 #[async_trait]
 impl KvStore for SqlStore {
     fn capabilities(&self) -> Capabilities {
@@ -368,11 +413,21 @@ impl KvStore for SqlStore {
     async fn put_with(&self, key: &Key, value: Bytes, options: &PutOptions) -> Result<ObjectMeta> {
         options.validate()?;
         check_value_len(value.len())?;
-        dispatch!(self, e => e.put(key, value, options).await).map_err(|e| e.with_operation("put"))
+        let (k, options) = (key.clone(), options.clone());
+        self.ordered_write([key], move |backend| async move {
+            dispatch!(@backend backend, e => e.put(&k, value, &options).await)
+        })
+        .await
+        .map_err(|e| e.with_operation("put"))
     }
 
     async fn delete(&self, key: &Key) -> Result<()> {
-        dispatch!(self, e => e.delete(key).await).map_err(|e| e.with_operation("delete"))
+        let k = key.clone();
+        self.ordered_write([key], move |backend| async move {
+            dispatch!(@backend backend, e => e.delete(&k).await)
+        })
+        .await
+        .map_err(|e| e.with_operation("delete"))
     }
 
     fn scan(&self, range: KeyRange, limit: Option<usize>) -> EntryStream<'_> {
@@ -421,7 +476,17 @@ impl KvStore for SqlStore {
         if plan.writes.is_empty() && plan.checks.is_empty() {
             return Ok(());
         }
-        dispatch!(self, e => e.write_batch(plan).await).map_err(|e| e.with_operation("write_batch"))
+        let keys: Vec<Key> = plan
+            .checks
+            .iter()
+            .map(|(k, _)| k.clone())
+            .chain(plan.writes.iter().map(|(k, _)| k.clone()))
+            .collect();
+        self.ordered_write(&keys, move |backend| async move {
+            dispatch!(@backend backend, e => e.write_batch(plan).await)
+        })
+        .await
+        .map_err(|e| e.with_operation("write_batch"))
     }
 
     async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {

@@ -1,11 +1,12 @@
-//! Per-key write order for manifests: writes of one key reach the manifest store in the
-//! order they began, even when an earlier one was dropped by its caller and finishes in the
-//! background (see `DedupStore`'s cancellation docs).
+//! Per-key write order: writes of one key are applied in the order they began, even when an
+//! earlier one was dropped by its caller and finishes in the background (a blocking task
+//! already running, a layer's `run_to_completion`).
 //!
 //! A write takes a ticket when it begins (synchronously, at its first poll): one sequence
 //! number, queued on the stripe of each key it writes (keys map to [`STRIPES`] stripes by
-//! hash). Chunking, hashing and chunk commits run concurrently; only the manifest write waits
-//! for its turn, until its number heads every one of its stripes' queues. Tickets are handed
+//! hash). Whatever the write does first (a dedup layer's chunking and hashing) runs
+//! concurrently; the step that must be ordered waits for its turn, until its number heads
+//! every one of its stripes' queues. Tickets are handed
 //! out under one lock, so every queue orders any two writes the same way and two batches
 //! can never wait for each other. This is a ticket lock (Mellor-Crummey and Scott, "Algorithms
 //! for Scalable Synchronization on Shared-Memory Multiprocessors", 1991) per stripe, with the
@@ -15,12 +16,13 @@ use std::collections::{BTreeSet, VecDeque};
 use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use hybridstore_core::Key;
 use tokio::sync::Notify;
 
-/// Stripes (a power of two). Writes of different keys that share a stripe only wait for
-/// each other's manifest writes, not for each other's chunking.
-pub(crate) const STRIPES: usize = 4096;
+use crate::key::Key;
+
+/// Stripes (a power of two). Writes of different keys that share a stripe wait for each
+/// other's ordered step only.
+pub const STRIPES: usize = 4096;
 
 #[derive(Debug)]
 struct State {
@@ -28,16 +30,17 @@ struct State {
     queues: Vec<VecDeque<u64>>,
 }
 
-/// The ticket dispenser of one `DedupStore`.
+/// The ticket dispenser of one store or layer.
 #[derive(Debug)]
-pub(crate) struct WriteOrder {
+pub struct WriteOrder {
     state: Mutex<State>,
     changed: Notify,
     hasher: std::collections::hash_map::RandomState,
 }
 
 impl WriteOrder {
-    pub(crate) fn new() -> Arc<Self> {
+    /// A dispenser with no ticket out.
+    pub fn new() -> Arc<Self> {
         Arc::new(WriteOrder {
             state: Mutex::new(State {
                 next: 0,
@@ -55,7 +58,7 @@ impl WriteOrder {
 
     /// Takes a ticket for a write of `keys`. Its turn comes once every earlier ticket of the
     /// same stripes is dropped.
-    pub(crate) fn begin<'k>(self: &Arc<Self>, keys: impl IntoIterator<Item = &'k Key>) -> Ticket {
+    pub fn begin<'k>(self: &Arc<Self>, keys: impl IntoIterator<Item = &'k Key>) -> Ticket {
         let stripes: BTreeSet<usize> = keys
             .into_iter()
             .map(|k| self.hasher.hash_one(k.as_bytes()) as usize & (STRIPES - 1))
@@ -74,19 +77,19 @@ impl WriteOrder {
     }
 }
 
-/// A write's place in the order; dropping it (after the manifest write, or when the write
-/// fails or is abandoned) lets the next write of its stripes go.
+/// A write's place in the order; dropping it (after the ordered step, or when the write
+/// fails or is abandoned) lets the next write of its stripes go. Move it into the blocking
+/// closure that does the step, like any guard of blocking work.
 #[derive(Debug)]
-pub(crate) struct Ticket {
+pub struct Ticket {
     order: Arc<WriteOrder>,
     seq: u64,
     stripes: Vec<usize>,
 }
 
 impl Ticket {
-    /// Waits until every earlier write of the same stripes has written its manifest (or
-    /// given up).
-    pub(crate) async fn turn(&self) {
+    /// Waits until every earlier write of the same stripes has dropped its ticket.
+    pub async fn turn(&self) {
         loop {
             let notified = self.order.changed.notified();
             tokio::pin!(notified);
