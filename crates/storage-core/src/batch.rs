@@ -239,6 +239,15 @@ pub struct BatchPlan {
 }
 
 impl BatchPlan {
+    /// Every key the plan checks or writes (checks first, a key may repeat): what a backend
+    /// orders the batch by against other writes of the same keys.
+    pub fn keys(&self) -> impl Iterator<Item = &Key> {
+        self.checks
+            .iter()
+            .map(|(k, _)| k)
+            .chain(self.writes.iter().map(|(k, _)| k))
+    }
+
     /// Evaluates every check with `lookup` (the key's current metadata).
     ///
     /// # Errors

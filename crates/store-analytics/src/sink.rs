@@ -213,14 +213,17 @@ impl Writer {
         ack_rx.recv().map_err(|_| stopped())?
     }
 
-    /// Drains the channel, writes what is left and joins the thread. Idempotent.
-    pub(crate) fn shutdown(&self) {
-        let thread = self
-            .thread
+    /// The writer thread's handle, unless a shutdown took it already.
+    fn take_thread(&self) -> Option<JoinHandle<()>> {
+        self.thread
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .take();
-        if let Some(thread) = thread {
+            .take()
+    }
+
+    /// Drains the channel, writes what is left and joins the thread. Idempotent.
+    pub(crate) fn shutdown(&self) {
+        if let Some(thread) = self.take_thread() {
             // A blocking send: the writer is draining, so room appears.
             let _ = self.sink.tx.send(Message::Shutdown);
             if thread.join().is_err() {
@@ -241,12 +244,7 @@ impl Drop for Writer {
         use tokio::runtime::{Handle, RuntimeFlavor};
         match Handle::try_current().map(|h| h.runtime_flavor()) {
             Ok(RuntimeFlavor::CurrentThread) => {
-                let thread = self
-                    .thread
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .take();
-                if let Some(thread) = thread {
+                if let Some(thread) = self.take_thread() {
                     let tx = self.sink.tx.clone();
                     let joiner = std::thread::Builder::new()
                         .name("hybridstore-analytics-close".into())

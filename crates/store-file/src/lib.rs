@@ -927,12 +927,7 @@ impl KvStore for FileStore {
             return Ok(());
         }
         // Ordered against other writes of every key it reads (checks) or writes.
-        let keys: Vec<Key> = plan
-            .checks
-            .iter()
-            .map(|(k, _)| k.clone())
-            .chain(plan.writes.iter().map(|(k, _)| k.clone()))
-            .collect();
+        let keys: Vec<Key> = plan.keys().cloned().collect();
         self.inner
             .gated(Hold::Batch(&keys), move |i| batch_blocking(i, plan))
             .await

@@ -476,12 +476,7 @@ impl KvStore for SqlStore {
         if plan.writes.is_empty() && plan.checks.is_empty() {
             return Ok(());
         }
-        let keys: Vec<Key> = plan
-            .checks
-            .iter()
-            .map(|(k, _)| k.clone())
-            .chain(plan.writes.iter().map(|(k, _)| k.clone()))
-            .collect();
+        let keys: Vec<Key> = plan.keys().cloned().collect();
         self.ordered_write(&keys, move |backend| async move {
             dispatch!(@backend backend, e => e.write_batch(plan).await)
         })

@@ -13,19 +13,6 @@ fn key(name: &str) -> Key {
     Key::new(name.to_string()).unwrap()
 }
 
-fn noise(len: usize, seed: u64) -> Bytes {
-    let mut state = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    Bytes::from(out)
-}
-
 /// Regression (defect 1): a put dropped while its manifest write went on released the writer
 /// guard at once, so a collection could mark without that manifest and sweep the chunks it
 /// was about to reference: the acknowledged-later value read as `Corrupted`. Now the manifest
@@ -44,7 +31,7 @@ async fn a_cancelled_put_never_loses_its_chunks_to_a_collection() {
         .await
         .unwrap(),
     );
-    let value = noise(600_000, 7);
+    let value = crate::gc::value(7, 600_000);
     let mut put = Box::pin(store.put(&k, value.clone()));
     tokio::select! {
         _ = &mut put => panic!("the paused put returned"),
@@ -116,10 +103,10 @@ fn ticker() -> (Arc<AtomicU64>, tokio::task::JoinHandle<()>) {
 }
 
 /// Ticks another task made while `op` was in flight. On a current-thread runtime with
-/// in-memory stores (whose calls never wait), another task runs during `op` only at `op`'s
-/// real waits: a handful (a pack flush) if `op` does its hashing and compression on the
-/// worker, hundreds if it hands them to the blocking pool, since the worker is then idle for
-/// the whole computation and the other task loops freely.
+/// in-memory stores (whose calls never wait), another task runs during `op` only when `op`
+/// waits: each hand-off of CPU work to the blocking pool lets it run at least once (and
+/// usually hundreds of times, the worker being idle for the whole computation), while work
+/// done on the worker lets it run not at all.
 async fn ticks_during<F: std::future::Future>(ticks: &AtomicU64, op: F) -> (u64, F::Output) {
     tokio::task::yield_now().await; // let the ticker start
     let before = ticks.load(Ordering::SeqCst);
@@ -129,9 +116,11 @@ async fn ticks_during<F: std::future::Future>(ticks: &AtomicU64, op: F) -> (u64,
 
 /// Regression (defect 6): encoding a value under 128 KiB, hashing and compressing streamed
 /// chunks, decoding chunks and the whole-value SHA-256 on read all ran on the async worker.
-/// Each of them, on a current-thread runtime, must now let another task run meanwhile (at
-/// least [`FREE`] times; the old code let it run at most a few times, at its pack flushes).
-const FREE: u64 = 10;
+/// Each of them, on a current-thread runtime, must now let another task run meanwhile: at
+/// least [`FREE`] times, which every one of them guarantees by handing two or more pieces of
+/// work to the blocking pool; the old code let it run once (a put's pack flush) or never (a
+/// get).
+const FREE: u64 = 2;
 
 #[tokio::test(flavor = "current_thread")]
 async fn dedup_cpu_work_leaves_the_async_worker_free() {
@@ -144,12 +133,12 @@ async fn dedup_cpu_work_leaves_the_async_worker_free() {
     .unwrap();
     let (ticks, ticker) = ticker();
     // Below the old 128 KiB inline-encoding threshold; several chunks.
-    let small = noise(100_000, 1);
+    let small = crate::gc::value(1, 100_000);
     let (n, put) = ticks_during(&ticks, store.put(&key("small"), small.clone())).await;
     put.unwrap();
     assert!(n >= FREE, "put of 100 KB: the other task ran {n} times");
 
-    let streamed = noise(3_000_000, 2);
+    let streamed = crate::gc::value(2, 3_000_000);
     let (n, put) = ticks_during(
         &ticks,
         store.put_reader(&key("streamed"), &streamed[..], &Default::default()),

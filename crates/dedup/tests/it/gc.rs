@@ -7,7 +7,8 @@ use std::time::Duration;
 use hybridstore_core::{Bytes, Key, KvStore, WriteBatch};
 use hybridstore_dedup::{DedupOptions, GcOptions};
 
-fn value(seed: u64, len: usize) -> Bytes {
+/// `len` pseudo-random bytes (xorshift64 from `seed`): incompressible, so every chunk is new.
+pub(crate) fn value(seed: u64, len: usize) -> Bytes {
     let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut out = Vec::with_capacity(len);
     while out.len() < len {
