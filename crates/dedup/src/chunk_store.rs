@@ -588,12 +588,21 @@ impl ChunkStore {
 
     // ---- garbage collection support (driven by `DedupStore::collect_garbage`) ----
 
-    /// Starts recording reuse. Waits for writers in flight (whose lookups were not recorded)
-    /// to finish, then returns the numbers of the packs that exist now.
+    /// Starts recording reuse, takes the numbers of the packs that exist now, and waits for
+    /// the writers in flight (whose lookups were not recorded) to finish; returns the packs.
+    /// New writers never wait for it.
     pub(crate) async fn begin_collection(&self) -> Vec<u32> {
-        // Record reuse first, then open a new epoch: every writer of the new epoch does its
-        // lookups with recording on.
-        self.state().reused = Some(HashSet::new());
+        // Under the index lock: record reuse from now on, and take the packs that exist now.
+        // A pack sealed later (by a writer of either epoch) is not this collection's: its
+        // chunks may be new and referenced by a manifest the mark will not see.
+        let mut packs: Vec<u32> = {
+            let mut state = self.state();
+            state.reused = Some(HashSet::new());
+            state.packs.keys().copied().collect()
+        };
+        // Then open a new epoch: every writer of the new epoch does its lookups with
+        // recording on; the writers of older epochs may have looked up chunks unrecorded, so
+        // the mark must see their manifests: wait for them.
         let old = {
             let mut writers = self.writers();
             writers.epoch += 1;
@@ -608,8 +617,6 @@ impl ChunkStore {
             }
             left.await;
         }
-        let state = self.state();
-        let mut packs: Vec<u32> = state.packs.keys().copied().collect();
         packs.sort_unstable();
         packs
     }
