@@ -154,7 +154,15 @@ async fn vector_indexes_train_on_enough_rows_and_stay_close_to_exact() {
     // Lance searches the fragments an index does not cover yet flat and merges them in.
     assert_eq!(store.search("v", &tuned).await.unwrap()[0].id, "fresh");
     store.optimize("v").await.unwrap();
-    assert_eq!(store.search("v", &tuned).await.unwrap()[0].id, "fresh");
+    // Now the row is in the index, whose distances are those of its scalar-quantized copy:
+    // another row may rank above it by a quantization error (seen once in five full runs).
+    // Re-ranking the index's own candidates by the stored vectors (`refine_factor`) still
+    // finds only what the index holds, so a row the index lost still fails this.
+    let refined = VectorQuery {
+        refine_factor: Some(10),
+        ..tuned.clone()
+    };
+    assert_eq!(store.search("v", &refined).await.unwrap()[0].id, "fresh");
     let filtered = store
         .search(
             "v",
