@@ -541,13 +541,11 @@ impl ChunkStore {
                 Ok(Some(blob)) => {
                     // LZ4 decoding and SHA-256 of a chunk (up to 64 KiB by default) is tens of
                     // microseconds of CPU: off the async workers unless it is small.
-                    let decoded = if blob.len() < crate::store::BLOCKING_CPU_MIN {
-                        chunk::decode_blob(id, entry.raw_len, &blob)
-                    } else {
-                        let (id, raw_len) = (*id, entry.raw_len);
-                        hybridstore_core::spawn_cpu(move || chunk::decode_blob(&id, raw_len, &blob))
-                            .await?
-                    };
+                    let (id, raw_len) = (*id, entry.raw_len);
+                    let decoded = hybridstore_core::cpu_bound(blob.len(), move || {
+                        chunk::decode_blob(&id, raw_len, &blob)
+                    })
+                    .await?;
                     return decoded.map_err(|e| e.with_context("pack", &key));
                 }
                 Ok(None) => previous = Some((key, entry.offset)),

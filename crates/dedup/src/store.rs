@@ -9,7 +9,7 @@ use futures::{StreamExt, TryStreamExt};
 use hybridstore_core::{
     BatchOp, Capabilities, Entry, EntryStream, Error, Expect, Key, KeyRange, KvStore, MetaEntry,
     MetaStream, ObjectMeta, PutOptions, Result, Sha256Digest, StoreStats, WriteBatch, WriteOrder,
-    run_to_completion, spawn_cpu,
+    cpu_bound, run_to_completion, spawn_cpu,
 };
 use serde::Serialize;
 use sha2::Digest;
@@ -21,13 +21,6 @@ use crate::chunker::ChunkerConfig;
 use crate::encode::{EncodedValue, encode_value, hash_and_encode};
 use crate::manifest::{ChunkList, Manifest};
 
-/// Values (and reassembled values, and groups of streamed chunks) of at least this many
-/// bytes are hashed and compressed on the blocking thread pool (through
-/// [`spawn_cpu`], one task per core at a time) rather than on the calling task's thread. 16 KiB of SHA-256 plus LZ4 takes about 30 µs here, within the 10–100 µs
-/// that tokio's documentation allows between two `.await`s ("CPU-bound tasks and blocking
-/// code", <https://docs.rs/tokio/latest/tokio/#cpu-bound-tasks-and-blocking-code>); a
-/// `spawn_blocking` round trip costs about 10–20 µs, so smaller work stays inline.
-pub(crate) const BLOCKING_CPU_MIN: usize = 16 * 1024;
 /// Streamed chunks are hashed and compressed in groups of about this many bytes, one
 /// blocking task each.
 const STREAM_GROUP_BYTES: usize = 1024 * 1024;
@@ -260,22 +253,15 @@ impl<S: KvStore> DedupStore<S> {
         Ok(())
     }
 
+    /// Cuts, hashes and compresses `value` (off the async worker from 16 KiB, see
+    /// [`cpu_bound`]).
     async fn encode(&self, value: Bytes) -> Result<(Bytes, EncodedValue)> {
-        if value.len() < BLOCKING_CPU_MIN {
-            let encoded = encode_value(
-                &value,
-                &self.options.chunker,
-                self.options.inline_max,
-                &self.chunks,
-            );
-            return Ok((value, encoded));
-        }
         let (chunker, inline_max, chunks) = (
             self.options.chunker,
             self.options.inline_max,
             self.chunks.clone(),
         );
-        spawn_cpu(move || {
+        cpu_bound(value.len(), move || {
             let encoded = encode_value(&value, &chunker, inline_max, &chunks);
             (value, encoded)
         })
@@ -353,12 +339,8 @@ impl<S: KvStore> DedupStore<S> {
             out.extend_from_slice(&part);
         }
         let out = Bytes::from(out);
-        let digest = if out.len() < BLOCKING_CPU_MIN {
-            Sha256Digest::of(&out)
-        } else {
-            let whole = out.clone();
-            spawn_cpu(move || Sha256Digest::of(&whole)).await?
-        };
+        let whole = out.clone();
+        let digest = cpu_bound(out.len(), move || Sha256Digest::of(&whole)).await?;
         if digest != checksum {
             return Err(Error::corrupted(
                 "value does not match its SHA-256 checksum after reassembly",
@@ -375,7 +357,7 @@ impl<S: KvStore> DedupStore<S> {
     }
 
     /// Adds the new chunks of encoded values to the open pack (copying their blobs into it:
-    /// on the blocking pool when that is at least [`BLOCKING_CPU_MIN`] bytes) and returns
+    /// through [`cpu_bound`]) and returns
     /// the commits to wait for, with the values.
     async fn add_chunks(
         &self,
@@ -390,11 +372,7 @@ impl<S: KvStore> DedupStore<S> {
             }
             (pending, encoded)
         };
-        if bytes < BLOCKING_CPU_MIN {
-            Ok(add())
-        } else {
-            spawn_cpu(add).await
-        }
+        cpu_bound(bytes, add).await
     }
 
     /// Stores the bytes read from `reader` under `key`, chunking as it reads, so the value
@@ -613,8 +591,7 @@ impl<S: KvStore> DedupStore<S> {
 type StreamedChunk = (ChunkId, Vec<u8>, Option<Vec<u8>>);
 
 /// Feeds `group` (consecutive chunks of a streamed value, `bytes` in all) to the whole-value
-/// `hasher` and hashes and compresses each chunk, on the blocking pool unless the group is
-/// smaller than [`BLOCKING_CPU_MIN`].
+/// `hasher` and hashes and compresses each chunk (through [`cpu_bound`]).
 async fn encode_group(
     mut hasher: sha2::Sha256,
     group: Vec<Vec<u8>>,
@@ -632,11 +609,8 @@ async fn encode_group(
             .collect::<Vec<_>>();
         (hasher, encoded)
     };
-    if bytes < BLOCKING_CPU_MIN {
-        return Ok(work(store));
-    }
     let store = store.clone();
-    spawn_cpu(move || work(&store)).await
+    cpu_bound(bytes, move || work(&store)).await
 }
 
 fn check_len(id: &ChunkId, want: u32, data: &[u8]) -> Result<()> {

@@ -52,7 +52,7 @@ pub mod fault;
 
 pub use batch::{BatchOp, BatchPlan, Expect, Mutation, WriteBatch, conflict};
 pub use completion::run_to_completion;
-pub use cpu::spawn_cpu;
+pub use cpu::{CPU_INLINE_MAX_BYTES, cpu_bound, spawn_cpu};
 pub use error::{Error, ErrorKind, Result};
 pub use key::{Key, KeyRange, MAX_KEY_LEN, prefix_successor};
 pub use memory::MemoryStore;

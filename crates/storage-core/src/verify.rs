@@ -47,16 +47,12 @@ impl VerifyReport {
     }
 }
 
-/// Values at least this long are re-hashed on the blocking pool, not on the async worker
-/// (16 KiB of SHA-256 is about 10 µs here; see `hybridstore-dedup`'s `BLOCKING_CPU_MIN`).
-const BLOCKING_HASH_MIN: usize = 16 * 1024;
-
 /// Reads every value in `range`, re-hashes it with SHA-256 and compares it with the checksum
 /// in its metadata, `concurrency` values at a time. Every damaged or unreadable value is
 /// recorded and verification carries on, as restic's `check --read-data` does: `Corrupted`
 /// reads and mismatches as [`VerifyReport::damaged`], other read errors (timeouts, an
 /// unreachable backend) as [`VerifyReport::unverified`]. Hashing runs on the blocking pool
-/// ([`spawn_cpu`](crate::spawn_cpu)).
+/// from 16 KiB ([`cpu_bound`](crate::cpu_bound)).
 /// `on_progress(keys, bytes)` is called after each value.
 ///
 /// # Errors
@@ -100,12 +96,8 @@ async fn check_one(store: &dyn KvStore, entry: MetaEntry) -> Result<CheckOutcome
     let MetaEntry { key, meta } = entry;
     let damage = match store.get(&key).await {
         Ok(Some(value)) => {
-            let actual = if value.len() < BLOCKING_HASH_MIN {
-                Ok(Sha256Digest::of(&value))
-            } else {
-                let whole = value.clone();
-                crate::spawn_cpu(move || Sha256Digest::of(&whole)).await
-            };
+            let whole = value.clone();
+            let actual = crate::cpu_bound(value.len(), move || Sha256Digest::of(&whole)).await;
             match actual {
                 Err(e) => Some((e.kind(), e.to_string())),
                 Ok(_) if value.len() as u64 != meta.size => Some((
