@@ -38,14 +38,6 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// The key the command needed does not exist (exit code 3).
-    pub fn key_missing(key: &impl std::fmt::Display) -> Self {
-        Failure::Error {
-            error: Error::not_found(format!("no key {key}")),
-            code: ExitCode::NotFound,
-        }
-    }
-
     /// An input named on the command line (a file to put, a configuration file) cannot be
     /// read: invalid input (exit code 2) if it is missing or not allowed, a failure otherwise.
     pub fn input(error: Error) -> Self {
@@ -58,7 +50,8 @@ impl Failure {
 }
 
 impl From<Error> for Failure {
-    /// By kind: `InvalidInput` 2, `NotFound` 3, `Corrupted` 4, `Locked` 5, everything else
+    /// By kind: `InvalidInput` 2, `NotFound` 3 (a missing key, record or database), `Corrupted`
+    /// 4, `Locked` 5, everything else
     /// (`Unavailable` included: a server down is not a busy data directory) 1. Errors of
     /// reading an input file go through [`Failure::input`] instead, so a missing file is
     /// invalid input, not a missing key.

@@ -273,7 +273,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let value = kv
                 .get(&key)
                 .await?
-                .ok_or_else(|| Failure::key_missing(&key))?;
+                .ok_or_else(|| Error::not_found(format!("no key {key}")))?;
             match output_path {
                 Some(path) => tokio::fs::write(&path, &value)
                     .await
@@ -288,7 +288,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Rm { key } => {
             let key = parse_key(&key)?;
             if kv.head(&key).await?.is_none() {
-                return Err(Failure::key_missing(&key));
+                return Err(Error::not_found(format!("no key {key}")).into());
             }
             kv.delete(&key).await?;
             if ui.json {
@@ -326,7 +326,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             let meta = kv
                 .head(&key)
                 .await?
-                .ok_or_else(|| Failure::key_missing(&key))?;
+                .ok_or_else(|| Error::not_found(format!("no key {key}")))?;
             let view = MetaView::new(&key, &meta);
             if ui.json {
                 ui.print_json(&view)?;
