@@ -4,19 +4,22 @@ use std::time::Duration;
 
 use hybridstore_core::{Error, Result, SecretUrl};
 
-/// Default L1 capacity: 256 MiB (seed 002's `cache_size_mb: int = 256`).
+/// Default L1 capacity: 256 MiB, a bound that fits beside an application on a small node and
+/// holds about a quarter of a million values of 1 KiB.
 pub const DEFAULT_L1_CAPACITY_BYTES: u64 = 256 * 1024 * 1024;
 /// Default L1 time-to-live: 5 minutes. L1 is per process and is not told about writes made by
 /// other processes, so this bounds how stale another node's write can look here.
 pub const DEFAULT_L1_TTL: Duration = Duration::from_secs(300);
-/// Default L2 (Redis) time-to-live: 1 hour (seed 001's `cache_ttl: 3600`).
+/// Default L2 (Redis) time-to-live: 1 hour, so an entry that nobody invalidates (its writer
+/// lost Redis) is gone within the hour.
 pub const DEFAULT_L2_TTL: Duration = Duration::from_secs(3600);
 /// Default largest cached value: 1 MiB. Larger values are read from the backend every time,
 /// so one big object cannot push hundreds of small hot ones out of L1 or clog Redis.
 pub const DEFAULT_MAX_VALUE_BYTES: u64 = 1024 * 1024;
 /// Default TTL jitter: each entry lives its TTL times a factor drawn uniformly from
-/// `1 ± 0.1`, so entries filled together do not expire together (RELIABILITY-NOTES §5 advises
-/// ±10–20 %).
+/// `1 ± 0.1`, so entries filled together do not expire together and reload at once (the cache
+/// stampede of Vattani, Chierichetti and Lowenstein, "Optimal Probabilistic Cache Stampede
+/// Prevention", VLDB 2015, <https://www.vldb.org/pvldb/vol8/p886-vattani.pdf>).
 pub const DEFAULT_TTL_JITTER: f64 = 0.1;
 /// Default bound on each Redis call (connect included): 100 ms. On loopback a `GET` takes
 /// tens of microseconds; the bound is what a dead or stalled Redis can add to a call.

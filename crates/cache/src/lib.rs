@@ -24,6 +24,11 @@
 //! # Ok::<(), hybridstore_core::Error>(())
 //! # }).unwrap();
 //! ```
+//!
+//! # Cargo features
+//!
+//! - `testing`: `testing::RedisServer`, a private `redis-server` on a free loopback port
+//!   for tests and benchmarks.
 
 mod config;
 mod epoch;

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use hybridstore_core::raw::{provided, run_to_completion, slice_range};
 use hybridstore_core::{
     BatchOp, Capabilities, EntryStream, Error, Key, KeyRange, KvStore, MetaStream, ObjectMeta,
-    PutOptions, Result, StoreStats, WriteBatch, run_to_completion, slice_range,
+    PutOptions, Result, StoreStats, WriteBatch,
 };
 use moka::Expiry;
 use moka::future::Cache;
@@ -118,7 +119,8 @@ impl Expiry<Key, L1Entry> for JitteredTtl {
 /// that other process may read a value this one replaced, until the replay or the L2 TTL:
 /// the price of a cache that keeps serving when Redis fails.
 /// Redis should run without persistence, as a cache does: a restart from an old RDB
-/// snapshot could bring back values invalidated since (RELIABILITY-NOTES §5).
+/// snapshot could bring back values invalidated since (Redis's own advice for a pure cache:
+/// persistence off, <https://redis.io/docs/latest/operate/oss_and_stack/management/persistence/>).
 ///
 /// # Integrity
 /// Values in Redis carry a CRC-32; one that fails it is counted in
@@ -337,20 +339,11 @@ impl<S: KvStore> CachedStore<S> {
 
 /// An error shared by coalesced readers, as the one error type.
 fn unshare(error: Arc<Error>) -> Error {
-    Arc::try_unwrap(error).unwrap_or_else(|shared| {
-        let mut copy =
-            Error::new(shared.kind(), shared.message()).with_retryable(shared.is_retryable());
-        if let Some(op) = shared.operation() {
-            copy = copy.with_operation(op);
-        }
-        for (name, value) in shared.context() {
-            copy = copy.with_context(name, value);
-        }
-        copy
-    })
+    Arc::try_unwrap(error).unwrap_or_else(|shared| shared.duplicate())
 }
 
 #[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl<S: KvStore + 'static> KvStore for CachedStore<S> {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
@@ -508,6 +501,27 @@ impl<S: KvStore + 'static> KvStore for CachedStore<S> {
             inner.put_with(&k, value, &options).await
         })
         .await
+    }
+
+    /// Through `put_with`, which invalidates.
+    async fn put(&self, key: &Key, value: Bytes) -> Result<ObjectMeta> {
+        provided::put(self, key, value).await
+    }
+
+    /// Not cached: answered by the inner store, like `head`.
+    async fn exists(&self, key: &Key) -> Result<bool> {
+        self.inner.exists(key).await
+    }
+
+    /// Not cached: answered by the inner store, like `scan`.
+    async fn list_keys(&self, range: KeyRange, limit: Option<usize>) -> Result<Vec<Key>> {
+        self.inner.list_keys(range, limit).await
+    }
+
+    /// In write batches through this layer, so every removed key is invalidated in both
+    /// tiers (the inner store's `clear` would leave them cached).
+    async fn clear(&self) -> Result<u64> {
+        provided::clear(self).await
     }
 
     async fn delete(&self, key: &Key) -> Result<()> {

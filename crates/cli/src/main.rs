@@ -6,22 +6,24 @@
 
 mod analytics;
 mod failure;
+mod keys;
 mod output;
+mod search;
+mod transfer;
+mod upkeep;
 mod vectors;
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode as ProcessExit;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use futures::TryStreamExt;
-use hybridstore::core::{Error, Key, KeyRange, KvStore, PutOptions};
-use hybridstore::{HybridStorageSystem, Progress, StorageConfig};
+use hybridstore::core::Error;
+use hybridstore::{HybridStorageSystem, StorageConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::failure::{ExitCode, Failure, output};
-use crate::output::{MetaView, human_bytes};
 
 const AFTER_HELP: &str = "\
 Exit codes: 0 ok (also when standard output is a pipe closed early), 1 failure (including
@@ -148,17 +150,6 @@ enum Command {
     },
 }
 
-/// Parses a key typed on the command line; `hex:<hex>` spells binary keys.
-fn parse_key(text: &str) -> Result<Key, Error> {
-    match text.strip_prefix("hex:") {
-        Some(h) => Key::new(
-            hex::decode(h)
-                .map_err(|e| Error::invalid_input(format!("bad hex key {text:?}: {e}")))?,
-        ),
-        None => Key::new(text.to_string()),
-    }
-}
-
 struct Ui {
     json: bool,
     quiet: bool,
@@ -195,15 +186,6 @@ impl Ui {
     }
 }
 
-fn track(bar: &ProgressBar) -> impl Fn(Progress) + Send + Sync + use<> {
-    let bar = bar.clone();
-    move |p: Progress| {
-        bar.set_length(p.bytes_total);
-        bar.set_position(p.bytes_done);
-        bar.set_message(format!("{}/{} files", p.files_done, p.files_total));
-    }
-}
-
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     let ui = Ui {
         json: cli.json,
@@ -222,306 +204,38 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         other => other,
     };
     let system = HybridStorageSystem::open(config).await?;
-    let kv = system.kv();
+    let kv = system.kv().as_ref();
     match command {
         // Normally handled above, before the store opens; the same work either way.
-        Command::Analytics { command } => analytics::run(system.config(), command, &ui).await?,
-        Command::Init => {
-            let dir = &system.config().data_dir;
-            if ui.json {
-                ui.print_json(&serde_json::json!({ "data_dir": dir }))?;
-            } else {
-                println!("data directory ready: {}", dir.display());
-            }
+        Command::Analytics { command } => {
+            analytics::run(system.config(), command, &ui).await?;
+            Ok(ExitCode::Ok)
         }
+        Command::Init => upkeep::init(&system, &ui),
         Command::Put {
             key,
             file,
             content_type,
-        } => {
-            let key = parse_key(&key)?;
-            let (value, guessed) = match file.as_deref() {
-                None => (read_stdin()?, None),
-                Some(p) if p.as_os_str() == "-" => (read_stdin()?, None),
-                Some(p) => (
-                    tokio::fs::read(p).await.map_err(|e| {
-                        Failure::input(Error::from(e).with_context("path", p.display()))
-                    })?,
-                    hybridstore::guess_content_type(p),
-                ),
-            };
-            let options = content_type
-                .or(guessed)
-                .map(PutOptions::with_content_type)
-                .unwrap_or_default();
-            let meta = kv.put_with(&key, value.into(), &options).await?;
-            if ui.json {
-                ui.print_json(&MetaView::new(&key, &meta))?;
-            } else {
-                println!(
-                    "stored {key} ({}, sha256 {})",
-                    human_bytes(meta.size),
-                    meta.checksum
-                );
-            }
-        }
-        Command::Get {
-            key,
-            output: output_path,
-        } => {
-            let key = parse_key(&key)?;
-            let value = kv
-                .get(&key)
-                .await?
-                .ok_or_else(|| Error::not_found(format!("no key {key}")))?;
-            match output_path {
-                Some(path) => tokio::fs::write(&path, &value)
-                    .await
-                    .map_err(|e| Error::from(e).with_context("path", path.display()))?,
-                None => {
-                    let mut out = std::io::stdout().lock();
-                    output(out.write_all(&value))?;
-                    output(out.flush())?;
-                }
-            }
-        }
-        Command::Rm { key } => {
-            let key = parse_key(&key)?;
-            if kv.head(&key).await?.is_none() {
-                return Err(Error::not_found(format!("no key {key}")).into());
-            }
-            kv.delete(&key).await?;
-            if ui.json {
-                ui.print_json(&serde_json::json!({ "removed": key.to_string() }))?;
-            } else {
-                println!("removed {key}");
-            }
-        }
+        } => keys::put(kv, key, file, content_type, &ui).await,
+        Command::Get { key, output } => keys::get(kv, key, output).await,
+        Command::Rm { key } => keys::rm(kv, key, &ui).await,
         Command::Ls {
             prefix,
             limit,
             long,
-        } => {
-            let range = KeyRange::prefix(prefix.unwrap_or_default());
-            let mut stream = kv.scan_meta(range, limit);
-            let mut views = Vec::new();
-            let mut out = std::io::stdout().lock();
-            while let Some(entry) = stream.try_next().await? {
-                let view = MetaView::new(&entry.key, &entry.meta);
-                if ui.json {
-                    views.push(view);
-                } else if long {
-                    output(writeln!(out, "{}", view.long_line()))?;
-                } else {
-                    output(writeln!(out, "{}", entry.key))?;
-                }
-            }
-            drop(out);
-            if ui.json {
-                ui.print_json(&views)?;
-            }
+        } => keys::ls(kv, prefix, limit, long, &ui).await,
+        Command::Head { key } => keys::head(kv, key, &ui).await,
+        Command::Ingest { dir, prefix } => transfer::ingest(&system, &dir, &prefix, &ui).await,
+        Command::Export { dir, prefix } => transfer::export(&system, &dir, &prefix, &ui).await,
+        Command::Vectors { command } => {
+            vectors::run(&system, command, &ui).await?;
+            Ok(ExitCode::Ok)
         }
-        Command::Head { key } => {
-            let key = parse_key(&key)?;
-            let meta = kv
-                .head(&key)
-                .await?
-                .ok_or_else(|| Error::not_found(format!("no key {key}")))?;
-            let view = MetaView::new(&key, &meta);
-            if ui.json {
-                ui.print_json(&view)?;
-            } else {
-                print!("{}", view.block());
-            }
-        }
-        Command::Ingest { dir, prefix } => {
-            let bar = ui.bar("ingest");
-            let report = system.ingest_dir(&dir, &prefix, track(&bar)).await?;
-            bar.finish_and_clear();
-            return transfer_outcome(&ui, "ingested", &report);
-        }
-        Command::Export { dir, prefix } => {
-            let bar = ui.bar("export");
-            let report = system.export_dir(&dir, &prefix, track(&bar)).await?;
-            bar.finish_and_clear();
-            return transfer_outcome(&ui, "exported", &report);
-        }
-        Command::Vectors { command } => vectors::run(&system, command, &ui).await?,
-        Command::Search { query, limit } => {
-            let hits = system.search(&query, limit).await?;
-            if ui.json {
-                ui.print_json(&hits)?;
-            } else if hits.is_empty() {
-                println!("no passages match {query:?}");
-            } else {
-                let mut out = std::io::stdout().lock();
-                for h in &hits {
-                    let text = h.text.replace('\n', " ");
-                    let snippet: String = text.chars().take(240).collect();
-                    let more = if text.chars().count() > 240 {
-                        "…"
-                    } else {
-                        ""
-                    };
-                    output(writeln!(
-                        out,
-                        "{:>7.2}  {} (passage {})",
-                        h.score, h.key, h.passage
-                    ))?;
-                    output(writeln!(out, "         {snippet}{more}"))?;
-                    match h.also_in.len() {
-                        0 => {}
-                        1 => output(writeln!(out, "         also in {}", h.also_in[0]))?,
-                        n => output(writeln!(
-                            out,
-                            "         also in {} and {} more documents",
-                            h.also_in[0],
-                            n - 1
-                        ))?,
-                    }
-                }
-            }
-        }
-        Command::Stats => {
-            let stats = system.stats().await?;
-            if ui.json {
-                ui.print_json(&stats)?;
-            } else {
-                println!("data directory  {}", stats.data_dir.display());
-                println!("keys            {}", stats.kv.keys);
-                println!("logical bytes   {}", human_bytes(stats.kv.logical_bytes));
-                if let Some(stored) = stats.kv.stored_bytes {
-                    println!("stored bytes    {}", human_bytes(stored));
-                }
-                if let Some(d) = &stats.dedup {
-                    println!(
-                        "chunks          {} in {} packs ({}), {} unreferenced",
-                        d.stored_chunks,
-                        d.packs,
-                        human_bytes(d.pack_bytes),
-                        human_bytes(d.unreferenced_blob_bytes)
-                    );
-                    println!(
-                        "inline values   {} ({})",
-                        d.inline_values,
-                        human_bytes(d.inline_bytes)
-                    );
-                    println!("manifest bytes  {}", human_bytes(d.manifest_bytes));
-                    println!("dedup ratio     {:.2}x", d.dedup_ratio);
-                    println!("compression     {:.2}x", d.compression_ratio);
-                    if d.missing_chunks > 0 {
-                        println!("MISSING chunks  {} (run verify)", d.missing_chunks);
-                    }
-                }
-            }
-        }
-        Command::Gc { grace } => {
-            let options = hybridstore::dedup::GcOptions::with_grace(grace);
-            let report = system.collect_garbage(&options).await?;
-            if ui.json {
-                ui.print_json(&report)?;
-            } else {
-                println!(
-                    "gc: {} manifests, {} live chunks; {} packs deleted, {} rewritten, \
-                     {} chunks removed, {} freed, {} packs within the grace period ({:.1} s)",
-                    report.manifests,
-                    report.live_chunks,
-                    report.packs_deleted,
-                    report.packs_rewritten,
-                    report.chunks_removed,
-                    human_bytes(report.bytes_freed),
-                    report.packs_in_grace,
-                    report.elapsed_ms as f64 / 1e3
-                );
-            }
-        }
-        Command::Verify => {
-            let bar = ui.bar("verify");
-            let total = kv.stats().await?.logical_bytes;
-            bar.set_length(total);
-            let started = std::time::Instant::now();
-            let report = system
-                .verify(|keys, bytes| {
-                    bar.set_position(bytes);
-                    bar.set_message(format!("{keys} keys"));
-                })
-                .await?;
-            bar.finish_and_clear();
-            if ui.json {
-                ui.print_json(&report)?;
-            } else {
-                let mut out = std::io::stdout().lock();
-                for d in &report.damaged {
-                    output(writeln!(out, "DAMAGED {}: {}", d.key, d.message))?;
-                }
-                for d in &report.unverified {
-                    output(writeln!(out, "UNVERIFIED {}: {}", d.key, d.message))?;
-                }
-                output(writeln!(
-                    out,
-                    "verified {} keys, {} in {:.1} s: {} damaged, {} could not be read",
-                    report.checked_keys,
-                    human_bytes(report.checked_bytes),
-                    started.elapsed().as_secs_f64(),
-                    report.damaged.len(),
-                    report.unverified.len()
-                ))?;
-            }
-            if !report.is_clean() {
-                return Ok(ExitCode::Damaged);
-            }
-            if !report.is_complete() {
-                // Not damage: the store could not be read (a timeout, a server down).
-                return Ok(ExitCode::Failure);
-            }
-        }
+        Command::Search { query, limit } => search::search(&system, query, limit, &ui).await,
+        Command::Stats => upkeep::stats(&system, &ui).await,
+        Command::Gc { grace } => upkeep::gc(&system, grace, &ui).await,
+        Command::Verify => upkeep::verify(&system, &ui).await,
     }
-    Ok(ExitCode::Ok)
-}
-
-fn transfer_outcome(
-    ui: &Ui,
-    verb: &str,
-    report: &hybridstore::TransferReport,
-) -> Result<ExitCode, Failure> {
-    if ui.json {
-        ui.print_json(report)?;
-    } else {
-        for e in report.errors.iter().take(20) {
-            eprintln!("error: {}: {}", e.path, e.message);
-        }
-        if report.errors.len() > 20 {
-            eprintln!("… and {} more errors", report.errors.len() - 20);
-        }
-        println!(
-            "{verb} {} files, {} in {:.1} s ({:.1} MB/s); {} skipped, {} errors",
-            report.files,
-            human_bytes(report.bytes),
-            report.elapsed_ms as f64 / 1000.0,
-            report.megabytes_per_second(),
-            report.skipped,
-            report.errors.len()
-        );
-        if let Some(p) = &report.passages {
-            println!(
-                "indexed {} passages of {} documents for search in {:.1} s",
-                p.passages,
-                p.documents,
-                p.elapsed_ms as f64 / 1000.0
-            );
-        }
-    }
-    Ok(if report.errors.is_empty() {
-        ExitCode::Ok
-    } else {
-        ExitCode::Damaged
-    })
-}
-
-fn read_stdin() -> Result<Vec<u8>, Error> {
-    let mut buf = Vec::new();
-    std::io::stdin().lock().read_to_end(&mut buf)?;
-    Ok(buf)
 }
 
 #[tokio::main]

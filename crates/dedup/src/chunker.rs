@@ -16,9 +16,11 @@ use tokio::io::AsyncRead;
 
 /// Minimum, average and maximum chunk sizes, in bytes.
 ///
-/// The defaults, 4 KiB / 16 KiB / 64 KiB, are the bounds of the design notes (seed 001: "4KB
-/// minimum, 64KB maximum") with the average between them that FastCDC's normalized chunking
-/// centres most chunks on; the FastCDC paper evaluates averages of 4–16 KiB for such data.
+/// The defaults, 4 KiB / 16 KiB / 64 KiB: an average of 16 KiB with minimum and maximum at a
+/// quarter and four times it, the ratios FastCDC's normalized chunking is designed around
+/// (Xia et al., "FastCDC", USENIX ATC 2016,
+/// <https://www.usenix.org/conference/atc16/technical-sessions/presentation/xia>, which
+/// evaluates averages of 4–16 KiB).
 /// Smaller chunks find more duplicates in documents but cost one index entry (about 60 bytes
 /// in memory) and one manifest entry (33–36 bytes) each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -35,6 +35,10 @@
 //! # Ok::<(), hybridstore_core::Error>(())
 //! # }).unwrap();
 //! ```
+//!
+//! # Cargo features
+//!
+//! None.
 
 mod chunk;
 mod chunk_store;

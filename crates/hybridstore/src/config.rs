@@ -40,9 +40,9 @@ pub fn is_config_env_var(name: &str) -> bool {
         && !NON_CONFIG_ENV_PREFIXES.iter().any(|p| upper.starts_with(p))
 }
 
-/// Environment variables read without the prefix, as the seed designs name them (seed 001's
-/// `redis_url`), below `HYBRIDSTORE_*` in precedence: `REDIS_URL` sets
-/// [`StorageConfig::redis_url`].
+/// Environment variables read without the `HYBRIDSTORE_` prefix, by the names applications
+/// already use for them, below `HYBRIDSTORE_*` in precedence: `REDIS_URL` (the name Heroku,
+/// Render and most Redis clients' examples use) sets [`StorageConfig::redis_url`].
 pub const SEED_ENV_VARS: &[&str] = &["REDIS_URL"];
 
 /// Configuration of a [`HybridStorageSystem`](crate::HybridStorageSystem).
@@ -79,8 +79,8 @@ pub struct StorageConfig {
     /// pack files under `<data_dir>/chunks`. A data directory is written with or without
     /// dedup for good; opening it the other way is refused.
     pub dedup: bool,
-    /// Bytes of the in-process L1 cache in front of the store (default 256 MiB, seed 002's
-    /// `cache_size_mb`); `0` turns L1 off. See `hybridstore_cache::CachedStore`.
+    /// Bytes of the in-process L1 cache in front of the store (default 256 MiB,
+    /// `hybridstore_cache::DEFAULT_L1_CAPACITY_BYTES`); `0` turns L1 off. See `hybridstore_cache::CachedStore`.
     pub cache_l1_bytes: u64,
     /// L1 time-to-live in seconds (default 300): how long another process's write may stay
     /// unseen here when several processes share the store.
@@ -94,7 +94,7 @@ pub struct StorageConfig {
     pub redis_key_prefix: String,
     /// Namespace (tenant) of this system's Redis keys (default `default`).
     pub redis_namespace: String,
-    /// L2 time-to-live in seconds (default 3,600, seed 001's `cache_ttl`).
+    /// L2 time-to-live in seconds (default 3,600: one hour).
     pub redis_ttl_secs: u64,
     /// Bound on each Redis call in milliseconds (default 100); what a dead Redis can add to a
     /// call.

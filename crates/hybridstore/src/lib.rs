@@ -29,6 +29,16 @@
 //! # Ok::<(), hybridstore::core::Error>(())
 //! # }).unwrap();
 //! ```
+//!
+//! # Cargo features
+//!
+//! - `file` (default): the `FileStore` primary and the dedup layer's chunk packs.
+//! - `sql` (default): the `SqlStore` primary on SQLite.
+//! - `postgres`: `SqlStore` on PostgreSQL (`sql_url = "postgres://…"`); implies `sql`.
+//! - `analytics` (default): access events and metric tables in DuckDB and the metrics layer
+//!   that records them.
+//! - `vectors` (default): LanceDB under `<data_dir>/lance`: the passages of ingested
+//!   documents with a full-text index, and the vector store.
 
 mod config;
 #[cfg(feature = "analytics")]
@@ -37,6 +47,8 @@ mod metrics;
 pub mod passages;
 #[cfg(feature = "vectors")]
 mod search;
+mod source_tree;
+pub mod stack;
 mod transfer;
 
 /// The README's examples, compiled as doc tests so they stay true.
@@ -52,9 +64,11 @@ use hybridstore_core::verify::{VerifyReport, verify_store};
 use hybridstore_core::{Error, ErrorKind, KeyRange, KvStore, Result, StoreStats};
 use hybridstore_dedup::{DedupOptions, DedupStats, DedupStore, GcOptions, GcReport};
 use serde::Serialize;
+use stack::{Layer, Stack, StackBuilder};
 
 pub use config::{ENV_PREFIX, PrimaryStore, SEED_ENV_VARS, StorageConfig};
-pub use transfer::{FileError, Progress, TransferReport, export_path};
+pub use source_tree::FileError;
+pub use transfer::{Progress, TransferReport, export_path};
 
 #[cfg(feature = "analytics")]
 #[doc(inline)]
@@ -186,39 +200,7 @@ impl HybridStorageSystem {
         config.validate()?;
         let owner = Arc::new(lock_data_dir(&config.data_dir).await?);
         let primary = open_primary(&config).await?;
-        let chunks_dir = config.data_dir.join(CHUNKS_DIR);
-        let (kv, dedup): (Arc<dyn KvStore>, _) = if config.dedup {
-            if !chunks_dir.exists()
-                && !primary
-                    .list_keys(KeyRange::all(), Some(1))
-                    .await?
-                    .is_empty()
-            {
-                return Err(Error::invalid_input(
-                    "the primary store holds values written without dedup; \
-                     open it with dedup = false",
-                ));
-            }
-            let chunks = open_chunk_dir(&chunks_dir).await?;
-            let store = Arc::new(DedupStore::open(primary, chunks, DedupOptions::default()).await?);
-            let report = store.chunk_store().open_report();
-            if !report.damaged_packs.is_empty() {
-                tracing::warn!(
-                    damaged = report.damaged_packs.len(),
-                    "some chunk packs are damaged; `verify` names the keys that use them"
-                );
-            }
-            (store.clone(), Some(store))
-        } else {
-            if chunks_dir.exists() {
-                return Err(Error::invalid_input(format!(
-                    "the data directory holds dedup chunks ({}); open it with dedup = true",
-                    chunks_dir.display()
-                )));
-            }
-            (primary, None)
-        };
-        let uncached = kv.clone();
+        let dedup = dedup_layer(&config, primary.as_ref()).await?;
         let cache_config = config.cache_config()?;
         tracing::debug!(
             data_dir = %config.data_dir.display(),
@@ -226,15 +208,31 @@ impl HybridStorageSystem {
             cache = ?cache_config,
             "storage system open"
         );
-        let (kv, cache): (Arc<dyn KvStore>, _) = match cache_config {
-            Some(cache_config) => {
-                let cached = Arc::new(CachedStore::open(uncached.clone(), cache_config)?);
-                (cached.clone(), Some(cached))
-            }
-            None => (uncached.clone(), None),
-        };
         #[cfg(feature = "analytics")]
-        let (kv, analytics) = open_analytics(&config, kv).await?;
+        let (metrics, analytics) = open_analytics(&config).await?;
+        #[cfg(not(feature = "analytics"))]
+        let metrics = None;
+        let stack = StackBuilder::new(primary, config.backend_name())
+            .maybe_layer(dedup)
+            .maybe_layer(cache_config.map(Layer::Cache))
+            .maybe_layer(metrics)
+            .build()
+            .await?;
+        if let Some(store) = &stack.dedup {
+            let report = store.chunk_store().open_report();
+            if !report.damaged_packs.is_empty() {
+                tracing::warn!(
+                    damaged = report.damaged_packs.len(),
+                    "some chunk packs are damaged; `verify` names the keys that use them"
+                );
+            }
+        }
+        let Stack {
+            kv,
+            uncached,
+            dedup,
+            cache,
+        } = stack;
         #[cfg(feature = "vectors")]
         let vectors = if config.vectors {
             let dir = config.data_dir.join(LANCE_DIR);
@@ -419,18 +417,17 @@ pub fn guess_content_type(path: &Path) -> Option<String> {
     mime_guess::from_path(path).first_raw().map(str::to_string)
 }
 
-/// Opens `<data_dir>/analytics.duckdb` and puts the metrics layer over `kv`, if analytics is
+/// Opens `<data_dir>/analytics.duckdb` and the metrics layer that feeds it, if analytics is
 /// on.
 #[cfg(feature = "analytics")]
 async fn open_analytics(
     config: &StorageConfig,
-    kv: Arc<dyn KvStore>,
 ) -> Result<(
-    Arc<dyn KvStore>,
+    Option<Layer>,
     Option<Arc<hybridstore_analytics::AnalyticsStore>>,
 )> {
     if !config.analytics {
-        return Ok((kv, None));
+        return Ok((None, None));
     }
     let path = config.data_dir.join(ANALYTICS_FILE);
     let store = tokio::task::spawn_blocking(move || {
@@ -439,13 +436,40 @@ async fn open_analytics(
     .await
     .map_err(|e| Error::backend(format!("opening the analytics store failed: {e}")))??;
     let store = Arc::new(store);
-    let metered = metrics::MeteredStore::new(
-        kv,
-        store.sink().clone(),
-        config.backend_name(),
-        config.analytics_record_keys,
-    );
-    Ok((Arc::new(metered), Some(store)))
+    let metrics = Layer::Metrics {
+        sink: store.sink().clone(),
+        record_keys: config.analytics_record_keys,
+    };
+    Ok((Some(metrics), Some(store)))
+}
+
+/// The dedup layer `config` asks for, after checking that the data directory agrees: values
+/// written without dedup are never read as manifests, nor chunks left unused.
+async fn dedup_layer(config: &StorageConfig, primary: &dyn KvStore) -> Result<Option<Layer>> {
+    let chunks_dir = config.data_dir.join(CHUNKS_DIR);
+    if !config.dedup {
+        if chunks_dir.exists() {
+            return Err(Error::invalid_input(format!(
+                "the data directory holds dedup chunks ({}); open it with dedup = true",
+                chunks_dir.display()
+            )));
+        }
+        return Ok(None);
+    }
+    if !chunks_dir.exists()
+        && !primary
+            .list_keys(KeyRange::all(), Some(1))
+            .await?
+            .is_empty()
+    {
+        return Err(Error::invalid_input(
+            "the primary store holds values written without dedup; open it with dedup = false",
+        ));
+    }
+    Ok(Some(Layer::Dedup {
+        chunks: open_chunk_dir(&chunks_dir).await?,
+        options: DedupOptions::default(),
+    }))
 }
 
 /// Opens the primary store `config` asks for. A data directory already holding the other

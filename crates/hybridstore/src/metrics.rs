@@ -107,6 +107,7 @@ fn value_len(v: &Option<Bytes>) -> (u64, bool) {
 }
 
 #[async_trait]
+#[deny(clippy::missing_trait_methods)]
 impl KvStore for MeteredStore {
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()

@@ -19,7 +19,7 @@ use hybridstore_vector::{IndexSpec, LanceVectorStore, TextQuery};
 use serde::Serialize;
 
 use crate::passages::{TextKind, passages};
-use crate::transfer::{TransferReport, walk};
+use crate::source_tree::walk;
 
 /// The collection holding document passages.
 pub const PASSAGES_COLLECTION: &str = "passages";
@@ -82,8 +82,9 @@ pub(crate) async fn index_tree(
     // The walk is blocking file-system work: on the blocking pool, not the async worker.
     let (source_owned, prefix_owned) = (source.to_path_buf(), prefix.to_string());
     let files: Vec<_> = tokio::task::spawn_blocking(move || {
-        let mut ignored = TransferReport::default();
-        walk(&source_owned, &prefix_owned, &mut ignored)
+        // Unreadable and skipped entries are the ingest report's to list.
+        walk(&source_owned, &prefix_owned)
+            .files
             .into_iter()
             .filter(|f| TextKind::of(&f.path).is_some())
             .collect()

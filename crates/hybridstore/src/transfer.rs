@@ -1,13 +1,15 @@
 //! Moving whole directory trees in and out of a store: `ingest` and `export`.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
-use hybridstore_core::{Error, Key, KeyRange, KvStore, PutOptions, Result};
+use hybridstore_core::{Error, KeyRange, KvStore, PutOptions, Result};
 use serde::Serialize;
+
+use crate::source_tree::{FileError, SourceFile, walk};
 
 /// Progress of a long transfer, passed to the caller's callback after each file.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -20,15 +22,6 @@ pub struct Progress {
     pub files_total: u64,
     /// Bytes in the whole transfer.
     pub bytes_total: u64,
-}
-
-/// One file that could not be transferred.
-#[derive(Clone, Debug, Serialize)]
-pub struct FileError {
-    /// The source path (ingest) or key (export).
-    pub path: String,
-    /// What went wrong.
-    pub message: String,
 }
 
 /// What an ingest or export did.
@@ -109,77 +102,6 @@ impl TransferReport {
         }
         self.elapsed_ms = started.elapsed().as_millis() as u64;
     }
-}
-
-#[derive(Clone)]
-pub(crate) struct SourceFile {
-    pub(crate) path: PathBuf,
-    pub(crate) key: Key,
-    pub(crate) size: u64,
-}
-
-/// Lists regular files under `source` with their keys (`prefix` + relative path, `/`-separated).
-pub(crate) fn walk(source: &Path, prefix: &str, report: &mut TransferReport) -> Vec<SourceFile> {
-    let mut files = Vec::new();
-    for entry in walkdir::WalkDir::new(source)
-        .follow_links(false)
-        .sort_by_file_name()
-    {
-        let entry = match entry {
-            Ok(e) => e,
-            Err(e) => {
-                report.errors.push(FileError {
-                    path: e
-                        .path()
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_default(),
-                    message: e.to_string(),
-                });
-                continue;
-            }
-        };
-        let ft = entry.file_type();
-        if ft.is_dir() {
-            continue;
-        }
-        if !ft.is_file() {
-            tracing::warn!(path = %entry.path().display(), "skipping: not a regular file");
-            report.skipped += 1;
-            continue;
-        }
-        let path = entry.path().to_path_buf();
-        let key = path
-            .strip_prefix(source)
-            .ok()
-            .and_then(relative_key)
-            .ok_or_else(|| Error::invalid_input("path is not valid UTF-8"))
-            .and_then(|rel| Key::new(format!("{prefix}{rel}")));
-        let size = entry.metadata().map(|m| m.len());
-        match (key, size) {
-            (Ok(key), Ok(size)) => files.push(SourceFile { path, key, size }),
-            (Err(e), _) => report.errors.push(FileError {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            }),
-            (_, Err(e)) => report.errors.push(FileError {
-                path: path.display().to_string(),
-                message: e.to_string(),
-            }),
-        }
-    }
-    files
-}
-
-/// The `/`-separated form of a relative path, if every component is UTF-8.
-fn relative_key(rel: &Path) -> Option<String> {
-    let parts: Option<Vec<&str>> = rel
-        .components()
-        .map(|c| match c {
-            Component::Normal(s) => s.to_str(),
-            _ => None,
-        })
-        .collect();
-    Some(parts?.join("/"))
 }
 
 /// The relative path a key exports to, refusing anything that could leave the destination.
@@ -331,13 +253,15 @@ pub(crate) async fn ingest(
     }
     let started = Instant::now();
     let (source_owned, prefix_owned) = (source.to_path_buf(), prefix.to_string());
-    let (files, mut report) = tokio::task::spawn_blocking(move || {
-        let mut report = TransferReport::default();
-        let files = walk(&source_owned, &prefix_owned, &mut report);
-        (files, report)
-    })
-    .await
-    .map_err(|e| Error::backend(format!("directory walk failed: {e}")))?;
+    let tree = tokio::task::spawn_blocking(move || walk(&source_owned, &prefix_owned))
+        .await
+        .map_err(|e| Error::backend(format!("directory walk failed: {e}")))?;
+    let mut report = TransferReport {
+        skipped: tree.skipped,
+        errors: tree.errors,
+        ..TransferReport::default()
+    };
+    let files = tree.files;
 
     let tracker = Tracker::new(files.len() as u64, files.iter().map(|f| f.size).sum());
     on_progress(tracker.start());

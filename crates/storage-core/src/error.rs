@@ -1,8 +1,33 @@
-//! The one error type every hybridstore crate returns.
+//! The one error type every hybridstore crate returns, and the rules for building it.
 //!
-//! Modelled on Apache OpenDAL's `Error`: a [`ErrorKind`] that callers match on, the operation
-//! that failed, key/value context added by the code that knows it, an optional source, and a
-//! retryable flag that retry logic reads instead of guessing from the message.
+//! Modelled on Apache OpenDAL's `Error` (<https://docs.rs/opendal/latest/opendal/struct.Error.html>):
+//! an [`ErrorKind`] that callers match on, the operations that failed, context added by the
+//! code that knows it, an optional source, and a retryable flag that retry logic reads instead
+//! of guessing from the message. The rules are written here, as rustic writes its own at the
+//! top of `crates/core/src/error.rs` (<https://github.com/rustic-rs/rustic_core>):
+//!
+//! 1. **Build an error where the failure is understood**, with the [`ErrorKind`] a caller can
+//!    act on and a message in the caller's words ("chunk 3f… is missing from every pack"),
+//!    not the engine's.
+//! 2. **Classify engine errors by their types**, in one function per engine: `std::io` by
+//!    [`std::io::ErrorKind`] (the `From` impl below), sqlx by its `Error` variants and the
+//!    database's error code (`hybridstore_sql`), LanceDB by `lancedb::Error` and
+//!    `lance::Error` variants (`hybridstore_vector`), DuckDB by its exception type
+//!    (`hybridstore_analytics`). Message text is read only where the engine exposes nothing
+//!    typed, the function says so, and a test pins the messages it reads.
+//! 3. **Operation, key and backend come from one place**: [`ErrorContext`](crate::ErrorContext),
+//!    the layer the facade's stack puts over every store, adds them to every error that
+//!    passes it. Backends and layers do not add them by hand; they add only what that layer
+//!    cannot know (a file path, a pack, a chunk id, a SQL table) with
+//!    [`with_context`](Error::with_context).
+//! 4. **Keep what is already there**: [`with_operation`](Error::with_operation) keeps earlier
+//!    operations (a `get` that failed while reading a chunk shows both), the source is
+//!    attached with [`with_source`](Error::with_source), never flattened into the message.
+//! 5. **Retryable is decided once**, by the kind's default or the classifier that knows
+//!    better (a LanceDB commit conflict is retryable, a SQLite constraint is not); layers
+//!    above do not change it.
+//! 6. **No panics for errors**: a failure of the input or the medium is an `Err`, never an
+//!    `unwrap` or an index out of bounds.
 
 use std::fmt;
 
@@ -73,17 +98,24 @@ impl fmt::Display for ErrorKind {
 ///
 /// ```
 /// use hybridstore_core::{Error, ErrorKind};
-/// let err = Error::new(ErrorKind::InvalidInput, "key is empty")
-///     .with_operation("put")
+/// let err = Error::new(ErrorKind::Corrupted, "chunk checksum mismatch")
+///     .with_operation("read chunk")
+///     .with_operation("get")
 ///     .with_context("backend", "file");
-/// assert_eq!(err.kind(), ErrorKind::InvalidInput);
+/// assert_eq!(err.kind(), ErrorKind::Corrupted);
 /// assert!(!err.is_retryable());
-/// assert_eq!(err.to_string(), "invalid_input: key is empty (operation: put, backend: file)");
+/// assert_eq!(err.operation(), Some("get"));
+/// assert_eq!(err.operations(), ["get", "read chunk"]);
+/// assert_eq!(
+///     err.to_string(),
+///     "corrupted: chunk checksum mismatch (operation: get > read chunk, backend: file)"
+/// );
 /// ```
 pub struct Error {
     kind: ErrorKind,
     message: String,
-    operation: Option<&'static str>,
+    /// Innermost first: the operation that failed first, then each one that contained it.
+    operations: Vec<&'static str>,
     context: Vec<(&'static str, String)>,
     retryable: bool,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
@@ -99,7 +131,7 @@ impl Error {
         Error {
             kind,
             message: message.into(),
-            operation: None,
+            operations: Vec::new(),
             context: Vec::new(),
             retryable: kind.default_retryable(),
             source: None,
@@ -131,15 +163,23 @@ impl Error {
         Self::new(ErrorKind::Backend, message)
     }
 
-    /// Records the operation that failed (`"get"`, `"put"`, `"scan"`, …) unless one is set.
+    /// Records the operation that failed (`"get"`, `"put"`, `"scan"`, …) as the outermost
+    /// one, keeping those recorded before it (after OpenDAL's `Error::with_operation`). The
+    /// same operation twice in a row (two context layers) is kept once.
     pub fn with_operation(mut self, operation: &'static str) -> Self {
-        self.operation.get_or_insert(operation);
+        if self.operations.last() != Some(&operation) {
+            self.operations.push(operation);
+        }
         self
     }
 
-    /// Adds one piece of context, such as the key or the path involved.
+    /// Adds one piece of context, such as the key or the path involved. A pair already
+    /// present (same name and value) is not added again.
     pub fn with_context(mut self, name: &'static str, value: impl fmt::Display) -> Self {
-        self.context.push((name, value.to_string()));
+        let value = value.to_string();
+        if !self.context.iter().any(|(n, v)| *n == name && *v == value) {
+            self.context.push((name, value));
+        }
         self
     }
 
@@ -165,9 +205,32 @@ impl Error {
         &self.message
     }
 
-    /// The operation that failed, if recorded.
+    /// The outermost operation that failed, if any was recorded.
     pub fn operation(&self) -> Option<&'static str> {
-        self.operation
+        self.operations.last().copied()
+    }
+
+    /// Every recorded operation, outermost first (`["get", "read chunk"]`).
+    pub fn operations(&self) -> Vec<&'static str> {
+        self.operations.iter().rev().copied().collect()
+    }
+
+    /// A copy for a second receiver (a cache load shared by several readers): kind, message,
+    /// operations, context and retryability; the source, which cannot be cloned, is kept as
+    /// its text under the context name `"source"`.
+    pub fn duplicate(&self) -> Error {
+        let mut copy = Error {
+            kind: self.kind,
+            message: self.message.clone(),
+            operations: self.operations.clone(),
+            context: self.context.clone(),
+            retryable: self.retryable,
+            source: None,
+        };
+        if let Some(source) = &self.source {
+            copy = copy.with_context("source", source);
+        }
+        copy
     }
 
     /// The context pairs, in the order they were added.
@@ -185,8 +248,8 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}: {}", self.kind, self.message)?;
         let mut parts = Vec::new();
-        if let Some(op) = self.operation {
-            parts.push(format!("operation: {op}"));
+        if !self.operations.is_empty() {
+            parts.push(format!("operation: {}", self.operations().join(" > ")));
         }
         for (name, value) in &self.context {
             parts.push(format!("{name}: {value}"));
@@ -205,8 +268,8 @@ impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut d = f.debug_struct("Error");
         d.field("kind", &self.kind).field("message", &self.message);
-        if let Some(op) = self.operation {
-            d.field("operation", &op);
+        if !self.operations.is_empty() {
+            d.field("operations", &self.operations());
         }
         if !self.context.is_empty() {
             d.field("context", &self.context);
@@ -263,6 +326,41 @@ mod tests {
         let e: Error = std::io::Error::from(std::io::ErrorKind::PermissionDenied).into();
         assert_eq!(e.kind(), ErrorKind::Backend);
         assert!(!e.is_retryable());
+    }
+
+    #[test]
+    fn operations_accumulate_outermost_first_and_repeats_are_kept_once() {
+        let e = Error::corrupted("bad chunk")
+            .with_operation("read chunk")
+            .with_operation("get")
+            .with_operation("get")
+            .with_context("key", "a")
+            .with_context("key", "a");
+        assert_eq!(e.operations(), ["get", "read chunk"]);
+        assert_eq!(e.operation(), Some("get"));
+        assert_eq!(e.context(), [("key", "a".to_string())]);
+        assert_eq!(
+            e.to_string(),
+            "corrupted: bad chunk (operation: get > read chunk, key: a)"
+        );
+    }
+
+    #[test]
+    fn a_duplicate_keeps_everything_but_the_source_object() {
+        let e = Error::backend("write failed")
+            .with_operation("put")
+            .with_context("key", "k")
+            .with_retryable(true)
+            .with_source(std::io::Error::other("disk on fire"));
+        let d = e.duplicate();
+        assert_eq!(d.kind(), e.kind());
+        assert_eq!(d.operations(), e.operations());
+        assert!(d.is_retryable());
+        assert_eq!(
+            d.context(),
+            [("key", "k".into()), ("source", "disk on fire".into())]
+        );
+        assert!(std::error::Error::source(&d).is_none());
     }
 
     #[test]

@@ -26,15 +26,24 @@
 //! # Ok::<(), hybridstore_core::Error>(())
 //! # }).unwrap();
 //! ```
+//!
+//! # Cargo features
+//!
+//! - `testing`: the conformance suites (`conformance`, `conformance::vector`), the kill -9
+//!   harness (`crash`), misbehaving stores for layer tests (`fault`) and the benchmark report
+//!   helpers (`bench_report`). Off by default; backends enable it for their tests.
 
 mod batch;
 mod completion;
+mod context;
 mod cpu;
 mod error;
+mod forward;
 mod key;
 mod memory;
 mod meta;
 mod namespace;
+pub mod raw;
 mod secret;
 mod store;
 pub mod vector;
@@ -50,19 +59,14 @@ pub mod crash;
 #[cfg(feature = "testing")]
 pub mod fault;
 
-pub use batch::{BatchOp, BatchPlan, Expect, Mutation, WriteBatch, conflict};
-pub use completion::run_to_completion;
-pub use cpu::{CPU_INLINE_MAX_BYTES, cpu_bound, spawn_cpu};
+pub use batch::{BatchOp, Expect, WriteBatch};
+pub use context::ErrorContext;
 pub use error::{Error, ErrorKind, Result};
 pub use key::{Key, KeyRange, MAX_KEY_LEN, prefix_successor};
 pub use memory::MemoryStore;
 pub use meta::{MAX_CONTENT_TYPE_LEN, ObjectMeta, PutOptions, Sha256Digest};
 pub use namespace::{MAX_TENANT_LEN, Namespaced, TenantId};
 pub use secret::{SecretUrl, is_secret_parameter};
-pub use store::{
-    Capabilities, Entry, EntryStream, KvStore, MetaEntry, MetaStream, StoreStats, check_range,
-    slice_range,
-};
-pub use write_order::{Ticket, WriteOrder};
+pub use store::{Capabilities, Entry, EntryStream, KvStore, MetaEntry, MetaStream, StoreStats};
 
 pub use bytes::Bytes;

@@ -2,7 +2,6 @@
 
 use std::ops::Bound;
 
-use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
@@ -155,65 +154,101 @@ impl<S: KvStore> Namespaced<S> {
     }
 }
 
-#[async_trait]
-impl<S: KvStore> KvStore for Namespaced<S> {
-    fn capabilities(&self) -> Capabilities {
-        let inner = self.inner.capabilities();
-        inner.with_max_key_len(inner.max_key_len.saturating_sub(self.prefix.len()))
-    }
+crate::kv_store_impl! {
+    impl[S: KvStore] KvStore for Namespaced<S>;
+    forward(inner): [];
+    // Both scan this tenant's keys through the methods above (the inner store's figures
+    // would count every tenant).
+    provided: [clear, stats];
+    {
+        fn capabilities(&self) -> Capabilities {
+            let inner = self.inner.capabilities();
+            inner.with_max_key_len(inner.max_key_len.saturating_sub(self.prefix.len()))
+        }
 
-    async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
-        self.inner.get(&self.outer_key(key)?).await
-    }
+        async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
+            self.inner.get(&self.outer_key(key)?).await
+        }
 
-    async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>> {
-        self.inner.head(&self.outer_key(key)?).await
-    }
+        async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
+            let outer = keys
+                .iter()
+                .map(|k| self.outer_key(k))
+                .collect::<Result<Vec<_>>>()?;
+            self.inner.get_many(&outer).await
+        }
 
-    async fn get_range(&self, key: &Key, range: std::ops::Range<u64>) -> Result<Option<Bytes>> {
-        self.inner.get_range(&self.outer_key(key)?, range).await
-    }
+        async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>> {
+            self.inner.head(&self.outer_key(key)?).await
+        }
 
-    async fn put_with(&self, key: &Key, value: Bytes, options: &PutOptions) -> Result<ObjectMeta> {
-        self.inner
-            .put_with(&self.outer_key(key)?, value, options)
-            .await
-    }
+        async fn exists(&self, key: &Key) -> Result<bool> {
+            self.inner.exists(&self.outer_key(key)?).await
+        }
 
-    async fn delete(&self, key: &Key) -> Result<()> {
-        self.inner.delete(&self.outer_key(key)?).await
-    }
+        async fn get_range(&self, key: &Key, range: std::ops::Range<u64>) -> Result<Option<Bytes>> {
+            self.inner.get_range(&self.outer_key(key)?, range).await
+        }
 
-    fn scan(&self, range: KeyRange, limit: Option<usize>) -> EntryStream<'_> {
-        self.inner
-            .scan(self.outer_range(range), limit)
-            .map(move |item| {
-                let e = item?;
-                Ok(Entry {
-                    key: self.inner_key(e.key)?,
-                    value: e.value,
-                    meta: e.meta,
+        async fn put_with(
+            &self,
+            key: &Key,
+            value: Bytes,
+            options: &PutOptions,
+        ) -> Result<ObjectMeta> {
+            self.inner
+                .put_with(&self.outer_key(key)?, value, options)
+                .await
+        }
+
+        async fn put(&self, key: &Key, value: Bytes) -> Result<ObjectMeta> {
+            self.inner.put(&self.outer_key(key)?, value).await
+        }
+
+        async fn delete(&self, key: &Key) -> Result<()> {
+            self.inner.delete(&self.outer_key(key)?).await
+        }
+
+        fn scan(&self, range: KeyRange, limit: Option<usize>) -> EntryStream<'_> {
+            self.inner
+                .scan(self.outer_range(range), limit)
+                .map(move |item| {
+                    let e = item?;
+                    Ok(Entry {
+                        key: self.inner_key(e.key)?,
+                        value: e.value,
+                        meta: e.meta,
+                    })
                 })
-            })
-            .boxed()
-    }
+                .boxed()
+        }
 
-    fn scan_meta(&self, range: KeyRange, limit: Option<usize>) -> MetaStream<'_> {
-        self.inner
-            .scan_meta(self.outer_range(range), limit)
-            .map(move |item| {
-                let e = item?;
-                Ok(MetaEntry {
-                    key: self.inner_key(e.key)?,
-                    meta: e.meta,
+        fn scan_meta(&self, range: KeyRange, limit: Option<usize>) -> MetaStream<'_> {
+            self.inner
+                .scan_meta(self.outer_range(range), limit)
+                .map(move |item| {
+                    let e = item?;
+                    Ok(MetaEntry {
+                        key: self.inner_key(e.key)?,
+                        meta: e.meta,
+                    })
                 })
-            })
-            .boxed()
-    }
+                .boxed()
+        }
 
-    async fn write_batch(&self, batch: WriteBatch) -> Result<()> {
-        let batch = batch.try_map_keys(|k| self.outer_key(k))?;
-        self.inner.write_batch(batch).await
+        async fn list_keys(&self, range: KeyRange, limit: Option<usize>) -> Result<Vec<Key>> {
+            self.inner
+                .list_keys(self.outer_range(range), limit)
+                .await?
+                .into_iter()
+                .map(|k| self.inner_key(k))
+                .collect()
+        }
+
+        async fn write_batch(&self, batch: WriteBatch) -> Result<()> {
+            let batch = batch.try_map_keys(|k| self.outer_key(k))?;
+            self.inner.write_batch(batch).await
+        }
     }
 }
 

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
-use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use crate::batch::WriteBatch;
@@ -174,12 +173,7 @@ pub trait KvStore: Send + Sync + fmt::Debug {
     /// values. The default reads values through [`scan`](Self::scan); backends that keep
     /// metadata apart from values override it.
     fn scan_meta(&self, range: KeyRange, limit: Option<usize>) -> MetaStream<'_> {
-        self.scan(range, limit)
-            .map_ok(|e| MetaEntry {
-                key: e.key,
-                meta: e.meta,
-            })
-            .boxed()
+        crate::raw::provided::scan_meta(self, range, limit)
     }
 
     /// Applies `batch` atomically (see [`WriteBatch`] for the exact semantics).
@@ -194,7 +188,7 @@ pub trait KvStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// As [`put_with`](Self::put_with).
     async fn put(&self, key: &Key, value: Bytes) -> Result<ObjectMeta> {
-        self.put_with(key, value, &PutOptions::default()).await
+        crate::raw::provided::put(self, key, value).await
     }
 
     /// The bytes `range` (offsets in bytes, end exclusive) of the value of `key`, or `None`
@@ -209,10 +203,7 @@ pub trait KvStore: Send + Sync + fmt::Debug {
     /// `InvalidInput` if `range.start > range.end` or `range.end` is past the end of the value;
     /// otherwise as [`get`](Self::get).
     async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Option<Bytes>> {
-        let Some(value) = self.get(key).await? else {
-            return Ok(None);
-        };
-        slice_range(&value, range).map(Some)
+        crate::raw::provided::get_range(self, key, range).await
     }
 
     /// Whether `key` exists.
@@ -220,7 +211,7 @@ pub trait KvStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// As [`head`](Self::head).
     async fn exists(&self, key: &Key) -> Result<bool> {
-        Ok(self.head(key).await?.is_some())
+        crate::raw::provided::exists(self, key).await
     }
 
     /// The keys in `range`, in order, at most `limit`.
@@ -228,10 +219,7 @@ pub trait KvStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// The first error of the scan.
     async fn list_keys(&self, range: KeyRange, limit: Option<usize>) -> Result<Vec<Key>> {
-        self.scan_meta(range, limit)
-            .map_ok(|e| e.key)
-            .try_collect()
-            .await
+        crate::raw::provided::list_keys(self, range, limit).await
     }
 
     /// The values of `keys`, in the same order, `None` where a key is missing.
@@ -239,11 +227,7 @@ pub trait KvStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// The first error of any `get`.
     async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
-        let mut out = Vec::with_capacity(keys.len());
-        for key in keys {
-            out.push(self.get(key).await?);
-        }
-        Ok(out)
+        crate::raw::provided::get_many(self, keys).await
     }
 
     /// Removes every key and returns how many were removed, in write batches of at most 1,000
@@ -252,20 +236,7 @@ pub trait KvStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// The first scan or batch error; keys removed before it stay removed.
     async fn clear(&self) -> Result<u64> {
-        const BATCH: usize = 1000;
-        let mut removed = 0;
-        loop {
-            let keys = self.list_keys(KeyRange::all(), Some(BATCH)).await?;
-            if keys.is_empty() {
-                return Ok(removed);
-            }
-            removed += keys.len() as u64;
-            let mut batch = WriteBatch::new();
-            for key in keys {
-                batch.delete(key);
-            }
-            self.write_batch(batch).await?;
-        }
+        crate::raw::provided::clear(self).await
     }
 
     /// Key count and logical bytes, from a metadata scan. Backends and layers that know more
@@ -274,13 +245,7 @@ pub trait KvStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// The first error of the scan.
     async fn stats(&self) -> Result<StoreStats> {
-        let mut stats = StoreStats::default();
-        let mut stream = self.scan_meta(KeyRange::all(), None);
-        while let Some(entry) = stream.try_next().await? {
-            stats.keys += 1;
-            stats.logical_bytes += entry.meta.size;
-        }
-        Ok(stats)
+        crate::raw::provided::stats(self).await
     }
 }
 
@@ -309,10 +274,13 @@ pub fn check_range(range: &Range<u64>, len: u64) -> Result<()> {
     Ok(())
 }
 
-/// Forwards every method, provided ones included, so an `Arc` keeps its inner overrides.
+/// Forwards every method, provided ones included, so an `Arc` keeps its inner overrides
+/// (clippy's `missing_trait_methods` fails the build when a method is added to the trait and
+/// not here).
 macro_rules! forward_kv_store {
     ($ty:ty) => {
         #[async_trait]
+        #[deny(clippy::missing_trait_methods)]
         impl<T: KvStore + ?Sized> KvStore for $ty {
             fn capabilities(&self) -> Capabilities {
                 (**self).capabilities()

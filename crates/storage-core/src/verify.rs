@@ -97,7 +97,7 @@ async fn check_one(store: &dyn KvStore, entry: MetaEntry) -> Result<CheckOutcome
     let damage = match store.get(&key).await {
         Ok(Some(value)) => {
             let whole = value.clone();
-            let actual = crate::cpu_bound(value.len(), move || Sha256Digest::of(&whole)).await;
+            let actual = crate::raw::cpu_bound(value.len(), move || Sha256Digest::of(&whole)).await;
             match actual {
                 Err(e) => Some((e.kind(), e.to_string())),
                 Ok(_) if value.len() as u64 != meta.size => Some((

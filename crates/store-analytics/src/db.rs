@@ -26,7 +26,9 @@ use std::time::Duration;
 
 use backon::{BlockingRetryable, ExponentialBuilder};
 use duckdb::{AccessMode, Config, Connection};
-use hybridstore_core::{Error, ErrorKind, Result};
+use hybridstore_core::{ErrorKind, Result};
+
+pub(crate) use crate::errors::duck_error;
 
 /// How a connection may touch the database.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,27 +37,6 @@ pub(crate) enum Access {
     ReadWrite,
     /// Reports and ad-hoc SQL: DuckDB refuses every write on such a connection.
     ReadOnly,
-}
-
-/// A DuckDB error as a hybridstore error: a lock held by another process is `Unavailable`
-/// (retryable), anything else `Backend`.
-pub(crate) fn duck_error(e: duckdb::Error) -> Error {
-    let text = e.to_string();
-    if is_lock_conflict(&text) {
-        return Error::new(
-            ErrorKind::Unavailable,
-            format!(
-                "the analytics database is held by another process (DuckDB allows one \
-                 read-write process per file): {text}"
-            ),
-        )
-        .with_retryable(true);
-    }
-    Error::backend(text).with_source(e)
-}
-
-fn is_lock_conflict(message: &str) -> bool {
-    message.contains("Conflicting lock") || message.contains("Could not set lock")
 }
 
 /// The per-file mutex of this process (keyed by the canonical path).

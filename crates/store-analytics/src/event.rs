@@ -1,5 +1,5 @@
 //! What the sink records: one [`AccessEvent`] per storage operation, and the metric records
-//! of seed 002's tables ([`MetricRecord`]).
+//! of the query, embedding, reranking and system metric tables ([`MetricRecord`]).
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -192,8 +192,9 @@ fn truncate_at_char(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// A row of one of seed 002's metric tables. Timestamps are microseconds since the Unix
-/// epoch (UTC); durations are milliseconds, as the seed's columns are.
+/// A row of one of the metric tables (`query_metrics`, `embedding_metrics`,
+/// `reranking_metrics`, `system_metrics`). Timestamps are microseconds since the Unix epoch
+/// (UTC); durations are milliseconds, as the tables' columns are.
 #[derive(Clone, Debug, PartialEq)]
 pub enum MetricRecord {
     /// `query_metrics`: one retrieval query.

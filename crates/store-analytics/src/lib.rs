@@ -1,6 +1,6 @@
 //! DuckDB access analytics for hybridstore: what is hot, what is slow, who uses the space.
 //!
-//! - [`AnalyticsStore`] owns an analytics database file (`access_events` and seed 002's
+//! - [`AnalyticsStore`] owns an analytics database file (`access_events` and the metric tables
 //!   `query_metrics`, `embedding_metrics`, `reranking_metrics`, `system_metrics`, created by
 //!   numbered migrations) and an [`EventSink`]: callers offer [`AccessEvent`]s and
 //!   [`MetricRecord`]s to a bounded channel and return at once; a dedicated thread appends
@@ -41,19 +41,28 @@
 //! assert_eq!(hot[0].reads, 1);
 //! # Ok::<(), hybridstore_core::Error>(())
 //! ```
+//!
+//! # Cargo features
+//!
+//! - `testing`: `AnalyticsReader::hold_file`, which stalls the writer deterministically in
+//!   tests.
 
+mod appenders;
 mod db;
+mod errors;
 mod event;
 mod reader;
 mod rollup;
 mod schema;
 mod sink;
+mod vocabulary;
 
 use std::path::Path;
 use std::time::Duration;
 
 use hybridstore_core::{Error, ErrorKind, Result};
 
+pub use appenders::access_events_batch;
 pub use event::{
     AccessEvent, CacheTier, MAX_EVENT_KEY_BYTES, MetricRecord, Operation, Outcome, key_hash,
     now_micros,
@@ -64,7 +73,7 @@ pub use reader::{
 };
 pub use rollup::LATENCY_BUCKET_PRECISION_BITS;
 pub use schema::{SCHEMA_VERSION, TABLES};
-pub use sink::{EventSink, SinkStats, access_events_batch};
+pub use sink::{EventSink, SinkStats};
 
 /// Arrow, as DuckDB's results use it (arrow 58, the version lancedb shares), with its
 /// pretty-printer.

@@ -46,13 +46,10 @@ use duckdb::types::{TimeUnit, Value};
 use duckdb::{Connection, params};
 use hybridstore_core::Result;
 
+use crate::appenders::append_access_events_to;
 use crate::db::duck_error;
 use crate::event::AccessEvent;
-use crate::reader::{MIN_TS_US, READS, WRITES, usage_of_latest};
-use crate::sink::append_access_events_to;
-
-/// One minute in microseconds: the rollups' granularity.
-pub(crate) const MINUTE_US: i64 = 60_000_000;
+use crate::vocabulary::{MIN_TS_US, MINUTE_US, READS, WRITES, usage_of_latest};
 
 /// How far past a minute's end the writer must have seen events before it rolls that minute
 /// up: events reach the writer out of order by up to an operation's latency plus the

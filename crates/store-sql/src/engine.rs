@@ -13,9 +13,9 @@ use std::time::SystemTime;
 
 use bytes::Bytes;
 use futures::TryStreamExt;
+use hybridstore_core::raw::{BatchPlan, Mutation};
 use hybridstore_core::{
-    BatchPlan, Entry, Error, Key, MetaEntry, Mutation, ObjectMeta, PutOptions, Result,
-    Sha256Digest, StoreStats,
+    Entry, Error, Key, MetaEntry, ObjectMeta, PutOptions, Result, Sha256Digest, StoreStats,
 };
 use sqlx::{AssertSqlSafe, Pool, Row};
 
@@ -146,7 +146,7 @@ impl Engine {
         let Some((len, part)) = row else {
             return Ok(None);
         };
-        hybridstore_core::check_range(&range, u64::try_from(len).unwrap_or(0))?;
+        hybridstore_core::raw::check_range(&range, u64::try_from(len).unwrap_or(0))?;
         Ok(Some(codec::bytes(part.unwrap_or_default())))
     }
 
@@ -290,7 +290,7 @@ impl Engine {
                 Some(row) => Some(meta_row(&row).map_err(map_sqlx)?.into_parts()?.1),
             };
             if !expect.holds(current.as_ref()) {
-                return Err(hybridstore_core::conflict(key, expect));
+                return Err(hybridstore_core::raw::conflict(key, expect));
             }
         }
 

@@ -4,7 +4,7 @@
 //!
 //! **Schema.** Created and upgraded by sqlx migrations (`migrations/sqlite`,
 //! `migrations/postgres`, one directory per dialect, kept in step). The key/value table
-//! `kv_objects` carries seed 001's `storage_metadata` columns beside the value: `key`, `size`,
+//! `kv_objects` carries each value's metadata in columns beside it: `key`, `size`,
 //! `created`, `modified` (Unix nanoseconds), `checksum` (SHA-256 hex, indexed), `content_type`,
 //! `dedup_hash` (indexed). Keys compare bytewise on both backends, so scans come back in
 //! [`Key`] order.
@@ -44,6 +44,13 @@
 //! # Ok::<(), hybridstore_core::Error>(())
 //! # }).unwrap();
 //! ```
+//!
+//! # Cargo features
+//!
+//! - `postgres`: PostgreSQL as a second backend, chosen by a `postgres://` URL. Off by
+//!   default.
+//! - `testing` (implies `postgres`): `testing::PostgresTestDatabase`, a database of its own
+//!   per test.
 
 mod codec;
 mod error;
@@ -65,10 +72,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
+use hybridstore_core::raw::{WriteOrder, run_to_completion};
 use hybridstore_core::{
     Capabilities, EntryStream, Error, Key, KeyRange, KvStore, MAX_KEY_LEN, MetaEntry, MetaStream,
-    ObjectMeta, PutOptions, Result, Sha256Digest, StoreStats, WriteBatch, WriteOrder,
-    run_to_completion,
+    ObjectMeta, PutOptions, Result, Sha256Digest, StoreStats, WriteBatch,
 };
 
 use crate::codec::SqlRange;
@@ -398,16 +405,15 @@ impl KvStore for SqlStore {
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
-        dispatch!(self, e => e.get(key).await).map_err(|e| e.with_operation("get"))
+        dispatch!(self, e => e.get(key).await)
     }
 
     async fn get_range(&self, key: &Key, range: std::ops::Range<u64>) -> Result<Option<Bytes>> {
         dispatch!(self, e => e.get_range(key, range).await)
-            .map_err(|e| e.with_operation("get_range"))
     }
 
     async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>> {
-        dispatch!(self, e => e.head(key).await).map_err(|e| e.with_operation("head"))
+        dispatch!(self, e => e.head(key).await)
     }
 
     async fn put_with(&self, key: &Key, value: Bytes, options: &PutOptions) -> Result<ObjectMeta> {
@@ -418,7 +424,6 @@ impl KvStore for SqlStore {
             dispatch!(@backend backend, e => e.put(&k, value, &options).await)
         })
         .await
-        .map_err(|e| e.with_operation("put"))
     }
 
     async fn delete(&self, key: &Key) -> Result<()> {
@@ -427,7 +432,6 @@ impl KvStore for SqlStore {
             dispatch!(@backend backend, e => e.delete(&k).await)
         })
         .await
-        .map_err(|e| e.with_operation("delete"))
     }
 
     fn scan(&self, range: KeyRange, limit: Option<usize>) -> EntryStream<'_> {
@@ -469,7 +473,7 @@ impl KvStore for SqlStore {
     async fn write_batch(&self, batch: WriteBatch) -> Result<()> {
         let plan = batch.into_plan()?;
         for (_, mutation) in &plan.writes {
-            if let hybridstore_core::Mutation::Put { value, .. } = mutation {
+            if let hybridstore_core::raw::Mutation::Put { value, .. } = mutation {
                 check_value_len(value.len())?;
             }
         }
@@ -481,7 +485,6 @@ impl KvStore for SqlStore {
             dispatch!(@backend backend, e => e.write_batch(plan).await)
         })
         .await
-        .map_err(|e| e.with_operation("write_batch"))
     }
 
     async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
@@ -493,10 +496,10 @@ impl KvStore for SqlStore {
     }
 
     async fn clear(&self) -> Result<u64> {
-        dispatch!(self, e => e.clear().await).map_err(|e| e.with_operation("clear"))
+        dispatch!(self, e => e.clear().await)
     }
 
     async fn stats(&self) -> Result<StoreStats> {
-        dispatch!(self, e => e.stats().await).map_err(|e| e.with_operation("stats"))
+        dispatch!(self, e => e.stats().await)
     }
 }

@@ -1,5 +1,4 @@
-//! Typed operational stores on the store's database (seed 002): documents, sessions,
-//! settings. Each is a small handle borrowed from [`SqlStore`]; every call is one statement
+//! Typed operational stores on the store's database: documents, sessions, settings. Each is a small handle borrowed from [`SqlStore`]; every call is one statement
 //! (autocommit), so each is atomic on its own.
 
 use std::time::{Duration, SystemTime};

@@ -28,23 +28,33 @@
 //! # Ok::<(), hybridstore_core::Error>(())
 //! # }).unwrap();
 //! ```
+//!
+//! # Cargo features
+//!
+//! - `testing`: `testing::SeaweedS3`, a private SeaweedFS S3 server on free loopback ports.
 
+mod errors;
 mod filter;
 pub mod import;
+mod indexes;
 mod schema;
+mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod text;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::errors::lance_error;
 use arrow_array::{RecordBatch, RecordBatchIterator};
 use async_trait::async_trait;
 use futures::TryStreamExt;
 use hybridstore_core::vector::{
-    CollectionInfo, CollectionSpec, Distance, FieldType, Filter, MAX_K, SearchHit, VectorQuery,
-    VectorRecord, VectorStore, check_vector, validate_collection_name,
+    CollectionInfo, CollectionSpec, Distance, FieldType, Filter, MAX_K, SearchHit,
+    VectorCapabilities, VectorQuery, VectorRecord, VectorStore, check_vector,
+    validate_collection_name,
 };
 use hybridstore_core::{Error, ErrorKind, Result, TenantId};
 use lancedb::expr::{DfExpr, col, lit};
@@ -60,13 +70,11 @@ use lancedb::{Connection, DistanceType, Table};
 pub use import::{
     IdSource, ImportError, ImportFormat, ImportOptions, ImportProgress, ImportReport, import_file,
 };
+pub use indexes::{IndexSpec, MIN_ROWS_FOR_VECTOR_INDEX};
 pub use schema::SPEC_METADATA_KEY;
-
-/// Rows a collection needs before a quantized vector index can be trained: product
-/// quantization learns 2^8 = 256 centroids per sub-vector (lancedb#1465). Below this the
-/// exact flat search is used, and is fast at that size anyway.
-pub const MIN_ROWS_FOR_VECTOR_INDEX: u64 = 256;
-
+use store::{check_k, distance_type};
+use text::hits;
+pub use text::{HybridQuery, TextQuery};
 /// Settings of a [`LanceVectorStore`].
 #[derive(Clone, Debug)]
 pub struct LanceOptions {
@@ -86,68 +94,6 @@ impl Default for LanceOptions {
         }
     }
 }
-
-/// A vector index to build.
-///
-/// `None` parameters take LanceDB's defaults (lancedb `index::vector` docs): IVF partitions
-/// ≈ √rows, PQ sub-vectors = dimension / 16 with 8 bits each, HNSW 20 edges per node and a
-/// construction list of 300.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum IndexSpec {
-    /// IVF with product quantization: small and fast, approximate; tune recall at query time
-    /// with `nprobes` and `refine_factor`.
-    IvfPq {
-        /// IVF partitions (k-means centroids).
-        num_partitions: Option<u32>,
-        /// PQ sub-vectors; must divide the dimension.
-        num_sub_vectors: Option<u32>,
-    },
-    /// IVF partitions each holding an HNSW graph over 8-bit scalar-quantized vectors; tune
-    /// recall at query time with `ef`.
-    IvfHnswSq {
-        /// IVF partitions.
-        num_partitions: Option<u32>,
-        /// Edges per node (HNSW's M).
-        num_edges: Option<u32>,
-        /// Candidate list size while building (HNSW's efConstruction).
-        ef_construction: Option<u32>,
-    },
-    /// A scalar index on a metadata field (B-tree; label list for string lists), which
-    /// speeds up pre-filtering.
-    Scalar {
-        /// The field.
-        field: String,
-    },
-    /// A full-text (BM25 inverted) index on the `text` column, needed by text and hybrid
-    /// search.
-    FullText,
-}
-
-/// A full-text query.
-#[derive(Clone, Debug, PartialEq)]
-pub struct TextQuery {
-    /// Words to look for (BM25 over the `text` column).
-    pub text: String,
-    /// How many results at most.
-    pub k: usize,
-    /// Only records matching this filter.
-    pub filter: Option<Filter>,
-}
-
-/// A hybrid query: a vector search and a text search fused by reciprocal rank fusion
-/// (RRF, k = 60; Cormack, Clarke and Büttcher, SIGIR 2009), LanceDB's default reranker.
-#[derive(Clone, Debug, PartialEq)]
-pub struct HybridQuery {
-    /// The query vector.
-    pub vector: Vec<f32>,
-    /// The query text.
-    pub text: String,
-    /// How many results at most.
-    pub k: usize,
-    /// Only records matching this filter.
-    pub filter: Option<Filter>,
-}
-
 /// An open table, the spec read from its schema, and that Arrow schema (read once per open,
 /// not once per write).
 type OpenCollection = (Table, Arc<CollectionSpec>, arrow_schema::SchemaRef);
@@ -185,58 +131,6 @@ fn now_us() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
-
-/// A LanceDB error as a hybridstore error.
-fn lance_error(e: lancedb::Error) -> Error {
-    use lancedb::Error as L;
-    let kind = match &e {
-        L::TableNotFound { .. } | L::IndexNotFound { .. } | L::DatabaseNotFound { .. } => {
-            ErrorKind::NotFound
-        }
-        L::TableAlreadyExists { .. } => ErrorKind::Conflict,
-        L::InvalidInput { .. }
-        | L::InvalidTableName { .. }
-        | L::Schema { .. }
-        | L::InvalidExpression { .. }
-        | L::ColumnNotFound { .. } => ErrorKind::InvalidInput,
-        L::Timeout { .. } => ErrorKind::Timeout,
-        L::NotSupported { .. } => ErrorKind::Unsupported,
-        // A table dropped by another process under an open handle: lance reports its
-        // missing files.
-        L::Lance { .. } if e.to_string().contains("Not found:") => ErrorKind::NotFound,
-        _ if e
-            .to_string()
-            .to_ascii_lowercase()
-            .contains("commit conflict") =>
-        {
-            ErrorKind::Conflict
-        }
-        _ => ErrorKind::Backend,
-    };
-    let retryable = kind == ErrorKind::Conflict || kind == ErrorKind::Timeout;
-    Error::new(kind, e.to_string())
-        .with_retryable(retryable)
-        .with_source(e)
-}
-
-fn distance_type(d: Distance) -> DistanceType {
-    match d {
-        Distance::Cosine => DistanceType::Cosine,
-        Distance::L2 => DistanceType::L2,
-        Distance::Dot => DistanceType::Dot,
-    }
-}
-
-fn check_k(k: usize) -> Result<()> {
-    if (1..=MAX_K).contains(&k) {
-        Ok(())
-    } else {
-        Err(Error::invalid_input(format!(
-            "k must be between 1 and {MAX_K}, got {k}"
-        )))
-    }
-}
-
 impl LanceVectorStore {
     /// Connects to a LanceDB database: a local directory (created if missing) or
     /// `s3://bucket/prefix`.
@@ -339,9 +233,6 @@ impl LanceVectorStore {
     }
 
     fn validate_records(&self, spec: &CollectionSpec, records: &[VectorRecord]) -> Result<()> {
-        if records.is_empty() {
-            return Err(Error::invalid_input("no records to write"));
-        }
         records.iter().try_for_each(|r| r.validate(spec))
     }
 
@@ -410,383 +301,5 @@ impl LanceVectorStore {
         stream: impl futures::Stream<Item = lancedb::Result<RecordBatch>>,
     ) -> Result<Vec<RecordBatch>> {
         stream.try_collect().await.map_err(lance_error)
-    }
-
-    /// Builds an index.
-    ///
-    /// # Errors
-    /// `InvalidInput` for a vector index on fewer than [`MIN_ROWS_FOR_VECTOR_INDEX`] rows, an
-    /// unknown field, or parameters LanceDB refuses; `NotFound` for a missing collection.
-    pub async fn create_index(&self, collection: &str, index: &IndexSpec) -> Result<()> {
-        let (table, spec, _) = self.table(collection).await?;
-        let dt = distance_type(spec.distance);
-        let (column, lance_index) = match index {
-            IndexSpec::IvfPq {
-                num_partitions,
-                num_sub_vectors,
-            } => {
-                self.check_trainable(&table, &spec).await?;
-                let mut b = IvfPqIndexBuilder::default().distance_type(dt);
-                if let Some(n) = num_partitions {
-                    b = b.num_partitions(*n);
-                }
-                if let Some(n) = num_sub_vectors {
-                    b = b.num_sub_vectors(*n);
-                }
-                ("vector".to_string(), Index::IvfPq(b))
-            }
-            IndexSpec::IvfHnswSq {
-                num_partitions,
-                num_edges,
-                ef_construction,
-            } => {
-                self.check_trainable(&table, &spec).await?;
-                let mut b = IvfHnswSqIndexBuilder::default().distance_type(dt);
-                if let Some(n) = num_partitions {
-                    b = b.num_partitions(*n);
-                }
-                if let Some(n) = num_edges {
-                    b = b.num_edges(*n);
-                }
-                if let Some(n) = ef_construction {
-                    b = b.ef_construction(*n);
-                }
-                ("vector".to_string(), Index::IvfHnswSq(b))
-            }
-            IndexSpec::Scalar { field } => match spec.field_type(field) {
-                Some(FieldType::StringList) => (
-                    field.clone(),
-                    Index::LabelList(LabelListIndexBuilder::default()),
-                ),
-                Some(_) => (field.clone(), Index::BTree(BTreeIndexBuilder::default())),
-                None => {
-                    return Err(Error::invalid_input(format!(
-                        "collection {collection:?} has no field {field:?}"
-                    )));
-                }
-            },
-            IndexSpec::FullText => ("text".to_string(), Index::FTS(FtsIndexBuilder::default())),
-        };
-        table
-            .create_index(&[column.as_str()], lance_index)
-            .replace(true)
-            .execute()
-            .await
-            .map_err(|e| lance_error(e).with_context("collection", collection))
-    }
-
-    async fn check_trainable(&self, table: &Table, spec: &CollectionSpec) -> Result<()> {
-        if !spec.has_vectors() {
-            return Err(Error::invalid_input(format!(
-                "collection {:?} is text-only: it has no vectors to index",
-                spec.name
-            )));
-        }
-        let rows = table.count_rows(None).await.map_err(lance_error)? as u64;
-        if rows < MIN_ROWS_FOR_VECTOR_INDEX {
-            return Err(Error::invalid_input(format!(
-                "a vector index needs at least {MIN_ROWS_FOR_VECTOR_INDEX} rows to train, the \
-                 collection has {rows}; searches stay exact (flat) until then"
-            )));
-        }
-        Ok(())
-    }
-
-    /// Folds rows written since the indexes were built into them and compacts small files
-    /// (LanceDB `optimize`: compaction, index update, and pruning of versions older than 7
-    /// days).
-    ///
-    /// # Errors
-    /// `NotFound` for a missing collection; LanceDB errors.
-    pub async fn optimize(&self, collection: &str) -> Result<()> {
-        let (table, _, _) = self.table(collection).await?;
-        table
-            .optimize(OptimizeAction::All)
-            .await
-            .map(|_| ())
-            .map_err(lance_error)
-    }
-
-    /// Deletes every record (of this tenant, if scoped) whose `expires_at` has passed;
-    /// returns how many.
-    ///
-    /// # Errors
-    /// `NotFound` for a missing collection; LanceDB errors.
-    pub async fn purge_expired(&self, collection: &str) -> Result<u64> {
-        let (table, _, _) = self.table(collection).await?;
-        let mut expr = col("expires_at").lt_eq(lit(now_us()));
-        if let Some(scope) = self.scope_expr() {
-            expr = expr.and(scope);
-        }
-        self.delete_in(&table, expr).await
-    }
-
-    /// BM25 full-text search over the `text` column (needs [`IndexSpec::FullText`]).
-    ///
-    /// # Errors
-    /// `InvalidInput` for an empty query, bad `k` or filter; LanceDB errors (no index).
-    pub async fn text_search(&self, collection: &str, query: &TextQuery) -> Result<Vec<SearchHit>> {
-        check_k(query.k)?;
-        if query.text.trim().is_empty() {
-            return Err(Error::invalid_input("the text query is empty"));
-        }
-        let (table, spec, _) = self.table(collection).await?;
-        let fts = FullTextSearchQuery::new(query.text.clone())
-            .with_column("text".to_string())
-            .map_err(|e| Error::invalid_input(e.to_string()))?;
-        let mut q = table.query().full_text_search(fts).limit(query.k);
-        if let Some(expr) = self.predicate(&spec, query.filter.as_ref(), true)? {
-            q = q.only_if_expr(expr);
-        }
-        let batches = self
-            .collect(q.execute().await.map_err(lance_error)?)
-            .await?;
-        Ok(hits(&spec, &batches, "_score"))
-    }
-
-    /// Vector and text search fused by reciprocal rank fusion (needs a full-text index).
-    ///
-    /// # Errors
-    /// As [`search`](VectorStore::search) and [`text_search`](Self::text_search).
-    pub async fn hybrid_search(
-        &self,
-        collection: &str,
-        query: &HybridQuery,
-    ) -> Result<Vec<SearchHit>> {
-        check_k(query.k)?;
-        if query.text.trim().is_empty() {
-            return Err(Error::invalid_input("the text query is empty"));
-        }
-        let (table, spec, _) = self.table(collection).await?;
-        check_vector(&query.vector, spec.dimension, spec.distance)?;
-        let fts = FullTextSearchQuery::new(query.text.clone())
-            .with_column("text".to_string())
-            .map_err(|e| Error::invalid_input(e.to_string()))?;
-        let mut q = table
-            .query()
-            .full_text_search(fts)
-            .nearest_to(query.vector.as_slice())
-            .map_err(lance_error)?
-            .distance_type(distance_type(spec.distance))
-            .limit(query.k);
-        if let Some(expr) = self.predicate(&spec, query.filter.as_ref(), true)? {
-            q = q.only_if_expr(expr);
-        }
-        let stream = q
-            .execute_hybrid(QueryExecutionOptions::default())
-            .await
-            .map_err(lance_error)?;
-        let batches = self.collect(stream).await?;
-        Ok(hits(&spec, &batches, "_relevance_score"))
-    }
-}
-
-fn hits(spec: &CollectionSpec, batches: &[RecordBatch], score_column: &str) -> Vec<SearchHit> {
-    let mut out = Vec::new();
-    for batch in batches {
-        let columns = schema::Columns::new(batch);
-        out.extend((0..batch.num_rows()).filter_map(|row| columns.hit(spec, row, score_column)));
-    }
-    out
-}
-
-#[async_trait]
-impl VectorStore for LanceVectorStore {
-    async fn create_collection(&self, spec: &CollectionSpec) -> Result<CollectionInfo> {
-        spec.validate()?;
-        let arrow = schema::arrow_schema(spec)?;
-        match self
-            .db
-            .create_empty_table(&spec.name, arrow)
-            .execute()
-            .await
-        {
-            Ok(_) => {}
-            Err(lancedb::Error::TableAlreadyExists { .. }) => {
-                let (_, existing, _) = self.table(&spec.name).await?;
-                if *existing != *spec {
-                    return Err(Error::conflict(format!(
-                        "collection {:?} exists with another spec: {existing:?}",
-                        spec.name
-                    )));
-                }
-            }
-            Err(e) => return Err(lance_error(e)),
-        }
-        self.describe_collection(&spec.name).await
-    }
-
-    async fn list_collections(&self) -> Result<Vec<String>> {
-        let mut names = self.db.table_names().execute().await.map_err(lance_error)?;
-        names.sort();
-        Ok(names)
-    }
-
-    async fn describe_collection(&self, name: &str) -> Result<CollectionInfo> {
-        let (table, spec, _) = self.table(name).await?;
-        let rows = match self.count_in(&table, &spec, None).await {
-            Ok(rows) => rows,
-            Err(e) => {
-                if e.kind() == ErrorKind::NotFound {
-                    // Dropped elsewhere: forget the handle so a re-created table is found.
-                    self.tables
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner)
-                        .remove(name);
-                }
-                return Err(e.with_context("collection", name));
-            }
-        };
-        let mut indexes: Vec<String> = table
-            .list_indices()
-            .await
-            .map_err(lance_error)?
-            .into_iter()
-            .map(|i| i.name)
-            .collect();
-        indexes.sort();
-        Ok(CollectionInfo {
-            spec: (*spec).clone(),
-            rows,
-            indexes,
-        })
-    }
-
-    async fn drop_collection(&self, name: &str) -> Result<()> {
-        validate_collection_name(name)?;
-        self.tables
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(name);
-        self.db
-            .drop_table(name, &[])
-            .await
-            .map_err(|e| lance_error(e).with_context("collection", name))
-    }
-
-    async fn count(&self, collection: &str, filter: Option<&Filter>) -> Result<u64> {
-        let (table, spec, _) = self.table(collection).await?;
-        self.count_in(&table, &spec, filter).await
-    }
-
-    async fn add(&self, collection: &str, records: Vec<VectorRecord>) -> Result<()> {
-        let (table, spec, schema) = self.table(collection).await?;
-        self.validate_records(&spec, &records)?;
-        self.check_quota(&table, &spec, records.len() as u64)
-            .await?;
-        let batch = self.batch(schema, &spec, &records)?;
-        table.add(batch).execute().await.map_err(lance_error)?;
-        Ok(())
-    }
-
-    async fn upsert(&self, collection: &str, records: Vec<VectorRecord>) -> Result<()> {
-        let (table, spec, schema) = self.table(collection).await?;
-        self.validate_records(&spec, &records)?;
-        if self.scope.as_ref().is_some_and(|s| s.max_vectors.is_some()) {
-            let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
-            let existing = self
-                .count_in(&table, &spec, Some(&Filter::is_in("id", ids)))
-                .await?;
-            let new_rows = (records.len() as u64).saturating_sub(existing);
-            self.check_quota(&table, &spec, new_rows).await?;
-        }
-        let batch = self.batch(schema.clone(), &spec, &records)?;
-        let on: &[&str] = if self.scope.is_some() {
-            &["tenant", "id"]
-        } else {
-            &["id"]
-        };
-        let mut merge = table.merge_insert(on);
-        merge
-            .when_matched_update_all(None)
-            .when_not_matched_insert_all();
-        let reader = RecordBatchIterator::new(vec![Ok(batch)], schema);
-        merge.execute(Box::new(reader)).await.map_err(lance_error)?;
-        Ok(())
-    }
-
-    async fn delete_ids(&self, collection: &str, ids: &[String]) -> Result<u64> {
-        if ids.is_empty() {
-            return Ok(0);
-        }
-        let (table, spec, _) = self.table(collection).await?;
-        let filter = Filter::is_in("id", ids.iter().cloned());
-        let Some(expr) = self.predicate(&spec, Some(&filter), false)? else {
-            return Ok(0);
-        };
-        self.delete_in(&table, expr).await
-    }
-
-    async fn delete_where(&self, collection: &str, filter: &Filter) -> Result<u64> {
-        let (table, spec, _) = self.table(collection).await?;
-        let Some(expr) = self.predicate(&spec, Some(filter), false)? else {
-            return Ok(0);
-        };
-        self.delete_in(&table, expr).await
-    }
-
-    async fn get(&self, collection: &str, ids: &[String]) -> Result<Vec<VectorRecord>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        let (table, spec, _) = self.table(collection).await?;
-        let filter = Filter::is_in("id", ids.iter().cloned());
-        let mut q = table.query();
-        if let Some(expr) = self.predicate(&spec, Some(&filter), false)? {
-            q = q.only_if_expr(expr);
-        }
-        let batches = self
-            .collect(q.execute().await.map_err(lance_error)?)
-            .await?;
-        let mut out = Vec::new();
-        for batch in &batches {
-            let columns = schema::Columns::new(batch);
-            out.extend((0..batch.num_rows()).filter_map(|row| columns.record(&spec, row)));
-        }
-        Ok(out)
-    }
-
-    async fn search(&self, collection: &str, query: &VectorQuery) -> Result<Vec<SearchHit>> {
-        check_k(query.k)?;
-        let (table, spec, schema) = self.table(collection).await?;
-        check_vector(&query.vector, spec.dimension, spec.distance)?;
-        // Every column but the vectors, which hits do not carry (k × dimension floats less
-        // to read and copy per query).
-        let returned: Vec<&str> = schema
-            .fields()
-            .iter()
-            .map(|f| f.name().as_str())
-            .filter(|name| *name != "vector")
-            .collect();
-        let mut q = table
-            .query()
-            .select(Select::columns(&returned))
-            .nearest_to(query.vector.as_slice())
-            .map_err(lance_error)?
-            .column("vector")
-            .distance_type(distance_type(spec.distance))
-            .limit(query.k);
-        if let Some(expr) = self.predicate(&spec, query.filter.as_ref(), true)? {
-            q = q.only_if_expr(expr);
-        }
-        if query.postfilter {
-            q = q.postfilter();
-        }
-        if query.exact {
-            q = q.bypass_vector_index();
-        }
-        if let Some(n) = query.nprobes {
-            q = q.nprobes(n).map_err(lance_error)?;
-        }
-        if let Some(ef) = query.ef {
-            q = q.ef(ef);
-        }
-        if let Some(r) = query.refine_factor {
-            q = q.refine_factor(r);
-        }
-        let batches = self
-            .collect(q.execute().await.map_err(lance_error)?)
-            .await?;
-        Ok(hits(&spec, &batches, "_distance"))
     }
 }

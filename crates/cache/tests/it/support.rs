@@ -6,13 +6,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use hybridstore_cache::testing::RedisServer;
 use hybridstore_cache::{CacheConfig, RedisConfig};
-use hybridstore_core::{
-    Bytes, Capabilities, EntryStream, Key, KeyRange, KvStore, MetaStream, ObjectMeta, PutOptions,
-    Result, WriteBatch,
-};
+use hybridstore_core::{Bytes, Key, KvStore, Result};
 use tokio::sync::oneshot;
 
 /// A held `get`: `reached` fires once the backend value was read; the get returns only when
@@ -64,51 +60,37 @@ impl<S: KvStore> Probe<S> {
     }
 }
 
-#[async_trait]
-impl<S: KvStore> KvStore for Probe<S> {
-    fn capabilities(&self) -> Capabilities {
-        self.inner.capabilities()
-    }
-    async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
-        self.gets.fetch_add(1, Ordering::SeqCst);
-        let value = self.inner.get(key).await?;
-        let armed = {
-            let mut hold = self.hold.lock().unwrap();
-            match hold.take() {
-                Some((k, armed)) if &k == key => Some(armed),
-                other => {
-                    *hold = other;
-                    None
+hybridstore_core::kv_store_impl! {
+    impl[S: KvStore] KvStore for Probe<S>;
+    forward(inner): [capabilities, head, put_with, put, delete, scan, scan_meta, write_batch,
+        exists, list_keys, clear, stats];
+    // Through `get`, so a range read is counted and can be held like a get.
+    provided: [get_range];
+    {
+        async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
+            self.gets.fetch_add(1, Ordering::SeqCst);
+            let value = self.inner.get(key).await?;
+            let armed = {
+                let mut hold = self.hold.lock().unwrap();
+                match hold.take() {
+                    Some((k, armed)) if &k == key => Some(armed),
+                    other => {
+                        *hold = other;
+                        None
+                    }
                 }
+            };
+            if let Some((reached, resume)) = armed {
+                let _ = reached.send(());
+                let _ = resume.await;
             }
-        };
-        if let Some((reached, resume)) = armed {
-            let _ = reached.send(());
-            let _ = resume.await;
+            Ok(value)
         }
-        Ok(value)
-    }
-    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
-        self.gets.fetch_add(keys.len() as u64, Ordering::SeqCst);
-        self.inner.get_many(keys).await
-    }
-    async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>> {
-        self.inner.head(key).await
-    }
-    async fn put_with(&self, key: &Key, value: Bytes, options: &PutOptions) -> Result<ObjectMeta> {
-        self.inner.put_with(key, value, options).await
-    }
-    async fn delete(&self, key: &Key) -> Result<()> {
-        self.inner.delete(key).await
-    }
-    fn scan(&self, range: KeyRange, limit: Option<usize>) -> EntryStream<'_> {
-        self.inner.scan(range, limit)
-    }
-    fn scan_meta(&self, range: KeyRange, limit: Option<usize>) -> MetaStream<'_> {
-        self.inner.scan_meta(range, limit)
-    }
-    async fn write_batch(&self, batch: WriteBatch) -> Result<()> {
-        self.inner.write_batch(batch).await
+
+        async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
+            self.gets.fetch_add(keys.len() as u64, Ordering::SeqCst);
+            self.inner.get_many(keys).await
+        }
     }
 }
 

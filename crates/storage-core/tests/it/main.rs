@@ -36,3 +36,252 @@ mod namespaced_memory_store {
 
     hybridstore_core::conformance_tests!(fixture);
 }
+
+/// Errors through `ErrorContext` keep the store's own context and gain nothing else.
+mod error_context_memory_store {
+    use hybridstore_core::conformance::Fixture;
+    use hybridstore_core::{ErrorContext, MemoryStore};
+
+    hybridstore_core::conformance_tests!(|| async {
+        Fixture::new(ErrorContext::new(MemoryStore::new(), "memory"))
+    });
+}
+
+/// Every method of a layer reaches the same method of the store below it (so a backend's
+/// batched or ranged implementation is used), except where the layer's semantics need the
+/// trait's default.
+mod forwarding {
+    use std::sync::Arc;
+
+    use futures::TryStreamExt;
+    use hybridstore_core::fault::CallRecorder;
+    use hybridstore_core::{
+        Bytes, ErrorContext, Key, KeyRange, KvStore, MemoryStore, Namespaced, PutOptions, TenantId,
+        WriteBatch,
+    };
+
+    fn key(s: &'static str) -> Key {
+        Key::new(s).unwrap()
+    }
+
+    /// Calls every method once on `store` and returns, per method, what `recorder` saw.
+    async fn calls_per_method(
+        store: &dyn KvStore,
+        recorder: &CallRecorder<MemoryStore>,
+    ) -> Vec<(&'static str, Vec<&'static str>)> {
+        let k = key("k");
+        let mut seen = Vec::new();
+        macro_rules! call {
+            ($name:literal, $e:expr) => {{
+                recorder.take_calls();
+                $e;
+                seen.push(($name, recorder.take_calls()));
+            }};
+        }
+        call!(
+            "put_with",
+            store
+                .put_with(&k, Bytes::from_static(b"v"), &PutOptions::default())
+                .await
+                .unwrap()
+        );
+        call!(
+            "put",
+            store.put(&k, Bytes::from_static(b"value")).await.unwrap()
+        );
+        call!("get", store.get(&k).await.unwrap());
+        call!(
+            "get_many",
+            store.get_many(&[k.clone(), key("other")]).await.unwrap()
+        );
+        call!("head", store.head(&k).await.unwrap());
+        call!("exists", store.exists(&k).await.unwrap());
+        call!("get_range", store.get_range(&k, 1..3).await.unwrap());
+        call!(
+            "scan",
+            store
+                .scan(KeyRange::all(), None)
+                .try_collect::<Vec<_>>()
+                .await
+                .unwrap()
+        );
+        call!(
+            "scan_meta",
+            store
+                .scan_meta(KeyRange::all(), None)
+                .try_collect::<Vec<_>>()
+                .await
+                .unwrap()
+        );
+        call!(
+            "list_keys",
+            store.list_keys(KeyRange::all(), None).await.unwrap()
+        );
+        call!("write_batch", {
+            let mut batch = WriteBatch::new();
+            batch.put(key("b"), "b");
+            store.write_batch(batch).await.unwrap()
+        });
+        call!("stats", store.stats().await.unwrap());
+        call!("delete", store.delete(&k).await.unwrap());
+        call!("clear", store.clear().await.unwrap());
+        seen
+    }
+
+    #[tokio::test]
+    async fn namespaced_calls_the_same_method_below_it_but_for_its_own_clear_and_stats() {
+        let recorder = Arc::new(CallRecorder::new(MemoryStore::new()));
+        let tenant = Namespaced::new(recorder.clone(), TenantId::new("t1").unwrap());
+        for (method, below) in calls_per_method(&tenant, &recorder).await {
+            let expected: Vec<&str> = match method {
+                // The tenant's own keys only: a scoped listing, then a batch of deletes, until
+                // a listing comes back empty.
+                "clear" => vec!["list_keys", "write_batch", "list_keys"],
+                // Counted from the tenant's range, not the inner store's totals.
+                "stats" => vec!["scan_meta"],
+                same => vec![same],
+            };
+            assert_eq!(below, expected, "Namespaced::{method}");
+        }
+    }
+
+    #[tokio::test]
+    async fn error_context_calls_the_same_method_below_it() {
+        let recorder = Arc::new(CallRecorder::new(MemoryStore::new()));
+        let layer = ErrorContext::new(recorder.clone(), "memory");
+        for (method, below) in calls_per_method(&layer, &recorder).await {
+            assert_eq!(below, vec![method], "ErrorContext::{method}");
+        }
+    }
+}
+
+/// `ErrorContext` names the operation, the key and the backend of every error, once, and
+/// keeps the kind, message and retryability of the error below it.
+mod error_context {
+    use futures::TryStreamExt;
+    use hybridstore_core::fault::FailingStore;
+    use hybridstore_core::{
+        Bytes, Error, ErrorContext, ErrorKind, Key, KeyRange, KvStore, Namespaced, TenantId,
+        WriteBatch,
+    };
+
+    fn key(s: &'static str) -> Key {
+        Key::new(s).unwrap()
+    }
+
+    async fn every_error(store: &dyn KvStore) -> Vec<(&'static str, Error)> {
+        let k = key("doc/1");
+        let mut batch = WriteBatch::new();
+        batch.put(key("doc/2"), "x");
+        vec![
+            ("get", store.get(&k).await.unwrap_err()),
+            ("head", store.head(&k).await.unwrap_err()),
+            (
+                "put",
+                store.put(&k, Bytes::from_static(b"v")).await.unwrap_err(),
+            ),
+            ("delete", store.delete(&k).await.unwrap_err()),
+            ("exists", store.exists(&k).await.unwrap_err()),
+            ("get_range", store.get_range(&k, 0..1).await.unwrap_err()),
+            (
+                "get_many",
+                store.get_many(std::slice::from_ref(&k)).await.unwrap_err(),
+            ),
+            (
+                "scan",
+                store
+                    .scan(KeyRange::all(), None)
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .unwrap_err(),
+            ),
+            (
+                "scan_meta",
+                store
+                    .scan_meta(KeyRange::all(), None)
+                    .try_collect::<Vec<_>>()
+                    .await
+                    .unwrap_err(),
+            ),
+            (
+                "list_keys",
+                store.list_keys(KeyRange::all(), None).await.unwrap_err(),
+            ),
+            ("write_batch", store.write_batch(batch).await.unwrap_err()),
+            ("clear", store.clear().await.unwrap_err()),
+            ("stats", store.stats().await.unwrap_err()),
+        ]
+    }
+
+    fn context_of<'a>(e: &'a Error, name: &str) -> Vec<&'a str> {
+        e.context()
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn every_error_names_its_operation_key_and_backend_once() {
+        let store = ErrorContext::new(
+            FailingStore::new(ErrorKind::Unavailable, "server went away"),
+            "sqlite",
+        );
+        for (method, e) in every_error(&store).await {
+            assert_eq!(e.operation(), Some(method), "{e}");
+            assert_eq!(e.kind(), ErrorKind::Unavailable, "{method}: kind kept");
+            assert!(e.is_retryable(), "{method}: retryability kept");
+            assert_eq!(e.message(), "server went away", "{method}: message kept");
+            assert_eq!(context_of(&e, "backend"), ["sqlite"], "{method}: {e}");
+            let single_key = matches!(
+                method,
+                "get" | "head" | "put" | "delete" | "exists" | "get_range"
+            );
+            let keys = context_of(&e, "key");
+            assert_eq!(
+                keys,
+                if single_key { vec!["doc/1"] } else { vec![] },
+                "{method}: {e}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn two_context_layers_name_each_thing_once() {
+        let store = ErrorContext::new(
+            ErrorContext::new(
+                FailingStore::new(ErrorKind::Corrupted, "checksum mismatch"),
+                "file",
+            ),
+            "file",
+        );
+        let e = store.get(&key("doc/1")).await.unwrap_err();
+        assert_eq!(e.operations(), ["get"]);
+        assert_eq!(
+            e.to_string(),
+            "corrupted: checksum mismatch (operation: get, key: doc/1, backend: file)"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_operation_a_layer_runs_for_another_is_kept_below_it() {
+        // A tenant's `clear` lists its keys first: the listing failed, inside the clear.
+        let store = ErrorContext::new(
+            Namespaced::new(
+                ErrorContext::new(
+                    FailingStore::new(ErrorKind::Unavailable, "server went away"),
+                    "postgres",
+                ),
+                TenantId::new("acme").unwrap(),
+            ),
+            "postgres",
+        );
+        let e = store.clear().await.unwrap_err();
+        assert_eq!(e.operations(), ["clear", "list_keys"]);
+        assert_eq!(context_of(&e, "backend"), ["postgres"]);
+        assert!(
+            e.to_string().contains("operation: clear > list_keys"),
+            "{e}"
+        );
+    }
+}

@@ -86,6 +86,40 @@ mod sqlite_namespaced_conformance {
     hybridstore_core::conformance_tests!(fixture);
 }
 
+/// A tenant scope over SqlStore reads many keys with the store's batched query (one
+/// `get_many`, answered by `SELECT … WHERE key IN (…)`), not one `get` per key.
+#[tokio::test]
+async fn a_tenant_scope_reads_many_keys_with_one_batched_query() {
+    use std::sync::Arc;
+
+    use hybridstore_core::fault::CallRecorder;
+    use hybridstore_core::{Namespaced, TenantId};
+
+    let (store, _dir) = sqlite_store().await;
+    let recorder = Arc::new(CallRecorder::new(store));
+    let tenant = Namespaced::new(recorder.clone(), TenantId::new("t1").unwrap());
+    let keys: Vec<Key> = (0..300).map(|i| key(&format!("doc/{i:03}"))).collect();
+    let mut batch = hybridstore_core::WriteBatch::new();
+    for k in &keys {
+        batch.put(k.clone(), k.to_string());
+    }
+    tenant.write_batch(batch).await.unwrap();
+    recorder.take_calls();
+
+    let values = tenant.get_many(&keys).await.unwrap();
+    assert_eq!(
+        recorder.take_calls(),
+        ["get_many"],
+        "one batched read below the tenant layer"
+    );
+    for (k, v) in keys.iter().zip(&values) {
+        assert_eq!(v.as_deref(), Some(k.to_string().as_bytes()), "{k}");
+    }
+    // The tenant's keys are stored under its prefix, and nothing else is read.
+    let outer = recorder.inner().get(&key("t/t1/doc/000")).await.unwrap();
+    assert_eq!(outer.as_deref(), Some(&b"doc/000"[..]));
+}
+
 mod postgres_conformance {
     hybridstore_core::conformance_tests!(super::postgres_fixture);
 }

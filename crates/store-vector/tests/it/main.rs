@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod collections;
+mod conformance;
 mod filters;
 mod import;
 mod indexes;

