@@ -1,28 +1,129 @@
-//! The SQL engine behind [`SqlStore`](crate::SqlStore), written once and compiled once per
-//! backend: `sqlite.rs` and `postgres.rs` each include this file as their `engine` module,
-//! after defining `Db` (the sqlx database type) and the few statements and helpers whose SQL
-//! differs between dialects (see `Dialect items` in those files). Everything here is plain
-//! SQL that both dialects accept: `$n` placeholders (SQLite accepts them too), `ON CONFLICT
-//! … DO UPDATE` (SQLite ≥ 3.24, PostgreSQL ≥ 9.5) and `RETURNING` (SQLite ≥ 3.35).
+//! The SQL engine behind [`SqlStore`](crate::SqlStore), written once, generic over a
+//! [`Dialect`]: `sqlite.rs` and `postgres.rs` each implement it with their sqlx database type
+//! and the few statements and helpers whose SQL differs (key lists, the batch transaction's
+//! start, the size of the database). Everything here is plain SQL that both dialects accept:
+//! `$n` placeholders (SQLite accepts them too), `ON CONFLICT … DO UPDATE` (SQLite ≥ 3.24,
+//! PostgreSQL ≥ 9.5) and `RETURNING` (SQLite ≥ 3.35).
+//!
+//! [`SqlStore`](crate::SqlStore) holds an `Arc<dyn SqlEngine>`: one object-safe trait with
+//! the store's operations, implemented once for `Engine<D>` whatever the dialect.
 //!
 //! All statements are `&'static str` or built from constant fragments: no identifier or value
 //! ever comes from input; every value is a bound parameter.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::time::SystemTime;
 
+use async_trait::async_trait;
 use bytes::Bytes;
 use futures::TryStreamExt;
 use hybridstore_core::raw::{BatchPlan, Mutation};
 use hybridstore_core::{
     Entry, Error, Key, MetaEntry, ObjectMeta, PutOptions, Result, Sha256Digest, StoreStats,
 };
-use sqlx::{AssertSqlSafe, Pool, Row};
+use sqlx::types::Json;
+use sqlx::{AssertSqlSafe, ColumnIndex, Database, Decode, Encode, Executor, IntoArguments};
+use sqlx::{Pool, Row, Transaction, Type};
 
-use super::{Db, begin_write, key_list_param};
+use crate::SqlBackend;
 use crate::codec::{self, MetaRow, SqlRange};
 use crate::error::map_sqlx;
 use crate::tables::{Document, Session, Setting};
+
+/// What differs between SQL dialects, and nothing else: the sqlx database type, how a list of
+/// keys is bound (a JSON array on SQLite, an array on PostgreSQL), the statements that use
+/// it, how a write transaction begins, and how the database reports its size.
+pub(crate) trait Dialect: Send + Sync + Sized + 'static {
+    /// The sqlx database type.
+    type Db: Database;
+    /// The one parameter a list of keys is bound as.
+    type KeyList: for<'q> Encode<'q, Self::Db> + Type<Self::Db> + Send + 'static;
+
+    /// Which backend this is.
+    const BACKEND: SqlBackend;
+    /// Metadata and value of every key in the list bound as `$1`.
+    const SELECT_ENTRIES_IN_LIST: &'static str;
+    /// Key and value of every key in the list bound as `$1`.
+    const SELECT_VALUES_IN_LIST: &'static str;
+    /// Deletes every key in the list bound as `$1`.
+    const DELETE_IN_LIST: &'static str;
+    /// Row count and the sum of `size`, as two BIGINTs.
+    const COUNT_AND_SUM_SIZES: &'static str;
+    /// Bytes the database occupies, as one BIGINT.
+    const STORED_BYTES: &'static str;
+
+    /// `keys` as the list parameter of the `*_IN_LIST` statements.
+    fn key_list_param(keys: &[Key]) -> Self::KeyList;
+
+    /// Rows a statement changed.
+    fn rows_affected(done: &<Self::Db as Database>::QueryResult) -> u64;
+
+    /// A write transaction on `writer`; `serializable` when the batch has preconditions,
+    /// which must hold against concurrent writers until it commits.
+    fn begin_write(
+        writer: &Pool<Self::Db>,
+        serializable: bool,
+    ) -> impl Future<Output = Result<Transaction<'static, Self::Db>>> + Send;
+}
+
+/// The store's operations on its database, object safe so [`SqlStore`](crate::SqlStore)
+/// holds any dialect's engine the same way.
+#[async_trait]
+pub(crate) trait SqlEngine: Send + Sync + std::fmt::Debug {
+    fn backend(&self) -> SqlBackend;
+    async fn get(&self, key: &Key) -> Result<Option<Bytes>>;
+    async fn get_range(&self, key: &Key, range: std::ops::Range<u64>) -> Result<Option<Bytes>>;
+    async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>>;
+    async fn put(&self, key: &Key, value: Bytes, options: &PutOptions) -> Result<ObjectMeta>;
+    async fn delete(&self, key: &Key) -> Result<()>;
+    async fn meta_page(&self, range: &SqlRange, limit: usize) -> Result<Vec<MetaEntry>>;
+    async fn entries_between(&self, first: &Key, last: &Key) -> Result<Vec<Entry>>;
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>>;
+    async fn write_batch(&self, plan: BatchPlan) -> Result<()>;
+    async fn clear(&self) -> Result<u64>;
+    async fn stats(&self) -> Result<StoreStats>;
+    async fn keys_with_checksum(&self, checksum: &Sha256Digest, limit: usize) -> Result<Vec<Key>>;
+    async fn close(&self);
+
+    async fn upsert_document(&self, doc: &Document) -> Result<()>;
+    async fn document(&self, doc_id: &str) -> Result<Option<Document>>;
+    async fn delete_document(&self, doc_id: &str) -> Result<bool>;
+    async fn documents_by_content_hash(
+        &self,
+        content_hash: &str,
+        limit: usize,
+    ) -> Result<Vec<Document>>;
+    async fn documents_by_filename_prefix(
+        &self,
+        prefix: &str,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<Document>>;
+    async fn documents_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<Document>>;
+    async fn count_documents(&self) -> Result<u64>;
+
+    async fn upsert_session(&self, session: &Session) -> Result<()>;
+    async fn session(&self, session_id: &str, now: SystemTime) -> Result<Option<Session>>;
+    async fn touch_session(
+        &self,
+        session_id: &str,
+        now: SystemTime,
+        expires_at: SystemTime,
+    ) -> Result<bool>;
+    async fn delete_session(&self, session_id: &str) -> Result<bool>;
+    async fn delete_expired_sessions(&self, now: SystemTime) -> Result<u64>;
+
+    async fn set_setting(
+        &self,
+        key: &str,
+        value: &serde_json::Value,
+        now: SystemTime,
+    ) -> Result<()>;
+    async fn setting(&self, key: &str) -> Result<Option<Setting>>;
+    async fn delete_setting(&self, key: &str) -> Result<bool>;
+    async fn all_settings(&self) -> Result<Vec<Setting>>;
+}
 
 /// Rows per multi-row `INSERT` in a write batch: 7 parameters a row keeps one statement at
 /// 448 parameters, far below SQLite's 32,766 and PostgreSQL's 65,535.
@@ -50,16 +151,32 @@ pub(crate) const KEYS_PER_STATEMENT: usize = 512;
 /// The connection pools of one store. On SQLite `writer` is a pool of exactly one connection
 /// (SQLite allows one writer at a time) and `reader` a pool of read-only connections; on
 /// PostgreSQL both are the same pool.
-#[derive(Clone, Debug)]
-pub(crate) struct Engine {
-    pub(crate) reader: Pool<Db>,
-    pub(crate) writer: Pool<Db>,
+pub(crate) struct Engine<D: Dialect> {
+    pub(crate) reader: Pool<D::Db>,
+    pub(crate) writer: Pool<D::Db>,
     pub(crate) verify_reads: bool,
     /// The `get` fast path (SQLite files only; see `inline_reads`).
     pub(crate) inline_reader: Option<std::sync::Arc<crate::inline_reads::InlineReader>>,
 }
 
-fn meta_row(row: &<Db as sqlx::Database>::Row) -> std::result::Result<MetaRow, sqlx::Error> {
+impl<D: Dialect> std::fmt::Debug for Engine<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("backend", &D::BACKEND)
+            .field("verify_reads", &self.verify_reads)
+            .finish_non_exhaustive()
+    }
+}
+
+fn meta_row<R: Row>(row: &R) -> std::result::Result<MetaRow, sqlx::Error>
+where
+    usize: ColumnIndex<R>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<Vec<u8>>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
     Ok(MetaRow {
         key: row.try_get(0)?,
         size: row.try_get(1)?,
@@ -72,7 +189,15 @@ fn meta_row(row: &<Db as sqlx::Database>::Row) -> std::result::Result<MetaRow, s
 }
 
 /// Decodes `META_COLUMNS, value` into an entry, re-hashing the value when asked to.
-fn entry_row(row: &<Db as sqlx::Database>::Row, verify: bool) -> Result<Entry> {
+fn entry_row<R: Row>(row: &R, verify: bool) -> Result<Entry>
+where
+    usize: ColumnIndex<R>,
+    for<'r> Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<Vec<u8>>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Option<String>: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+{
     let (key, meta) = meta_row(row).map_err(map_sqlx)?.into_parts()?;
     let value: Vec<u8> = row.try_get(7).map_err(map_sqlx)?;
     if verify {
@@ -89,8 +214,33 @@ fn dedup_param(meta: &ObjectMeta) -> Option<Vec<u8>> {
     meta.dedup_hash.map(|h| h.0.to_vec())
 }
 
-impl Engine {
-    pub(crate) async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
+#[async_trait]
+impl<D: Dialect> SqlEngine for Engine<D>
+where
+    for<'c> &'c mut <D::Db as Database>::Connection: Executor<'c, Database = D::Db>,
+    <D::Db as Database>::Arguments: IntoArguments<D::Db>,
+    usize: ColumnIndex<<D::Db as Database>::Row>,
+    for<'q> &'q [u8]: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> &'q str: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Vec<u8>: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<Vec<u8>>: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> String: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> Option<String>: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> i64: Encode<'q, D::Db> + Decode<'q, D::Db> + Type<D::Db>,
+    for<'q> i32: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q, 'a> Json<&'a serde_json::Value>: Encode<'q, D::Db> + Type<D::Db>,
+    for<'q> Json<serde_json::Value>: Decode<'q, D::Db> + Type<D::Db>,
+{
+    fn backend(&self) -> SqlBackend {
+        D::BACKEND
+    }
+
+    async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+
+    async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
         if let Some(reader) = &self.inline_reader
             && let crate::inline_reads::InlineRead::Done(value) = reader.get(key)?
         {
@@ -117,11 +267,7 @@ impl Engine {
 
     /// `range` of the value of `key`, cut by the database (`substr` on a BLOB / `bytea`
     /// counts bytes, 1-based, in both dialects) so only the range travels.
-    pub(crate) async fn get_range(
-        &self,
-        key: &Key,
-        range: std::ops::Range<u64>,
-    ) -> Result<Option<Bytes>> {
+    async fn get_range(&self, key: &Key, range: std::ops::Range<u64>) -> Result<Option<Bytes>> {
         // Values are at most MAX_VALUE_LEN (512 MiB) bytes, so valid offsets fit in i32, the
         // type PostgreSQL's substr takes.
         let (Ok(start), Ok(count)) = (
@@ -150,7 +296,7 @@ impl Engine {
         Ok(Some(codec::bytes(part.unwrap_or_default())))
     }
 
-    pub(crate) async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>> {
+    async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>> {
         let row = sqlx::query(META_BY_KEY)
             .bind(key.as_bytes())
             .fetch_optional(&self.reader)
@@ -162,12 +308,7 @@ impl Engine {
         }
     }
 
-    pub(crate) async fn put(
-        &self,
-        key: &Key,
-        value: Bytes,
-        options: &PutOptions,
-    ) -> Result<ObjectMeta> {
+    async fn put(&self, key: &Key, value: Bytes, options: &PutOptions) -> Result<ObjectMeta> {
         let mut meta = ObjectMeta::for_value(&value, options, None);
         let created: i64 = sqlx::query_scalar(concat!(
             "INSERT INTO kv_objects \
@@ -190,7 +331,7 @@ impl Engine {
         Ok(meta)
     }
 
-    pub(crate) async fn delete(&self, key: &Key) -> Result<()> {
+    async fn delete(&self, key: &Key) -> Result<()> {
         sqlx::query("DELETE FROM kv_objects WHERE key = $1")
             .bind(key.as_bytes())
             .execute(&self.writer)
@@ -200,7 +341,7 @@ impl Engine {
     }
 
     /// Keys and metadata in `range`, in key order, at most `limit`.
-    pub(crate) async fn meta_page(&self, range: &SqlRange, limit: usize) -> Result<Vec<MetaEntry>> {
+    async fn meta_page(&self, range: &SqlRange, limit: usize) -> Result<Vec<MetaEntry>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let query = match &range.end {
             Some(end) => sqlx::query(
@@ -229,7 +370,7 @@ impl Engine {
     }
 
     /// Entries with values for keys in `[first, last]`, in key order.
-    pub(crate) async fn entries_between(&self, first: &Key, last: &Key) -> Result<Vec<Entry>> {
+    async fn entries_between(&self, first: &Key, last: &Key) -> Result<Vec<Entry>> {
         let rows = sqlx::query(
             "SELECT key, size, created, modified, checksum, content_type, dedup_hash, value \
              FROM kv_objects WHERE key >= $1 AND key <= $2 ORDER BY key",
@@ -245,12 +386,12 @@ impl Engine {
     }
 
     /// Values of up to [`KEYS_PER_STATEMENT`] keys in one statement, in the order asked.
-    pub(crate) async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
+    async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
         debug_assert!(keys.len() <= KEYS_PER_STATEMENT);
         let mut found: HashMap<Vec<u8>, Bytes> = HashMap::with_capacity(keys.len());
         if self.verify_reads {
-            let rows = sqlx::query(super::SELECT_ENTRIES_IN_LIST)
-                .bind(key_list_param(keys))
+            let rows = sqlx::query(D::SELECT_ENTRIES_IN_LIST)
+                .bind(D::key_list_param(keys))
                 .fetch_all(&self.reader)
                 .await
                 .map_err(map_sqlx)?;
@@ -259,8 +400,8 @@ impl Engine {
                 found.insert(entry.key.as_bytes().to_vec(), entry.value);
             }
         } else {
-            let rows = sqlx::query(super::SELECT_VALUES_IN_LIST)
-                .bind(key_list_param(keys))
+            let rows = sqlx::query(D::SELECT_VALUES_IN_LIST)
+                .bind(D::key_list_param(keys))
                 .fetch_all(&self.reader)
                 .await
                 .map_err(map_sqlx)?;
@@ -277,8 +418,8 @@ impl Engine {
     }
 
     /// Applies `plan` in one transaction: checks, then deletes, then puts.
-    pub(crate) async fn write_batch(&self, plan: BatchPlan) -> Result<()> {
-        let mut tx = begin_write(&self.writer, !plan.checks.is_empty()).await?;
+    async fn write_batch(&self, plan: BatchPlan) -> Result<()> {
+        let mut tx = D::begin_write(&self.writer, !plan.checks.is_empty()).await?;
         for (key, expect) in &plan.checks {
             let row = sqlx::query(META_BY_KEY)
                 .bind(key.as_bytes())
@@ -307,8 +448,8 @@ impl Engine {
             }
         }
         for chunk in deletes.chunks(KEYS_PER_STATEMENT) {
-            sqlx::query(super::DELETE_IN_LIST)
-                .bind(key_list_param(chunk))
+            sqlx::query(D::DELETE_IN_LIST)
+                .bind(D::key_list_param(chunk))
                 .execute(&mut *tx)
                 .await
                 .map_err(map_sqlx)?;
@@ -336,20 +477,20 @@ impl Engine {
         tx.commit().await.map_err(map_sqlx)
     }
 
-    pub(crate) async fn clear(&self) -> Result<u64> {
+    async fn clear(&self) -> Result<u64> {
         let done = sqlx::query("DELETE FROM kv_objects")
             .execute(&self.writer)
             .await
             .map_err(map_sqlx)?;
-        Ok(done.rows_affected())
+        Ok(D::rows_affected(&done))
     }
 
-    pub(crate) async fn stats(&self) -> Result<StoreStats> {
-        let (keys, logical_bytes): (i64, i64) = sqlx::query_as(super::COUNT_AND_SUM_SIZES)
+    async fn stats(&self) -> Result<StoreStats> {
+        let (keys, logical_bytes): (i64, i64) = sqlx::query_as(D::COUNT_AND_SUM_SIZES)
             .fetch_one(&self.reader)
             .await
             .map_err(map_sqlx)?;
-        let stored: i64 = sqlx::query_scalar(super::STORED_BYTES)
+        let stored: i64 = sqlx::query_scalar(D::STORED_BYTES)
             .fetch_one(&self.reader)
             .await
             .map_err(map_sqlx)?;
@@ -362,11 +503,7 @@ impl Engine {
     }
 
     /// Keys whose value has this SHA-256 checksum (duplicates of one content), in key order.
-    pub(crate) async fn keys_with_checksum(
-        &self,
-        checksum: &Sha256Digest,
-        limit: usize,
-    ) -> Result<Vec<Key>> {
+    async fn keys_with_checksum(&self, checksum: &Sha256Digest, limit: usize) -> Result<Vec<Key>> {
         let keys: Vec<Vec<u8>> = sqlx::query_scalar(
             "SELECT key FROM kv_objects WHERE checksum = $1 ORDER BY key LIMIT $2",
         )
@@ -382,7 +519,7 @@ impl Engine {
 
     // ---- documents -------------------------------------------------------------------
 
-    pub(crate) async fn upsert_document(&self, doc: &Document) -> Result<()> {
+    async fn upsert_document(&self, doc: &Document) -> Result<()> {
         sqlx::query(
             "INSERT INTO documents (doc_id, filename, size, content_hash, created_at, metadata) \
              VALUES ($1, $2, $3, $4, $5, $6) \
@@ -395,14 +532,14 @@ impl Engine {
         .bind(size_param(doc.size)?)
         .bind(doc.content_hash.as_str())
         .bind(codec::to_unix_millis(doc.created_at))
-        .bind(sqlx::types::Json(&doc.metadata))
+        .bind(Json(&doc.metadata))
         .execute(&self.writer)
         .await
         .map_err(map_sqlx)?;
         Ok(())
     }
 
-    pub(crate) async fn document(&self, doc_id: &str) -> Result<Option<Document>> {
+    async fn document(&self, doc_id: &str) -> Result<Option<Document>> {
         let row = sqlx::query(
             "SELECT doc_id, filename, size, content_hash, created_at, metadata \
              FROM documents WHERE doc_id = $1",
@@ -414,16 +551,16 @@ impl Engine {
         row.map(|r| document_row(&r)).transpose()
     }
 
-    pub(crate) async fn delete_document(&self, doc_id: &str) -> Result<bool> {
+    async fn delete_document(&self, doc_id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM documents WHERE doc_id = $1")
             .bind(doc_id)
             .execute(&self.writer)
             .await
             .map_err(map_sqlx)?;
-        Ok(done.rows_affected() > 0)
+        Ok(D::rows_affected(&done) > 0)
     }
 
-    pub(crate) async fn documents_by_content_hash(
+    async fn documents_by_content_hash(
         &self,
         content_hash: &str,
         limit: usize,
@@ -442,7 +579,7 @@ impl Engine {
 
     /// Documents whose filename starts with `prefix`, ordered by (filename, doc_id), after
     /// the position `after` (keyset paging).
-    pub(crate) async fn documents_by_filename_prefix(
+    async fn documents_by_filename_prefix(
         &self,
         prefix: &str,
         after: Option<(&str, &str)>,
@@ -471,11 +608,7 @@ impl Engine {
     }
 
     /// All documents ordered by `doc_id`, after `after` (keyset paging).
-    pub(crate) async fn documents_page(
-        &self,
-        after: Option<&str>,
-        limit: usize,
-    ) -> Result<Vec<Document>> {
+    async fn documents_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<Document>> {
         let rows = sqlx::query(
             "SELECT doc_id, filename, size, content_hash, created_at, metadata FROM documents \
              WHERE doc_id > $1 ORDER BY doc_id LIMIT $2",
@@ -488,7 +621,7 @@ impl Engine {
         rows.iter().map(document_row).collect()
     }
 
-    pub(crate) async fn count_documents(&self) -> Result<u64> {
+    async fn count_documents(&self) -> Result<u64> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM documents")
             .fetch_one(&self.reader)
             .await
@@ -498,7 +631,7 @@ impl Engine {
 
     // ---- sessions --------------------------------------------------------------------
 
-    pub(crate) async fn upsert_session(&self, session: &Session) -> Result<()> {
+    async fn upsert_session(&self, session: &Session) -> Result<()> {
         sqlx::query(
             "INSERT INTO sessions (session_id, data, created_at, last_accessed, expires_at) \
              VALUES ($1, $2, $3, $4, $5) \
@@ -506,7 +639,7 @@ impl Engine {
              last_accessed = excluded.last_accessed, expires_at = excluded.expires_at",
         )
         .bind(session.session_id.as_str())
-        .bind(sqlx::types::Json(&session.data))
+        .bind(Json(&session.data))
         .bind(codec::to_unix_millis(session.created_at))
         .bind(codec::to_unix_millis(session.last_accessed))
         .bind(codec::to_unix_millis(session.expires_at))
@@ -517,11 +650,7 @@ impl Engine {
     }
 
     /// The session if it exists and has not expired at `now`.
-    pub(crate) async fn session(
-        &self,
-        session_id: &str,
-        now: SystemTime,
-    ) -> Result<Option<Session>> {
+    async fn session(&self, session_id: &str, now: SystemTime) -> Result<Option<Session>> {
         let row = sqlx::query(
             "SELECT session_id, data, created_at, last_accessed, expires_at FROM sessions \
              WHERE session_id = $1 AND expires_at > $2",
@@ -535,7 +664,7 @@ impl Engine {
     }
 
     /// Sets `last_accessed = now` and `expires_at` of a live session; false if there is none.
-    pub(crate) async fn touch_session(
+    async fn touch_session(
         &self,
         session_id: &str,
         now: SystemTime,
@@ -551,30 +680,30 @@ impl Engine {
         .execute(&self.writer)
         .await
         .map_err(map_sqlx)?;
-        Ok(done.rows_affected() > 0)
+        Ok(D::rows_affected(&done) > 0)
     }
 
-    pub(crate) async fn delete_session(&self, session_id: &str) -> Result<bool> {
+    async fn delete_session(&self, session_id: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM sessions WHERE session_id = $1")
             .bind(session_id)
             .execute(&self.writer)
             .await
             .map_err(map_sqlx)?;
-        Ok(done.rows_affected() > 0)
+        Ok(D::rows_affected(&done) > 0)
     }
 
-    pub(crate) async fn delete_expired_sessions(&self, now: SystemTime) -> Result<u64> {
+    async fn delete_expired_sessions(&self, now: SystemTime) -> Result<u64> {
         let done = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
             .bind(codec::to_unix_millis(now))
             .execute(&self.writer)
             .await
             .map_err(map_sqlx)?;
-        Ok(done.rows_affected())
+        Ok(D::rows_affected(&done))
     }
 
     // ---- settings --------------------------------------------------------------------
 
-    pub(crate) async fn set_setting(
+    async fn set_setting(
         &self,
         key: &str,
         value: &serde_json::Value,
@@ -586,7 +715,7 @@ impl Engine {
              updated_at = excluded.updated_at",
         )
         .bind(key)
-        .bind(sqlx::types::Json(value))
+        .bind(Json(value))
         .bind(codec::to_unix_millis(now))
         .execute(&self.writer)
         .await
@@ -594,7 +723,7 @@ impl Engine {
         Ok(())
     }
 
-    pub(crate) async fn setting(&self, key: &str) -> Result<Option<Setting>> {
+    async fn setting(&self, key: &str) -> Result<Option<Setting>> {
         let row = sqlx::query("SELECT key, value, updated_at FROM settings WHERE key = $1")
             .bind(key)
             .fetch_optional(&self.reader)
@@ -603,16 +732,16 @@ impl Engine {
         row.map(|r| setting_row(&r)).transpose()
     }
 
-    pub(crate) async fn delete_setting(&self, key: &str) -> Result<bool> {
+    async fn delete_setting(&self, key: &str) -> Result<bool> {
         let done = sqlx::query("DELETE FROM settings WHERE key = $1")
             .bind(key)
             .execute(&self.writer)
             .await
             .map_err(map_sqlx)?;
-        Ok(done.rows_affected() > 0)
+        Ok(D::rows_affected(&done) > 0)
     }
 
-    pub(crate) async fn all_settings(&self) -> Result<Vec<Setting>> {
+    async fn all_settings(&self) -> Result<Vec<Setting>> {
         let rows = sqlx::query("SELECT key, value, updated_at FROM settings ORDER BY key")
             .fetch_all(&self.reader)
             .await
@@ -621,10 +750,16 @@ impl Engine {
     }
 }
 
-fn document_row(row: &<Db as sqlx::Database>::Row) -> Result<Document> {
+fn document_row<R: Row>(row: &R) -> Result<Document>
+where
+    usize: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Json<serde_json::Value>: Decode<'r, R::Database> + Type<R::Database>,
+{
     let size: i64 = row.try_get(2).map_err(map_sqlx)?;
     let created_at: i64 = row.try_get(4).map_err(map_sqlx)?;
-    let metadata: sqlx::types::Json<serde_json::Value> = row.try_get(5).map_err(map_sqlx)?;
+    let metadata: Json<serde_json::Value> = row.try_get(5).map_err(map_sqlx)?;
     Ok(Document {
         doc_id: row.try_get(0).map_err(map_sqlx)?,
         filename: row.try_get(1).map_err(map_sqlx)?,
@@ -636,8 +771,14 @@ fn document_row(row: &<Db as sqlx::Database>::Row) -> Result<Document> {
     })
 }
 
-fn session_row(row: &<Db as sqlx::Database>::Row) -> Result<Session> {
-    let data: sqlx::types::Json<serde_json::Value> = row.try_get(1).map_err(map_sqlx)?;
+fn session_row<R: Row>(row: &R) -> Result<Session>
+where
+    usize: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Json<serde_json::Value>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let data: Json<serde_json::Value> = row.try_get(1).map_err(map_sqlx)?;
     let created_at: i64 = row.try_get(2).map_err(map_sqlx)?;
     let last_accessed: i64 = row.try_get(3).map_err(map_sqlx)?;
     let expires_at: i64 = row.try_get(4).map_err(map_sqlx)?;
@@ -650,8 +791,14 @@ fn session_row(row: &<Db as sqlx::Database>::Row) -> Result<Session> {
     })
 }
 
-fn setting_row(row: &<Db as sqlx::Database>::Row) -> Result<Setting> {
-    let value: sqlx::types::Json<serde_json::Value> = row.try_get(1).map_err(map_sqlx)?;
+fn setting_row<R: Row>(row: &R) -> Result<Setting>
+where
+    usize: ColumnIndex<R>,
+    for<'r> String: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> i64: Decode<'r, R::Database> + Type<R::Database>,
+    for<'r> Json<serde_json::Value>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let value: Json<serde_json::Value> = row.try_get(1).map_err(map_sqlx)?;
     let updated_at: i64 = row.try_get(2).map_err(map_sqlx)?;
     Ok(Setting {
         key: row.try_get(0).map_err(map_sqlx)?,

@@ -53,6 +53,7 @@
 //!   per test.
 
 mod codec;
+mod engine;
 mod error;
 mod inline_reads;
 #[cfg(feature = "postgres")]
@@ -79,6 +80,7 @@ use hybridstore_core::{
 };
 
 use crate::codec::SqlRange;
+use crate::engine::SqlEngine;
 pub use crate::tables::{
     Document, Documents, MAX_FILENAME_LEN, MAX_ID_LEN, MAX_JSON_LEN, MAX_PAGE, Session, Sessions,
     Setting, Settings,
@@ -170,37 +172,10 @@ pub enum SqlBackend {
     Postgres,
 }
 
-#[derive(Clone)]
-pub(crate) enum Backend {
-    Sqlite(sqlite::engine::Engine),
-    #[cfg(feature = "postgres")]
-    Postgres(postgres::engine::Engine),
-}
-
-/// Runs `$body` with `$e` bound to the store's engine (or, with `@backend`, a `Backend`'s),
-/// whichever backend it is.
-macro_rules! dispatch {
-    (@backend $backend:expr, $e:ident => $body:expr) => {
-        match &$backend {
-            $crate::Backend::Sqlite($e) => $body,
-            #[cfg(feature = "postgres")]
-            $crate::Backend::Postgres($e) => $body,
-        }
-    };
-    ($store:expr, $e:ident => $body:expr) => {
-        match &$store.backend {
-            $crate::Backend::Sqlite($e) => $body,
-            #[cfg(feature = "postgres")]
-            $crate::Backend::Postgres($e) => $body,
-        }
-    };
-}
-pub(crate) use dispatch;
-
 /// A [`KvStore`] and operational tables on SQLite or PostgreSQL. Cheap to share behind an
 /// `Arc`; all methods take `&self` and may run concurrently.
 pub struct SqlStore {
-    backend: Backend,
+    engine: Arc<dyn SqlEngine>,
     url: String,
     /// Writes of one key reach the database in the order they began (see
     /// [`ordered_write`](Self::ordered_write)).
@@ -227,15 +202,15 @@ impl SqlStore {
     /// not a database or its schema history does not match this version's migrations.
     pub async fn open(url: &str, options: SqlStoreOptions) -> Result<SqlStore> {
         let redacted = error::redact_url(url);
-        let backend = if url.starts_with("sqlite:") {
+        let engine = if url.starts_with("sqlite:") {
             let connect = url
                 .parse::<sqlx::sqlite::SqliteConnectOptions>()
                 .map_err(|e| error::open_error(url, e))?;
-            Backend::Sqlite(sqlite::open(connect, &redacted, &options).await?)
+            Arc::new(sqlite::open(connect, &redacted, &options).await?) as Arc<dyn SqlEngine>
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             #[cfg(feature = "postgres")]
             {
-                Backend::Postgres(postgres::open(url, &options).await?)
+                Arc::new(postgres::open(url, &options).await?) as Arc<dyn SqlEngine>
             }
             #[cfg(not(feature = "postgres"))]
             {
@@ -255,7 +230,7 @@ impl SqlStore {
             );
         };
         Ok(SqlStore {
-            backend,
+            engine,
             url: redacted,
             order: WriteOrder::new(),
         })
@@ -275,7 +250,7 @@ impl SqlStore {
         let connect = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
         let engine = sqlite::open(connect, &url, &options).await?;
         Ok(SqlStore {
-            backend: Backend::Sqlite(engine),
+            engine: Arc::new(engine),
             url,
             order: WriteOrder::new(),
         })
@@ -283,11 +258,7 @@ impl SqlStore {
 
     /// The database this store runs on.
     pub fn backend(&self) -> SqlBackend {
-        match self.backend {
-            Backend::Sqlite(_) => SqlBackend::Sqlite,
-            #[cfg(feature = "postgres")]
-            Backend::Postgres(_) => SqlBackend::Postgres,
-        }
+        self.engine.backend()
     }
 
     /// The URL this store was opened with, password removed.
@@ -317,7 +288,7 @@ impl SqlStore {
         checksum: &Sha256Digest,
         limit: usize,
     ) -> Result<Vec<Key>> {
-        dispatch!(self, e => e.keys_with_checksum(checksum, limit).await)
+        self.engine.keys_with_checksum(checksum, limit).await
     }
 
     /// Keys and metadata in `range`, in key order, as keyset pages of at most [`META_PAGE`]
@@ -332,7 +303,7 @@ impl SqlStore {
             let mut cursor = SqlRange::new(&range);
             while remaining > 0 {
                 let want = remaining.min(META_PAGE);
-                let page = dispatch!(self, e => e.meta_page(&cursor, want).await)?;
+                let page = self.engine.meta_page(&cursor, want).await?;
                 let Some(last) = page.last() else { break };
                 cursor = cursor.after(last.key.as_bytes());
                 let page_was_full = page.len() == want;
@@ -349,10 +320,7 @@ impl SqlStore {
     /// Waits for in-flight calls, then closes every connection (on SQLite this checkpoints
     /// the WAL into the database file). Calls made afterwards fail with `Unavailable`.
     pub async fn close(&self) {
-        dispatch!(self, e => {
-            e.writer.close().await;
-            e.reader.close().await;
-        })
+        self.engine.close().await
     }
 }
 
@@ -379,14 +347,14 @@ impl SqlStore {
     ) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(Backend) -> Fut + Send + 'static,
+        F: FnOnce(Arc<dyn SqlEngine>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = Result<T>> + Send + 'static,
     {
         let ticket = self.order.begin(keys);
-        let backend = self.backend.clone();
+        let engine = self.engine.clone();
         run_to_completion(async move {
             ticket.turn().await;
-            let out = op(backend).await;
+            let out = op(engine).await;
             drop(ticket);
             out
         })
@@ -405,33 +373,31 @@ impl KvStore for SqlStore {
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
-        dispatch!(self, e => e.get(key).await)
+        self.engine.get(key).await
     }
 
     async fn get_range(&self, key: &Key, range: std::ops::Range<u64>) -> Result<Option<Bytes>> {
-        dispatch!(self, e => e.get_range(key, range).await)
+        self.engine.get_range(key, range).await
     }
 
     async fn head(&self, key: &Key) -> Result<Option<ObjectMeta>> {
-        dispatch!(self, e => e.head(key).await)
+        self.engine.head(key).await
     }
 
     async fn put_with(&self, key: &Key, value: Bytes, options: &PutOptions) -> Result<ObjectMeta> {
         options.validate()?;
         check_value_len(value.len())?;
         let (k, options) = (key.clone(), options.clone());
-        self.ordered_write([key], move |backend| async move {
-            dispatch!(@backend backend, e => e.put(&k, value, &options).await)
+        self.ordered_write([key], move |engine| async move {
+            engine.put(&k, value, &options).await
         })
         .await
     }
 
     async fn delete(&self, key: &Key) -> Result<()> {
         let k = key.clone();
-        self.ordered_write([key], move |backend| async move {
-            dispatch!(@backend backend, e => e.delete(&k).await)
-        })
-        .await
+        self.ordered_write([key], move |engine| async move { engine.delete(&k).await })
+            .await
     }
 
     fn scan(&self, range: KeyRange, limit: Option<usize>) -> EntryStream<'_> {
@@ -450,7 +416,7 @@ impl KvStore for SqlStore {
                         end += 1;
                     }
                     let (first, last) = (&page[start].key, &page[end - 1].key);
-                    let entries = dispatch!(self, e => e.entries_between(first, last).await)?;
+                    let entries = self.engine.entries_between(first, last).await?;
                     // A key written between the two queries may add entries: keep the limit.
                     for entry in entries.into_iter().take(remaining) {
                         remaining -= 1;
@@ -481,25 +447,25 @@ impl KvStore for SqlStore {
             return Ok(());
         }
         let keys: Vec<Key> = plan.keys().cloned().collect();
-        self.ordered_write(&keys, move |backend| async move {
-            dispatch!(@backend backend, e => e.write_batch(plan).await)
+        self.ordered_write(&keys, move |engine| async move {
+            engine.write_batch(plan).await
         })
         .await
     }
 
     async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
         let mut out = Vec::with_capacity(keys.len());
-        for chunk in keys.chunks(sqlite::engine::KEYS_PER_STATEMENT) {
-            out.extend(dispatch!(self, e => e.get_many(chunk).await)?);
+        for chunk in keys.chunks(engine::KEYS_PER_STATEMENT) {
+            out.extend(self.engine.get_many(chunk).await?);
         }
         Ok(out)
     }
 
     async fn clear(&self) -> Result<u64> {
-        dispatch!(self, e => e.clear().await)
+        self.engine.clear().await
     }
 
     async fn stats(&self) -> Result<StoreStats> {
-        dispatch!(self, e => e.stats().await)
+        self.engine.stats().await
     }
 }

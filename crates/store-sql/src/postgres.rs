@@ -8,60 +8,69 @@ use hybridstore_core::{Key, Result};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Pool, Transaction};
 
-use crate::SqlStoreOptions;
+use crate::engine::{Dialect, Engine};
 use crate::error::{map_sqlx, open_error};
+use crate::{SqlBackend, SqlStoreOptions};
 
-/// The sqlx database type the shared engine is compiled for.
-pub(crate) type Db = sqlx::Postgres;
+/// The Postgres dialect of the shared engine.
+#[derive(Debug)]
+pub(crate) struct PostgresDialect;
 
-#[allow(clippy::duplicate_mod)] // engine.rs is compiled once per backend, by design
-#[path = "engine.rs"]
-pub(crate) mod engine;
+type Db = sqlx::Postgres;
 
-// ---- Dialect items used by engine.rs ---------------------------------------------------
+impl Dialect for PostgresDialect {
+    type Db = Db;
+    type KeyList = Vec<Vec<u8>>;
 
-/// `get_many` with verification: the key list is one `bytea[]` parameter.
-pub(crate) const SELECT_ENTRIES_IN_LIST: &str = "SELECT key, size, created, modified, checksum, content_type, dedup_hash, value \
-     FROM kv_objects WHERE key = ANY($1)";
-/// `get_many` without verification.
-pub(crate) const SELECT_VALUES_IN_LIST: &str =
-    "SELECT key, value FROM kv_objects WHERE key = ANY($1)";
-/// Batch deletes.
-pub(crate) const DELETE_IN_LIST: &str = "DELETE FROM kv_objects WHERE key = ANY($1)";
-/// Number of keys and sum of value sizes (`SUM(bigint)` is NUMERIC, hence the cast).
-pub(crate) const COUNT_AND_SUM_SIZES: &str =
-    "SELECT COUNT(*), COALESCE(SUM(size), 0)::BIGINT FROM kv_objects";
-/// Bytes of the table with its indexes and TOAST data.
-pub(crate) const STORED_BYTES: &str = "SELECT pg_total_relation_size('kv_objects')";
+    const BACKEND: SqlBackend = SqlBackend::Postgres;
 
-/// The parameter for the `*_IN_LIST` statements.
-pub(crate) fn key_list_param(keys: &[Key]) -> Vec<Vec<u8>> {
-    keys.iter().map(|k| k.as_bytes().to_vec()).collect()
-}
+    /// `get_many` with verification: the key list is one `bytea[]` parameter.
+    const SELECT_ENTRIES_IN_LIST: &'static str = "SELECT key, size, created, modified, checksum, content_type, dedup_hash, value \
+         FROM kv_objects WHERE key = ANY($1)";
+    /// `get_many` without verification.
+    const SELECT_VALUES_IN_LIST: &'static str =
+        "SELECT key, value FROM kv_objects WHERE key = ANY($1)";
+    /// Batch deletes.
+    const DELETE_IN_LIST: &'static str = "DELETE FROM kv_objects WHERE key = ANY($1)";
+    /// Number of keys and sum of value sizes (`SUM(bigint)` is NUMERIC, hence the cast).
+    const COUNT_AND_SUM_SIZES: &'static str =
+        "SELECT COUNT(*), COALESCE(SUM(size), 0)::BIGINT FROM kv_objects";
+    /// Bytes of the table with its indexes and TOAST data.
+    const STORED_BYTES: &'static str = "SELECT pg_total_relation_size('kv_objects')";
 
-/// Starts a write transaction. A batch with preconditions (`serializable`) first takes
-/// `SHARE ROW EXCLUSIVE` on `kv_objects`: the lock conflicts with every other writer's
-/// `ROW EXCLUSIVE` and with itself, but not with readers, so between the checks and the
-/// commit no other write can change a checked key (including creating a key checked as
-/// absent, which row locks cannot cover). Batches without checks take only row locks.
-pub(crate) async fn begin_write(
-    writer: &Pool<Db>,
-    serializable: bool,
-) -> Result<Transaction<'static, Db>> {
-    let mut tx = writer.begin().await.map_err(map_sqlx)?;
-    if serializable {
-        sqlx::query("LOCK TABLE kv_objects IN SHARE ROW EXCLUSIVE MODE")
-            .execute(&mut *tx)
-            .await
-            .map_err(map_sqlx)?;
+    /// The parameter for the `*_IN_LIST` statements.
+    fn key_list_param(keys: &[Key]) -> Vec<Vec<u8>> {
+        keys.iter().map(|k| k.as_bytes().to_vec()).collect()
     }
-    Ok(tx)
+
+    /// Starts a write transaction. A batch with preconditions (`serializable`) first takes
+    /// `SHARE ROW EXCLUSIVE` on `kv_objects`: the lock conflicts with every other writer's
+    /// `ROW EXCLUSIVE` and with itself, but not with readers, so between the checks and the
+    /// commit no other write can change a checked key (including creating a key checked as
+    /// absent, which row locks cannot cover). Batches without checks take only row locks.
+    async fn begin_write(
+        writer: &Pool<Db>,
+        serializable: bool,
+    ) -> Result<Transaction<'static, Db>> {
+        let mut tx = writer.begin().await.map_err(map_sqlx)?;
+        if serializable {
+            sqlx::query("LOCK TABLE kv_objects IN SHARE ROW EXCLUSIVE MODE")
+                .execute(&mut *tx)
+                .await
+                .map_err(map_sqlx)?;
+        }
+        Ok(tx)
+    }
+
+    fn rows_affected(done: &sqlx::postgres::PgQueryResult) -> u64 {
+        done.rows_affected()
+    }
 }
 
 // ---- Connection set-up -----------------------------------------------------------------
 
 /// Connects to the database at `url`, runs the migrations and builds the pool.
-pub(crate) async fn open(url: &str, options: &SqlStoreOptions) -> Result<engine::Engine> {
+pub(crate) async fn open(url: &str, options: &SqlStoreOptions) -> Result<Engine<PostgresDialect>> {
     let connect = PgConnectOptions::from_str(url).map_err(|e| open_error(url, e))?;
     let pool = PgPoolOptions::new()
         .max_connections(options.max_connections.max(1))
@@ -73,7 +82,7 @@ pub(crate) async fn open(url: &str, options: &SqlStoreOptions) -> Result<engine:
         .run(&pool)
         .await
         .map_err(|e| open_error(url, e))?;
-    Ok(engine::Engine {
+    Ok(Engine {
         reader: pool.clone(),
         writer: pool,
         verify_reads: options.verify_reads,

@@ -13,59 +13,69 @@ use hybridstore_core::{Key, Result};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Pool, Transaction};
 
-use crate::SqlStoreOptions;
+use crate::engine::{Dialect, Engine};
 use crate::error::{map_sqlx, open_error};
+use crate::{SqlBackend, SqlStoreOptions};
 
-/// The sqlx database type the shared engine is compiled for.
-pub(crate) type Db = sqlx::Sqlite;
+/// The Sqlite dialect of the shared engine.
+#[derive(Debug)]
+pub(crate) struct SqliteDialect;
 
-#[allow(clippy::duplicate_mod)] // engine.rs is compiled once per backend, by design
-#[path = "engine.rs"]
-pub(crate) mod engine;
+type Db = sqlx::Sqlite;
 
-// ---- Dialect items used by engine.rs ---------------------------------------------------
+impl Dialect for SqliteDialect {
+    type Db = Db;
+    type KeyList = String;
 
-/// `get_many` with verification: the key list is a JSON array of hex strings, unpacked by
-/// `json_each` + `unhex` (SQLite ≥ 3.41), so one prepared statement serves any list length.
-pub(crate) const SELECT_ENTRIES_IN_LIST: &str = "SELECT key, size, created, modified, checksum, content_type, dedup_hash, value \
-     FROM kv_objects WHERE key IN (SELECT unhex(value) FROM json_each($1))";
-/// `get_many` without verification.
-pub(crate) const SELECT_VALUES_IN_LIST: &str =
-    "SELECT key, value FROM kv_objects WHERE key IN (SELECT unhex(value) FROM json_each($1))";
-/// Batch deletes.
-pub(crate) const DELETE_IN_LIST: &str =
-    "DELETE FROM kv_objects WHERE key IN (SELECT unhex(value) FROM json_each($1))";
-/// Number of keys and sum of value sizes.
-pub(crate) const COUNT_AND_SUM_SIZES: &str =
-    "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM kv_objects";
-/// Bytes the database occupies on disk (pages in use or free).
-pub(crate) const STORED_BYTES: &str =
-    "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()";
+    const BACKEND: SqlBackend = SqlBackend::Sqlite;
 
-/// The parameter for the `*_IN_LIST` statements: `["6b31","6b32",…]`.
-pub(crate) fn key_list_param(keys: &[Key]) -> String {
-    let mut json = String::with_capacity(2 + keys.iter().map(|k| k.len() * 2 + 3).sum::<usize>());
-    json.push('[');
-    for (i, key) in keys.iter().enumerate() {
-        if i > 0 {
-            json.push(',');
+    /// `get_many` with verification: the key list is a JSON array of hex strings, unpacked by
+    /// `json_each` + `unhex` (SQLite ≥ 3.41), so one prepared statement serves any list length.
+    const SELECT_ENTRIES_IN_LIST: &'static str = "SELECT key, size, created, modified, checksum, content_type, dedup_hash, value \
+         FROM kv_objects WHERE key IN (SELECT unhex(value) FROM json_each($1))";
+    /// `get_many` without verification.
+    const SELECT_VALUES_IN_LIST: &'static str =
+        "SELECT key, value FROM kv_objects WHERE key IN (SELECT unhex(value) FROM json_each($1))";
+    /// Batch deletes.
+    const DELETE_IN_LIST: &'static str =
+        "DELETE FROM kv_objects WHERE key IN (SELECT unhex(value) FROM json_each($1))";
+    /// Number of keys and sum of value sizes.
+    const COUNT_AND_SUM_SIZES: &'static str =
+        "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM kv_objects";
+    /// Bytes the database occupies on disk (pages in use or free).
+    const STORED_BYTES: &'static str =
+        "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()";
+
+    /// The parameter for the `*_IN_LIST` statements: `["6b31","6b32",…]`.
+    fn key_list_param(keys: &[Key]) -> String {
+        let mut json =
+            String::with_capacity(2 + keys.iter().map(|k| k.len() * 2 + 3).sum::<usize>());
+        json.push('[');
+        for (i, key) in keys.iter().enumerate() {
+            if i > 0 {
+                json.push(',');
+            }
+            json.push('"');
+            json.push_str(&hex::encode(key.as_bytes()));
+            json.push('"');
         }
-        json.push('"');
-        json.push_str(&hex::encode(key.as_bytes()));
-        json.push('"');
+        json.push(']');
+        json
     }
-    json.push(']');
-    json
-}
 
-/// Starts a write transaction with `BEGIN IMMEDIATE`: it takes the write lock up front, so
-/// the transaction can never fail later on a read-to-write lock upgrade. The single-writer
-/// pool already serializes our own batches, so `serializable` needs nothing more.
-pub(crate) async fn begin_write(
-    writer: &Pool<Db>,
-    _serializable: bool,
-) -> Result<Transaction<'static, Db>> {
-    writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_sqlx)
+    /// Starts a write transaction with `BEGIN IMMEDIATE`: it takes the write lock up front, so
+    /// the transaction can never fail later on a read-to-write lock upgrade. The single-writer
+    /// pool already serializes our own batches, so `serializable` needs nothing more.
+    async fn begin_write(
+        writer: &Pool<Db>,
+        _serializable: bool,
+    ) -> Result<Transaction<'static, Db>> {
+        writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_sqlx)
+    }
+
+    fn rows_affected(done: &sqlx::sqlite::SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
 }
 
 // ---- Connection set-up -----------------------------------------------------------------
@@ -76,7 +86,7 @@ pub(crate) async fn open(
     connect: SqliteConnectOptions,
     url: &str,
     options: &SqlStoreOptions,
-) -> Result<engine::Engine> {
+) -> Result<Engine<SqliteDialect>> {
     let connect = connect
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal)
@@ -131,7 +141,7 @@ pub(crate) async fn open(
             .map_err(|e| open_error(url, e))?;
         (reader, Some(std::sync::Arc::new(inline)))
     };
-    Ok(engine::Engine {
+    Ok(Engine {
         reader,
         writer,
         verify_reads: options.verify_reads,

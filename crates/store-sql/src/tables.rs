@@ -1,12 +1,13 @@
-//! Typed operational stores on the store's database: documents, sessions, settings. Each is a small handle borrowed from [`SqlStore`]; every call is one statement
-//! (autocommit), so each is atomic on its own.
+//! Typed operational stores on the store's database: documents, sessions, settings. Each
+//! is a small handle borrowed from [`SqlStore`]; every call is one statement (autocommit),
+//! so each is atomic on its own.
 
 use std::time::{Duration, SystemTime};
 
 use hybridstore_core::{Error, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::{SqlStore, dispatch};
+use crate::SqlStore;
 
 /// Longest `doc_id`, `session_id` or setting key, in bytes.
 pub const MAX_ID_LEN: usize = 512;
@@ -131,26 +132,29 @@ impl Documents<'_> {
             )));
         }
         check_json("document metadata", &doc.metadata)?;
-        dispatch!(self.store, e => e.upsert_document(doc).await)
+        self.store.engine.upsert_document(doc).await
     }
 
     /// The document `doc_id`, if recorded.
     pub async fn get(&self, doc_id: &str) -> Result<Option<Document>> {
         check_id("doc_id", doc_id)?;
-        dispatch!(self.store, e => e.document(doc_id).await)
+        self.store.engine.document(doc_id).await
     }
 
     /// Removes the document; returns whether it existed.
     pub async fn delete(&self, doc_id: &str) -> Result<bool> {
         check_id("doc_id", doc_id)?;
-        dispatch!(self.store, e => e.delete_document(doc_id).await)
+        self.store.engine.delete_document(doc_id).await
     }
 
     /// Documents whose `content_hash` equals `content_hash` (duplicates of one content),
     /// ordered by `doc_id`, at most `limit` (clamped to 1..=[`MAX_PAGE`]).
     pub async fn by_content_hash(&self, content_hash: &str, limit: usize) -> Result<Vec<Document>> {
         check_id("content_hash", content_hash)?;
-        dispatch!(self.store, e => e.documents_by_content_hash(content_hash, page(limit)).await)
+        self.store
+            .engine
+            .documents_by_content_hash(content_hash, page(limit))
+            .await
     }
 
     /// Documents whose filename starts with `prefix` (byte-wise; no wildcards), ordered by
@@ -162,18 +166,24 @@ impl Documents<'_> {
         limit: usize,
     ) -> Result<Vec<Document>> {
         let after = after.map(|d| (d.filename.as_str(), d.doc_id.as_str()));
-        dispatch!(self.store, e => e.documents_by_filename_prefix(prefix, after, page(limit)).await)
+        self.store
+            .engine
+            .documents_by_filename_prefix(prefix, after, page(limit))
+            .await
     }
 
     /// All documents ordered by `doc_id`, starting after `after_doc_id` (keyset paging: pass
     /// the last id of the previous page).
     pub async fn list(&self, after_doc_id: Option<&str>, limit: usize) -> Result<Vec<Document>> {
-        dispatch!(self.store, e => e.documents_page(after_doc_id, page(limit)).await)
+        self.store
+            .engine
+            .documents_page(after_doc_id, page(limit))
+            .await
     }
 
     /// Number of documents.
     pub async fn count(&self) -> Result<u64> {
-        dispatch!(self.store, e => e.count_documents().await)
+        self.store.engine.count_documents().await
     }
 }
 
@@ -208,7 +218,7 @@ impl Sessions<'_> {
             last_accessed: now,
             expires_at,
         };
-        dispatch!(self.store, e => e.upsert_session(&session).await)?;
+        self.store.engine.upsert_session(&session).await?;
         self.get(session_id)
             .await?
             .ok_or_else(|| Error::conflict("session was deleted or expired while being written"))
@@ -217,7 +227,10 @@ impl Sessions<'_> {
     /// The session, if it exists and has not expired.
     pub async fn get(&self, session_id: &str) -> Result<Option<Session>> {
         check_id("session_id", session_id)?;
-        dispatch!(self.store, e => e.session(session_id, SystemTime::now()).await)
+        self.store
+            .engine
+            .session(session_id, SystemTime::now())
+            .await
     }
 
     /// Extends a live session to expire `ttl` from now; returns false if there is no live
@@ -228,19 +241,25 @@ impl Sessions<'_> {
         let expires_at = now
             .checked_add(ttl)
             .ok_or_else(|| Error::invalid_input("session ttl overflows the clock"))?;
-        dispatch!(self.store, e => e.touch_session(session_id, now, expires_at).await)
+        self.store
+            .engine
+            .touch_session(session_id, now, expires_at)
+            .await
     }
 
     /// Removes the session; returns whether it existed (expired or not).
     pub async fn delete(&self, session_id: &str) -> Result<bool> {
         check_id("session_id", session_id)?;
-        dispatch!(self.store, e => e.delete_session(session_id).await)
+        self.store.engine.delete_session(session_id).await
     }
 
     /// Removes every session whose expiry has passed; returns how many. Call it periodically
     /// (expired sessions already read as absent, so this only reclaims space).
     pub async fn delete_expired(&self) -> Result<u64> {
-        dispatch!(self.store, e => e.delete_expired_sessions(SystemTime::now()).await)
+        self.store
+            .engine
+            .delete_expired_sessions(SystemTime::now())
+            .await
     }
 }
 
@@ -255,24 +274,27 @@ impl Settings<'_> {
     pub async fn set(&self, key: &str, value: &serde_json::Value) -> Result<()> {
         check_id("setting key", key)?;
         check_json("setting value", value)?;
-        dispatch!(self.store, e => e.set_setting(key, value, SystemTime::now()).await)
+        self.store
+            .engine
+            .set_setting(key, value, SystemTime::now())
+            .await
     }
 
     /// The setting, if set.
     pub async fn get(&self, key: &str) -> Result<Option<Setting>> {
         check_id("setting key", key)?;
-        dispatch!(self.store, e => e.setting(key).await)
+        self.store.engine.setting(key).await
     }
 
     /// Removes the setting; returns whether it was set.
     pub async fn delete(&self, key: &str) -> Result<bool> {
         check_id("setting key", key)?;
-        dispatch!(self.store, e => e.delete_setting(key).await)
+        self.store.engine.delete_setting(key).await
     }
 
     /// Every setting, ordered by key.
     pub async fn list(&self) -> Result<Vec<Setting>> {
-        dispatch!(self.store, e => e.all_settings().await)
+        self.store.engine.all_settings().await
     }
 }
 
