@@ -4,9 +4,10 @@
 //! puts them together in the one order the system relies on, outermost first:
 //!
 //! ```text
+//! context  → ErrorContext: operation, key and backend on errors the layers below raise
 //! metrics  → times and records what callers see (cache hits included)
 //! cache    → L1 in process, L2 in Redis; invalidated by every write through it
-//! context  → ErrorContext: operation, key and backend on every error from below
+//! context  → ErrorContext on every error from dedup and the primary (what `uncached` is)
 //! dedup    → manifests in the primary, chunks in packs
 //! primary  → FileStore, SqlStore on SQLite or PostgreSQL
 //! ```
@@ -189,7 +190,12 @@ impl StackBuilder {
             }
         }
         let uncached = match uncached {
-            Some(uncached) => uncached,
+            Some(uncached) => {
+                // Errors raised above the context (a cache slicing a range it holds) get
+                // theirs here; those from below already carry it once.
+                kv = Arc::new(ErrorContext::new(kv, backend));
+                uncached
+            }
             None => {
                 kv = Arc::new(ErrorContext::new(kv, backend));
                 kv.clone()

@@ -15,7 +15,7 @@
 pub use crate::batch::{BatchPlan, Mutation, conflict};
 pub use crate::completion::run_to_completion;
 pub use crate::cpu::{CPU_INLINE_MAX_BYTES, cpu_bound, spawn_cpu};
-pub mod provided;
+pub use crate::store::provided;
 pub use crate::store::{check_range, slice_range};
 pub use crate::write_order::{STRIPES, Ticket, WriteOrder};
 

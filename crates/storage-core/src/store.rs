@@ -10,6 +10,8 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use serde::Serialize;
 
+pub mod provided;
+
 use crate::batch::WriteBatch;
 use crate::error::Result;
 use crate::key::{Key, KeyRange, MAX_KEY_LEN};
@@ -173,7 +175,7 @@ pub trait KvStore: Send + Sync + fmt::Debug {
     /// values. The default reads values through [`scan`](Self::scan); backends that keep
     /// metadata apart from values override it.
     fn scan_meta(&self, range: KeyRange, limit: Option<usize>) -> MetaStream<'_> {
-        crate::raw::provided::scan_meta(self, range, limit)
+        provided::scan_meta(self, range, limit)
     }
 
     /// Applies `batch` atomically (see [`WriteBatch`] for the exact semantics).
@@ -188,7 +190,7 @@ pub trait KvStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// As [`put_with`](Self::put_with).
     async fn put(&self, key: &Key, value: Bytes) -> Result<ObjectMeta> {
-        crate::raw::provided::put(self, key, value).await
+        provided::put(self, key, value).await
     }
 
     /// The bytes `range` (offsets in bytes, end exclusive) of the value of `key`, or `None`
@@ -203,7 +205,7 @@ pub trait KvStore: Send + Sync + fmt::Debug {
     /// `InvalidInput` if `range.start > range.end` or `range.end` is past the end of the value;
     /// otherwise as [`get`](Self::get).
     async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Option<Bytes>> {
-        crate::raw::provided::get_range(self, key, range).await
+        provided::get_range(self, key, range).await
     }
 
     /// Whether `key` exists.
@@ -211,7 +213,7 @@ pub trait KvStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// As [`head`](Self::head).
     async fn exists(&self, key: &Key) -> Result<bool> {
-        crate::raw::provided::exists(self, key).await
+        provided::exists(self, key).await
     }
 
     /// The keys in `range`, in order, at most `limit`.
@@ -219,7 +221,7 @@ pub trait KvStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// The first error of the scan.
     async fn list_keys(&self, range: KeyRange, limit: Option<usize>) -> Result<Vec<Key>> {
-        crate::raw::provided::list_keys(self, range, limit).await
+        provided::list_keys(self, range, limit).await
     }
 
     /// The values of `keys`, in the same order, `None` where a key is missing.
@@ -227,7 +229,7 @@ pub trait KvStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// The first error of any `get`.
     async fn get_many(&self, keys: &[Key]) -> Result<Vec<Option<Bytes>>> {
-        crate::raw::provided::get_many(self, keys).await
+        provided::get_many(self, keys).await
     }
 
     /// Removes every key and returns how many were removed, in write batches of at most 1,000
@@ -236,7 +238,7 @@ pub trait KvStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// The first scan or batch error; keys removed before it stay removed.
     async fn clear(&self) -> Result<u64> {
-        crate::raw::provided::clear(self).await
+        provided::clear(self).await
     }
 
     /// Key count and logical bytes, from a metadata scan. Backends and layers that know more
@@ -245,7 +247,7 @@ pub trait KvStore: Send + Sync + fmt::Debug {
     /// # Errors
     /// The first error of the scan.
     async fn stats(&self) -> Result<StoreStats> {
-        crate::raw::provided::stats(self).await
+        provided::stats(self).await
     }
 }
 

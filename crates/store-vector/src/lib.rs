@@ -37,6 +37,7 @@ mod errors;
 mod filter;
 pub mod import;
 mod indexes;
+mod query;
 mod schema;
 mod store;
 #[cfg(feature = "testing")]
@@ -71,9 +72,8 @@ pub use import::{
     IdSource, ImportError, ImportFormat, ImportOptions, ImportProgress, ImportReport, import_file,
 };
 pub use indexes::{IndexSpec, MIN_ROWS_FOR_VECTOR_INDEX};
+use query::{check_k, distance_type, hits};
 pub use schema::SPEC_METADATA_KEY;
-use store::{check_k, distance_type};
-use text::hits;
 pub use text::{HybridQuery, TextQuery};
 /// Settings of a [`LanceVectorStore`].
 #[derive(Clone, Debug)]

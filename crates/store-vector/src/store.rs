@@ -2,24 +2,6 @@
 
 use super::*;
 
-pub(crate) fn distance_type(d: Distance) -> DistanceType {
-    match d {
-        Distance::Cosine => DistanceType::Cosine,
-        Distance::L2 => DistanceType::L2,
-        Distance::Dot => DistanceType::Dot,
-    }
-}
-
-pub(crate) fn check_k(k: usize) -> Result<()> {
-    if (1..=MAX_K).contains(&k) {
-        Ok(())
-    } else {
-        Err(Error::invalid_input(format!(
-            "k must be between 1 and {MAX_K}, got {k}"
-        )))
-    }
-}
-
 #[async_trait]
 impl VectorStore for LanceVectorStore {
     /// Durable (Lance files), text-only collections (full-text search), expiry (searches

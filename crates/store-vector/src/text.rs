@@ -87,15 +87,3 @@ impl LanceVectorStore {
         Ok(hits(&spec, &batches, "_relevance_score"))
     }
 }
-pub(crate) fn hits(
-    spec: &CollectionSpec,
-    batches: &[RecordBatch],
-    score_column: &str,
-) -> Vec<SearchHit> {
-    let mut out = Vec::new();
-    for batch in batches {
-        let columns = schema::Columns::new(batch);
-        out.extend((0..batch.num_rows()).filter_map(|row| columns.hit(spec, row, score_column)));
-    }
-    out
-}

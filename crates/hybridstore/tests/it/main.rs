@@ -708,3 +708,73 @@ async fn ingested_documents_are_searchable_by_their_words() {
     let empty = system.search("   ", 3).await.unwrap_err();
     assert_eq!(empty.kind(), ErrorKind::InvalidInput);
 }
+
+/// Every error of the default stack names its operation, key and backend once, whichever
+/// layer raised it: the cache slicing a value it holds, dedup reading chunks, the primary.
+#[tokio::test]
+async fn errors_of_the_whole_stack_carry_operation_key_and_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = HybridStorageSystem::open(StorageConfig::with_data_dir(dir.path()))
+        .await
+        .unwrap();
+    let key = Key::new("notes/today.md").unwrap();
+    system.kv().put(&key, "# Today".into()).await.unwrap();
+    let context_of = |e: &hybridstore::core::Error, name: &str| -> Vec<String> {
+        e.context()
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    };
+    // Not yet in L1: the range is refused below the cache.
+    let below = system.kv().get_range(&key, 0..100).await.unwrap_err();
+    // Now in L1: the cache slices the value itself.
+    assert!(system.kv().get(&key).await.unwrap().is_some());
+    let cached = system.kv().get_range(&key, 0..100).await.unwrap_err();
+    for (who, e) in [("below the cache", below), ("in the cache", cached)] {
+        assert_eq!(e.kind(), ErrorKind::InvalidInput, "{who}: {e}");
+        assert_eq!(e.operations(), ["get_range"], "{who}: {e}");
+        assert_eq!(context_of(&e, "key"), ["notes/today.md"], "{who}: {e}");
+        assert_eq!(context_of(&e, "backend"), ["sqlite"], "{who}: {e}");
+    }
+    // A damaged chunk: dedup's own error, raised while reading the value's chunks.
+    let big = Key::new("data/blob.bin").unwrap();
+    let value: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    system.kv().put(&big, value.into()).await.unwrap();
+    let packs = walk_files(&dir.path().join("chunks/objects"));
+    assert!(
+        !packs.is_empty(),
+        "a 300 kB value is stored as chunks in a pack"
+    );
+    for pack in &packs {
+        let mut bytes = std::fs::read(pack).unwrap();
+        // Inside the blobs, before the pack's index and footer.
+        for b in &mut bytes[200..4_000] {
+            *b ^= 0xFF;
+        }
+        std::fs::write(pack, bytes).unwrap();
+    }
+    let e = system.kv().get(&big).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupted, "{e}");
+    assert_eq!(e.operation(), Some("get"), "{e}");
+    assert_eq!(context_of(&e, "key"), ["data/blob.bin"], "{e}");
+    assert_eq!(context_of(&e, "backend"), ["sqlite"], "{e}");
+}
+
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk_files(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}

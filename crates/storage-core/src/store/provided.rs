@@ -12,11 +12,11 @@ use std::ops::Range;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
+use super::{KvStore, MetaEntry, MetaStream, StoreStats, slice_range};
 use crate::batch::WriteBatch;
 use crate::error::Result;
 use crate::key::{Key, KeyRange};
 use crate::meta::{ObjectMeta, PutOptions};
-use crate::store::{KvStore, MetaEntry, MetaStream, StoreStats, slice_range};
 
 /// Keys per write batch in [`clear`]: a very large store is never held in memory at once.
 pub const CLEAR_BATCH_KEYS: usize = 1000;
