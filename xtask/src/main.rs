@@ -1,8 +1,9 @@
 //! Project chores, run as `cargo xtask <task>`:
 //!
-//! - `test-all`: formatting, clippy (`-D warnings`, all targets and features), every test of
-//!   the workspace under cargo-nextest, and the doc tests. The README's test command and CI's.
+//! - `test-all`: formatting, the module check (`modules`), clippy (`-D warnings`, all targets
+//!   and features), every test of the workspace under cargo-nextest, and the doc tests. The README's test command and CI's.
 //!   Installs `redis-server` (Debian's package) first when it is missing (as root or through password-less sudo).
+//! - `modules`: no two sibling modules of a crate depend on each other (see `modules.rs`).
 //! - `bench`: the criterion benchmarks, then a summary with ratios against each benchmark's
 //!   in-run baseline in `target/bench-report/summary.{md,json}`.
 //! - `demo`: the main job on real input: a release build of the CLI ingests the Rust
@@ -22,11 +23,13 @@ use std::time::Instant;
 mod bench;
 mod demo;
 mod libduckdb;
+mod modules;
 mod services;
 
 use bench::{bench, target_dir};
 use demo::demo;
 use libduckdb::{duckdb_lib_dir, library_path_with};
+use modules::check_module_cycles;
 use services::{ensure_redis_server, ensure_weed};
 
 type Result<T> = std::result::Result<T, String>;
@@ -35,7 +38,10 @@ const USAGE: &str = "\
 usage: cargo xtask <task>
 
 tasks:
-  test-all              fmt check, clippy -D warnings, all tests (nextest), doc tests
+  test-all              fmt check, the module check, clippy -D warnings, all tests
+                        (nextest), doc tests
+  modules [SRC_DIR…]    fails if two sibling modules of a crate depend on each other
+                        (every crate's src/ by default)
   bench [FILTER]        criterion benchmarks + target/bench-report/summary.{md,json}
   demo [--source DIR] [--work DIR] [--primary file|sql] [--no-dedup]
                         release build; ingest the Rust docs twice (prefixes first/ and
@@ -52,6 +58,7 @@ fn main() -> ExitCode {
         Some("test-all") => test_all(),
         Some("bench") => bench(args.get(1).map(String::as_str)),
         Some("demo") => demo(&args[1..]),
+        Some("modules") => check_module_cycles(&args[1..]),
         _ => {
             eprintln!("{USAGE}");
             return ExitCode::from(2);
@@ -156,6 +163,7 @@ fn test_all() -> Result<()> {
     ensure_redis_server();
     ensure_weed();
     run(cargo(&["fmt", "--all", "--", "--check"]))?;
+    check_module_cycles(&[])?;
     run(cargo(&[
         "clippy",
         "--workspace",
