@@ -1,8 +1,9 @@
 //! Project chores, run as `cargo xtask <task>`:
 //!
 //! - `test-all`: formatting, the module check (`modules`), clippy (`-D warnings`, all targets
-//!   and features), every test of the workspace under cargo-nextest, and the doc tests. The README's test command and CI's.
-//!   Installs `redis-server` (Debian's package) first when it is missing (as root or through password-less sudo).
+//!   and features), every test of the workspace under cargo-nextest, and the doc tests: the
+//!   README's test command and CI's. Installs `redis-server` (Debian's package) first when it
+//!   is missing (as root or through password-less sudo).
 //! - `modules`: no two sibling modules of a crate depend on each other (see `modules.rs`).
 //! - `bench`: the criterion benchmarks, then a summary with ratios against each benchmark's
 //!   in-run baseline in `target/bench-report/summary.{md,json}`.
