@@ -30,8 +30,9 @@
 //! # Cargo features
 //!
 //! - `testing`: the conformance suites (`conformance`, `conformance::vector`), the kill -9
-//!   harness (`crash`), misbehaving stores for layer tests (`fault`) and the benchmark report
-//!   helpers (`bench_report`). Off by default; backends enable it for their tests.
+//!   harness (`crash`), misbehaving stores for layer tests (`fault`), real services
+//!   (`services::SeaweedS3`, a private S3-compatible server) and the benchmark report helpers
+//!   (`bench_report`). Off by default; backends enable it for their tests.
 
 mod batch;
 mod completion;
@@ -58,6 +59,8 @@ pub mod conformance;
 pub mod crash;
 #[cfg(feature = "testing")]
 pub mod fault;
+#[cfg(feature = "testing")]
+pub mod services;
 
 pub use batch::{BatchOp, Expect, WriteBatch};
 pub use context::ErrorContext;

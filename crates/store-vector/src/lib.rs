@@ -31,7 +31,7 @@
 //!
 //! # Cargo features
 //!
-//! - `testing`: `testing::SeaweedS3`, a private SeaweedFS S3 server on free loopback ports.
+//! None. (The S3 test server its tests use is `hybridstore_core::services::SeaweedS3`.)
 
 mod errors;
 mod filter;
@@ -40,8 +40,6 @@ mod indexes;
 mod query;
 mod schema;
 mod store;
-#[cfg(feature = "testing")]
-pub mod testing;
 mod text;
 
 use std::collections::HashMap;

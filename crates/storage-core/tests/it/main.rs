@@ -285,3 +285,47 @@ mod error_context {
         );
     }
 }
+
+/// The S3 test server every crate uses: several buckets, and a stop and restart that keeps
+/// its data and its ports (what a test of "S3 went away and came back" needs).
+mod seaweed_s3 {
+    use hybridstore_core::services::SeaweedS3;
+
+    #[test]
+    fn keeps_its_objects_and_ports_across_a_restart_and_serves_several_buckets() {
+        let Some(mut s3) = SeaweedS3::start_with_buckets(&["first", "second"]) else {
+            return;
+        };
+        assert_eq!(s3.buckets(), ["first", "second"]);
+        assert_eq!(s3.uri("p"), "s3://first/p");
+        assert_eq!(s3.put_object("first", "a.txt", b"alpha"), Some(200));
+        assert_eq!(s3.put_object("second", "a.txt", b"beta"), Some(200));
+        assert_eq!(
+            s3.get_object("second", "a.txt").as_deref(),
+            Some(&b"beta"[..])
+        );
+        let endpoint = s3.endpoint();
+
+        s3.stop();
+        assert!(!s3.is_running());
+        assert_eq!(
+            s3.get_object("first", "a.txt"),
+            None,
+            "a stopped server answers nothing"
+        );
+        assert_eq!(s3.put_object("first", "b.txt", b"lost"), None);
+
+        s3.restart();
+        assert!(s3.is_running());
+        assert_eq!(s3.endpoint(), endpoint, "the same ports");
+        assert_eq!(
+            s3.get_object("first", "a.txt").as_deref(),
+            Some(&b"alpha"[..])
+        );
+        assert_eq!(
+            s3.get_object("second", "a.txt").as_deref(),
+            Some(&b"beta"[..])
+        );
+        assert_eq!(s3.get_object("first", "b.txt"), None);
+    }
+}

@@ -3,12 +3,12 @@
 //! tenant's records.
 
 use hybridstore_core::conformance::vector::VectorFixture;
+use hybridstore_core::services::SeaweedS3;
 use hybridstore_core::vector::{
     CollectionInfo, CollectionSpec, Filter, SearchHit, VectorCapabilities, VectorQuery,
     VectorRecord, VectorStore,
 };
 use hybridstore_core::{Result, TenantId};
-use hybridstore_vector::testing::SeaweedS3;
 use hybridstore_vector::{LanceOptions, LanceVectorStore};
 
 mod local {

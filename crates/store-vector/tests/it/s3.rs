@@ -2,10 +2,10 @@
 //! filtered search, upsert, delete, tenants and full-text search over `s3://`.
 
 use hybridstore_core::TenantId;
+use hybridstore_core::services::SeaweedS3;
 use hybridstore_core::vector::{
     CollectionSpec, Distance, FieldType, Filter, VectorQuery, VectorRecord, VectorStore,
 };
-use hybridstore_vector::testing::SeaweedS3;
 use hybridstore_vector::{IndexSpec, LanceOptions, LanceVectorStore, TextQuery};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
