@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -95,8 +95,8 @@ impl ObjectMeta {
         let now = SystemTime::now();
         ObjectMeta {
             size: value.len() as u64,
-            created: created.unwrap_or(now),
-            modified: now,
+            created: options.created.or(created).unwrap_or(now),
+            modified: options.modified.unwrap_or(now),
             checksum: Sha256Digest::of(value),
             content_type: options.content_type.clone(),
             dedup_hash: None,
@@ -110,7 +110,21 @@ impl ObjectMeta {
 pub struct PutOptions {
     /// MIME type recorded in the metadata, at most [`MAX_CONTENT_TYPE_LEN`] bytes.
     pub content_type: Option<String>,
+    /// The creation time to record, replacing the previous value's: a synced, migrated or
+    /// restored value keeps its own. `None` (the default): kept from the previous value,
+    /// else the time of the write. Between the Unix epoch and
+    /// [`MAX_TIME_SINCE_EPOCH`] after it.
+    pub created: Option<SystemTime>,
+    /// The modification time to record instead of the time of the write; within the same
+    /// bounds.
+    pub modified: Option<SystemTime>,
 }
+
+/// The latest time a store records, as a span after the Unix epoch:
+/// 2262-04-11T23:47:16.854775807Z, `i64::MAX` nanoseconds, the range of the signed 64-bit
+/// nanosecond columns SqlStore and FileStore keep times in.
+pub const MAX_TIME_SINCE_EPOCH: std::time::Duration =
+    std::time::Duration::from_nanos(i64::MAX as u64);
 
 /// The longest content type a store records, in bytes (RFC 6838 caps type and subtype at 127
 /// characters each; 255 leaves room for parameters a file name extension will not need).
@@ -121,14 +135,49 @@ impl PutOptions {
     pub fn with_content_type(content_type: impl Into<String>) -> Self {
         PutOptions {
             content_type: Some(content_type.into()),
+            ..PutOptions::default()
+        }
+    }
+
+    /// Records `created` as the value's creation time.
+    pub fn with_created(mut self, created: SystemTime) -> Self {
+        self.created = Some(created);
+        self
+    }
+
+    /// Records `modified` as the value's modification time.
+    pub fn with_modified(mut self, modified: SystemTime) -> Self {
+        self.modified = Some(modified);
+        self
+    }
+
+    /// The options that give a value `meta`'s content type and times, as a sync, a migration
+    /// or a restore writes it again.
+    pub fn preserving(meta: &ObjectMeta) -> Self {
+        PutOptions {
+            content_type: meta.content_type.clone(),
+            created: Some(meta.created),
+            modified: Some(meta.modified),
         }
     }
 
     /// Checks the options every backend must refuse.
     ///
     /// # Errors
-    /// `InvalidInput` if the content type is longer than [`MAX_CONTENT_TYPE_LEN`] bytes.
+    /// `InvalidInput` if the content type is longer than [`MAX_CONTENT_TYPE_LEN`] bytes, or
+    /// a time is before the Unix epoch or more than [`MAX_TIME_SINCE_EPOCH`] after it.
     pub fn validate(&self) -> Result<()> {
+        for (name, time) in [("created", self.created), ("modified", self.modified)] {
+            if let Some(t) = time
+                && t.duration_since(UNIX_EPOCH)
+                    .map_or(true, |since| since > MAX_TIME_SINCE_EPOCH)
+            {
+                return Err(Error::invalid_input(format!(
+                    "{name} time {t:?} is outside the range a store records \
+                     (the Unix epoch to 2262-04-11)"
+                )));
+            }
+        }
         if let Some(ct) = &self.content_type
             && ct.len() > MAX_CONTENT_TYPE_LEN
         {

@@ -70,6 +70,115 @@ pub async fn overwrite_keeps_created(fx: &Fixture) {
     assert!(head.modified >= first.modified);
 }
 
+/// Times given in [`PutOptions`] are the value's times (kept to the millisecond at least),
+/// through `put_with`, write batches and scans: a synced or restored value keeps its own. An
+/// overwrite with a `created` replaces the old one; without, the old one stays. Times outside
+/// the Unix epoch to [`MAX_TIME_SINCE_EPOCH`](crate::MAX_TIME_SINCE_EPOCH) after it are
+/// `InvalidInput`.
+pub async fn put_options_times(fx: &Fixture) {
+    use std::time::{Duration, UNIX_EPOCH};
+    let s = fx.store();
+    let t = |ms: u64| UNIX_EPOCH + Duration::from_millis(ms);
+    let (c1, m1) = (t(1_500_000_000_123), t(1_600_000_000_456));
+    let k = key("times/given");
+    let options = PutOptions::with_content_type("text/plain")
+        .with_created(c1)
+        .with_modified(m1);
+    let meta = s
+        .put_with(&k, Bytes::from_static(b"old"), &options)
+        .await
+        .unwrap();
+    assert_eq!(
+        (meta.created, meta.modified),
+        (c1, m1),
+        "put_with returns the given times"
+    );
+    let head = s.head(&k).await.unwrap().unwrap();
+    assert_eq!((head.created, head.modified), (c1, m1), "head");
+    assert_eq!(head.content_type.as_deref(), Some("text/plain"));
+
+    // An overwrite without times keeps `created` and takes a fresh `modified`.
+    s.put(&k, Bytes::from_static(b"newer")).await.unwrap();
+    let head = s.head(&k).await.unwrap().unwrap();
+    assert_eq!(head.created, c1, "created kept");
+    assert!(head.modified > m1, "modified is the time of the write");
+    // With a `created`, the overwrite replaces it.
+    let (c2, m2) = (t(1_400_000_000_001), t(1_450_000_000_002));
+    let restored = PutOptions::preserving(&ObjectMeta {
+        created: c2,
+        modified: m2,
+        ..head.clone()
+    });
+    s.put_with(&k, Bytes::from_static(b"restored"), &restored)
+        .await
+        .unwrap();
+    let head = s.head(&k).await.unwrap().unwrap();
+    assert_eq!(
+        (head.created, head.modified),
+        (c2, m2),
+        "a given created replaces the old"
+    );
+
+    // Write batches, with and without times, and what scans report.
+    let (a, b) = (key("times/batch-a"), key("times/batch-b"));
+    let mut batch = WriteBatch::new();
+    batch
+        .put_with(
+            a.clone(),
+            "a",
+            PutOptions::default().with_created(c1).with_modified(m1),
+        )
+        .put(b.clone(), "b");
+    s.write_batch(batch).await.unwrap();
+    let scanned: BTreeMap<Vec<u8>, ObjectMeta> = s
+        .scan_meta(KeyRange::prefix("times/"), None)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.key.as_bytes().to_vec(), e.meta))
+        .collect();
+    let am = &scanned[a.as_bytes()];
+    assert_eq!((am.created, am.modified), (c1, m1), "batch put with times");
+    let bm = &scanned[b.as_bytes()];
+    assert!(
+        bm.created > m1 && bm.modified > m1,
+        "batch put without times: now"
+    );
+    assert_eq!(
+        scanned[k.as_bytes()].created,
+        c2,
+        "scan_meta reports the stored times"
+    );
+
+    for (what, bad) in [
+        (
+            "before the epoch",
+            PutOptions::default().with_created(UNIX_EPOCH - Duration::from_secs(1)),
+        ),
+        (
+            "after MAX_TIME",
+            PutOptions::default()
+                .with_modified(UNIX_EPOCH + crate::MAX_TIME_SINCE_EPOCH + Duration::from_secs(1)),
+        ),
+    ] {
+        let err = s
+            .put_with(&key("times/bad"), Bytes::from_static(b"x"), &bad)
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{what}");
+        let mut batch = WriteBatch::new();
+        batch.put_with(key("times/bad"), "x", bad);
+        let err = s.write_batch(batch).await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput, "{what}, in a batch");
+    }
+    assert_eq!(
+        s.head(&key("times/bad")).await.unwrap(),
+        None,
+        "nothing stored"
+    );
+}
+
 /// delete removes; deleting a missing key, or twice, succeeds.
 pub async fn delete_and_delete_missing(fx: &Fixture) {
     let s = fx.store();

@@ -43,8 +43,8 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
 use crate::{
-    ErrorKind, Expect, Key, KeyRange, KvStore, MAX_CONTENT_TYPE_LEN, MAX_KEY_LEN, PutOptions,
-    Sha256Digest, WriteBatch,
+    ErrorKind, Expect, Key, KeyRange, KvStore, MAX_CONTENT_TYPE_LEN, MAX_KEY_LEN, ObjectMeta,
+    PutOptions, Sha256Digest, WriteBatch,
 };
 
 /// Whether tests that need a service (PostgreSQL, Redis, an S3 server) must fail when it is
@@ -118,7 +118,8 @@ macro_rules! conformance_tests {
             round_trip, overwrite_keeps_created, delete_and_delete_missing, head_metadata,
             scan_order, scan_prefix, scan_range, scan_limit_and_paging, binary_keys,
             batch_applies_in_order, batch_failure_applies_nothing, invalid_input,
-            value_of_64_mib, concurrent_tasks, provided_methods, range_reads, cancellation);
+            value_of_64_mib, concurrent_tasks, provided_methods, range_reads, cancellation,
+            put_options_times);
 
         #[test]
         fn conformance_model_based() {

@@ -98,23 +98,36 @@ where
 
     async fn put(&self, key: &Key, value: Bytes, options: &PutOptions) -> Result<ObjectMeta> {
         let mut meta = ObjectMeta::for_value(&value, options, None);
-        let created: i64 = sqlx::query_scalar(concat!(
-            "INSERT INTO kv_objects \
-             (key, value, size, created, modified, checksum, content_type, dedup_hash) \
-             VALUES ($1, $2, $3, $4, $4, $5, $6, $7)",
-            upsert_on_conflict!(),
-            " RETURNING created"
-        ))
-        .bind(key.as_bytes())
-        .bind(value.as_ref())
-        .bind(size_param(meta.size)?)
-        .bind(codec::to_unix_nanos(meta.modified))
-        .bind(meta.checksum.to_hex())
-        .bind(meta.content_type.clone())
-        .bind(dedup_param(&meta))
-        .fetch_one(&self.writer)
-        .await
-        .map_err(map_sqlx)?;
+        // An overwrite keeps the row's `created` unless the caller gave one.
+        let statement = if options.created.is_some() {
+            concat!(
+                "INSERT INTO kv_objects \
+                 (key, value, size, created, modified, checksum, content_type, dedup_hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                upsert_on_conflict_with_created!(),
+                " RETURNING created"
+            )
+        } else {
+            concat!(
+                "INSERT INTO kv_objects \
+                 (key, value, size, created, modified, checksum, content_type, dedup_hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                upsert_on_conflict!(),
+                " RETURNING created"
+            )
+        };
+        let created: i64 = sqlx::query_scalar(statement)
+            .bind(key.as_bytes())
+            .bind(value.as_ref())
+            .bind(size_param(meta.size)?)
+            .bind(codec::to_unix_nanos(meta.created))
+            .bind(codec::to_unix_nanos(meta.modified))
+            .bind(meta.checksum.to_hex())
+            .bind(meta.content_type.clone())
+            .bind(dedup_param(&meta))
+            .fetch_one(&self.writer)
+            .await
+            .map_err(map_sqlx)?;
         meta.created = codec::from_unix_nanos(created);
         Ok(meta)
     }
@@ -225,13 +238,22 @@ where
 
         let now = SystemTime::now();
         let mut deletes = Vec::new();
-        let mut puts = Vec::new();
+        // Puts whose caller gave `created` replace an existing row's; the others keep it.
+        let (mut keep_created, mut replace_created) = (Vec::new(), Vec::new());
         for (key, mutation) in plan.writes {
             match mutation {
                 Mutation::Delete => deletes.push(key),
                 Mutation::Put { value, options } => {
                     let meta = ObjectMeta::for_value(&value, &options, Some(now));
-                    puts.push((key, value, meta));
+                    let meta = ObjectMeta {
+                        modified: options.modified.unwrap_or(now),
+                        ..meta
+                    };
+                    if options.created.is_some() {
+                        replace_created.push((key, value, meta));
+                    } else {
+                        keep_created.push((key, value, meta));
+                    }
                 }
             }
         }
@@ -242,25 +264,28 @@ where
                 .await
                 .map_err(map_sqlx)?;
         }
-        let mut rest = puts.as_slice();
-        while !rest.is_empty() {
-            // Statement sizes are powers of two so at most log2(64) + 1 distinct statements
-            // enter each connection's statement cache.
-            let rows = prev_power_of_two(rest.len().min(INSERT_ROWS_PER_STATEMENT));
-            let (chunk, tail) = rest.split_at(rows);
-            let mut query = sqlx::query(AssertSqlSafe(multi_row_upsert(rows)));
-            for (key, value, meta) in chunk {
-                query = query
-                    .bind(key.as_bytes())
-                    .bind(value.as_ref())
-                    .bind(size_param(meta.size)?)
-                    .bind(codec::to_unix_nanos(now))
-                    .bind(meta.checksum.to_hex())
-                    .bind(meta.content_type.clone())
-                    .bind(dedup_param(meta));
+        for (puts, replace) in [(keep_created, false), (replace_created, true)] {
+            let mut rest = puts.as_slice();
+            while !rest.is_empty() {
+                // Statement sizes are powers of two so at most 2 × (log2(64) + 1) distinct
+                // statements enter each connection's statement cache.
+                let rows = prev_power_of_two(rest.len().min(INSERT_ROWS_PER_STATEMENT));
+                let (chunk, tail) = rest.split_at(rows);
+                let mut query = sqlx::query(AssertSqlSafe(multi_row_upsert(rows, replace)));
+                for (key, value, meta) in chunk {
+                    query = query
+                        .bind(key.as_bytes())
+                        .bind(value.as_ref())
+                        .bind(size_param(meta.size)?)
+                        .bind(codec::to_unix_nanos(meta.created))
+                        .bind(codec::to_unix_nanos(meta.modified))
+                        .bind(meta.checksum.to_hex())
+                        .bind(meta.content_type.clone())
+                        .bind(dedup_param(meta));
+                }
+                query.execute(&mut *tx).await.map_err(map_sqlx)?;
+                rest = tail;
             }
-            query.execute(&mut *tx).await.map_err(map_sqlx)?;
-            rest = tail;
         }
         tx.commit().await.map_err(map_sqlx)
     }

@@ -134,8 +134,8 @@ pub(crate) trait SqlEngine: KvEngine + TablesEngine {}
 
 impl<T: KvEngine + TablesEngine> SqlEngine for T {}
 
-/// Rows per multi-row `INSERT` in a write batch: 7 parameters a row keeps one statement at
-/// 448 parameters, far below SQLite's 32,766 and PostgreSQL's 65,535.
+/// Rows per multi-row `INSERT` in a write batch: 8 parameters a row keeps one statement at
+/// 512 parameters, far below SQLite's 32,766 and PostgreSQL's 65,535.
 const INSERT_ROWS_PER_STATEMENT: usize = 64;
 /// Metadata of one key: [`meta_row`]'s columns.
 const META_BY_KEY: &str = "SELECT key, size, created, modified, checksum, content_type, \
@@ -151,6 +151,14 @@ macro_rules! upsert_on_conflict {
         " ON CONFLICT (key) DO UPDATE SET value = excluded.value, size = excluded.size, \
          modified = excluded.modified, checksum = excluded.checksum, \
          content_type = excluded.content_type, dedup_hash = excluded.dedup_hash"
+    };
+}
+
+/// The conflict clause of an upsert whose caller gave the creation time
+/// (`PutOptions::created`): `created` is replaced too.
+macro_rules! upsert_on_conflict_with_created {
+    () => {
+        concat!(upsert_on_conflict!(), ", created = excluded.created")
     };
 }
 
@@ -233,34 +241,38 @@ fn prev_power_of_two(n: usize) -> usize {
     1 << (usize::BITS - 1 - n.leading_zeros())
 }
 
-/// `INSERT … VALUES (…), (…) … ON CONFLICT … DO UPDATE` for `rows` rows of 7 parameters:
-/// built only from constant fragments and numbers.
-fn multi_row_upsert(rows: usize) -> String {
-    let mut sql = String::with_capacity(200 + rows * 40);
+/// `INSERT … VALUES (…), (…) … ON CONFLICT … DO UPDATE` for `rows` rows of 8 parameters
+/// (key, value, size, created, modified, checksum, content type, dedup hash): built only from
+/// constant fragments and numbers. With `replace_created` an existing row takes the new
+/// `created` (the caller gave it); otherwise it keeps its own.
+fn multi_row_upsert(rows: usize, replace_created: bool) -> String {
+    let mut sql = String::with_capacity(200 + rows * 48);
     sql.push_str(
         "INSERT INTO kv_objects \
          (key, value, size, created, modified, checksum, content_type, dedup_hash) VALUES ",
     );
     for row in 0..rows {
-        let p = row * 7;
+        let p = row * 8;
         if row > 0 {
             sql.push_str(", ");
         }
-        // created and modified both take the batch time ($p+4); an existing row keeps its
-        // created (the DO UPDATE below does not set it).
         sql.push_str(&format!(
             "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
             p + 1,
             p + 2,
             p + 3,
             p + 4,
-            p + 4,
             p + 5,
             p + 6,
-            p + 7
+            p + 7,
+            p + 8
         ));
     }
-    sql.push_str(upsert_on_conflict!());
+    sql.push_str(if replace_created {
+        upsert_on_conflict_with_created!()
+    } else {
+        upsert_on_conflict!()
+    });
     sql
 }
 
