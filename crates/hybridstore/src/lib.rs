@@ -148,8 +148,24 @@ pub struct HybridStorageSystem {
     analytics: Option<Arc<hybridstore_analytics::AnalyticsStore>>,
     #[cfg(feature = "vectors")]
     vectors: Option<hybridstore_vector::LanceVectorStore>,
+    /// The SQL primary, kept apart so `shutdown` can close its connections.
+    #[cfg(feature = "sql")]
+    sql: Option<Arc<hybridstore_sql::SqlStore>>,
     /// The data directory's lock, held while any clone is alive.
     _owner: Arc<std::fs::File>,
+}
+
+/// What [`HybridStorageSystem::shutdown`] did.
+#[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// The access-event sink's counters once it stopped (every accepted event written or
+    /// counted as lost), when analytics is on.
+    #[cfg(feature = "analytics")]
+    pub analytics: Option<hybridstore_analytics::SinkStats>,
+    /// Whether the SQL primary's connections were closed (on SQLite this checkpoints the
+    /// write-ahead log into the database file).
+    pub sql_closed: bool,
 }
 
 /// Takes the exclusive lock on `<data_dir>/LOCK` (creating the directory if needed).
@@ -199,7 +215,9 @@ impl HybridStorageSystem {
     pub async fn open(config: StorageConfig) -> Result<Self> {
         config.validate()?;
         let owner = Arc::new(lock_data_dir(&config.data_dir).await?);
-        let primary = open_primary(&config).await?;
+        let (primary, sql) = open_primary(&config).await?;
+        #[cfg(not(feature = "sql"))]
+        let _ = sql;
         let dedup = dedup_layer(&config, primary.as_ref()).await?;
         let cache_config = config.cache_config()?;
         tracing::debug!(
@@ -253,8 +271,39 @@ impl HybridStorageSystem {
             analytics,
             #[cfg(feature = "vectors")]
             vectors,
+            #[cfg(feature = "sql")]
+            sql,
             _owner: owner,
         })
+    }
+
+    /// Stops the system cleanly: the access-event writer writes everything it accepted and
+    /// stops (its thread joined), then the SQL primary's connections close (SQLite
+    /// checkpoints its write-ahead log, so `kv.db` alone holds the data). Operations through
+    /// other clones fail with `Unavailable` afterwards; the data directory's lock is
+    /// released when the last clone is dropped. LanceDB and the file stores hold nothing
+    /// open between calls and need no closing.
+    ///
+    /// # Errors
+    /// `Backend` if the analytics writer's thread could not be joined.
+    pub async fn shutdown(self) -> Result<ShutdownReport> {
+        #[allow(unused_mut)] // fields exist per feature
+        let mut report = ShutdownReport::default();
+        #[cfg(feature = "analytics")]
+        if let Some(analytics) = self.analytics.clone() {
+            let stats = tokio::task::spawn_blocking(move || analytics.close())
+                .await
+                .map_err(|e| {
+                    Error::backend(format!("stopping the analytics writer failed: {e}"))
+                })?;
+            report.analytics = Some(stats);
+        }
+        #[cfg(feature = "sql")]
+        if let Some(sql) = &self.sql {
+            sql.close().await;
+            report.sql_closed = true;
+        }
+        Ok(report)
     }
 
     /// The LanceDB vector store under `<data_dir>/lance`, if [`StorageConfig::vectors`] is on.
@@ -474,7 +523,7 @@ async fn dedup_layer(config: &StorageConfig, primary: &dyn KvStore) -> Result<Op
 
 /// Opens the primary store `config` asks for. A data directory already holding the other
 /// kind of primary is refused, so a wrong setting never shows an empty store over real data.
-async fn open_primary(config: &StorageConfig) -> Result<Arc<dyn KvStore>> {
+async fn open_primary(config: &StorageConfig) -> Result<(Arc<dyn KvStore>, Option<SqlHandle>)> {
     let file_dir = config.data_dir.join(KV_DIR);
     let sqlite_file = config.data_dir.join(KV_SQLITE_FILE);
     let mismatch = |found: &Path, wanted: &str| {
@@ -489,13 +538,14 @@ async fn open_primary(config: &StorageConfig) -> Result<Arc<dyn KvStore>> {
             if sqlite_file.exists() && !file_dir.exists() {
                 return mismatch(&sqlite_file, "file");
             }
-            open_file_primary(config, &file_dir).await
+            Ok((open_file_primary(config, &file_dir).await?, None))
         }
         PrimaryStore::Sql => {
             if config.sql_url.is_none() && file_dir.exists() && !sqlite_file.exists() {
                 return mismatch(&file_dir, "sql");
             }
-            open_sql_primary(config, &sqlite_file).await
+            let (store, handle) = open_sql_primary(config, &sqlite_file).await?;
+            Ok((store, Some(handle)))
         }
     }
 }
@@ -527,7 +577,10 @@ async fn open_file_primary(_config: &StorageConfig, _dir: &Path) -> Result<Arc<d
 }
 
 #[cfg(feature = "sql")]
-async fn open_sql_primary(config: &StorageConfig, sqlite_file: &Path) -> Result<Arc<dyn KvStore>> {
+async fn open_sql_primary(
+    config: &StorageConfig,
+    sqlite_file: &Path,
+) -> Result<(Arc<dyn KvStore>, SqlHandle)> {
     let options =
         hybridstore_sql::SqlStoreOptions::default().with_verify_reads(config.verify_reads);
     let store = match &config.sql_url {
@@ -543,14 +596,22 @@ async fn open_sql_primary(config: &StorageConfig, sqlite_file: &Path) -> Result<
             hybridstore_sql::SqlStore::open_sqlite_file(sqlite_file, options).await?
         }
     };
-    Ok(Arc::new(store))
+    let store = Arc::new(store);
+    Ok((store.clone(), store))
 }
+
+/// The SQL primary as `shutdown` closes it.
+#[cfg(feature = "sql")]
+type SqlHandle = Arc<hybridstore_sql::SqlStore>;
+/// Without the `sql` feature there is no SQL primary to close.
+#[cfg(not(feature = "sql"))]
+type SqlHandle = ();
 
 #[cfg(not(feature = "sql"))]
 async fn open_sql_primary(
     _config: &StorageConfig,
     _sqlite_file: &Path,
-) -> Result<Arc<dyn KvStore>> {
+) -> Result<(Arc<dyn KvStore>, SqlHandle)> {
     Err(unsupported("primary = \"sql\" needs the `sql` feature"))
 }
 

@@ -778,3 +778,44 @@ fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// `shutdown` writes every accepted access event, closes the SQL primary (SQLite's
+/// write-ahead log folded into `kv.db`) and leaves a directory the next `open` takes at once.
+#[tokio::test]
+async fn shutdown_writes_the_events_closes_sqlite_and_frees_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = StorageConfig::with_data_dir(dir.path());
+    let system = HybridStorageSystem::open(config.clone()).await.unwrap();
+    let keys: Vec<Key> = (0..20)
+        .map(|i| Key::new(format!("doc/{i}")).unwrap())
+        .collect();
+    for k in &keys {
+        system.kv().put(k, k.to_string().into()).await.unwrap();
+    }
+    assert!(system.kv().get(&keys[0]).await.unwrap().is_some());
+    let wal = dir
+        .path()
+        .join(format!("{}-wal", hybridstore::KV_SQLITE_FILE));
+    assert!(wal.exists(), "SQLite writes through its WAL while open");
+
+    let report = system.shutdown().await.unwrap();
+    assert!(report.sql_closed);
+    let events = report.analytics.expect("analytics is on by default");
+    assert!(events.accepted >= 21, "{events:?}");
+    assert_eq!(
+        events.written, events.accepted,
+        "every accepted event written: {events:?}"
+    );
+    assert!(
+        !wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0,
+        "the WAL is checkpointed into kv.db"
+    );
+
+    let again = HybridStorageSystem::open(config).await.unwrap();
+    for k in &keys {
+        assert_eq!(
+            again.kv().get(k).await.unwrap().as_deref(),
+            Some(k.to_string().as_bytes())
+        );
+    }
+}

@@ -24,6 +24,11 @@ where
     }
 
     async fn close(&self) {
+        if let Some(statement) = D::ON_CLOSE
+            && let Err(e) = sqlx::query(statement).execute(&self.writer).await
+        {
+            tracing::warn!(error = %e, "closing statement failed; the store closes anyway");
+        }
         self.writer.close().await;
         self.reader.close().await;
     }
