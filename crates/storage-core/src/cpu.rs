@@ -8,6 +8,7 @@
 //! keeps the total the same and leaves the workers their share, the reason rayon sizes its
 //! pool to the cores (<https://docs.rs/rayon/latest/rayon/struct.ThreadPoolBuilder.html>).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use tokio::sync::Semaphore;
@@ -53,6 +54,7 @@ pub async fn cpu_bound<T: Send + 'static>(
 /// # Errors
 /// `Backend` if `work` panicked.
 pub async fn spawn_cpu<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    HANDED_OFF.fetch_add(1, Ordering::Relaxed);
     let permit = permits()
         .clone()
         .acquire_owned()
@@ -64,4 +66,15 @@ pub async fn spawn_cpu<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'sta
     })
     .await
     .map_err(|e| Error::backend(format!("CPU task failed: {e}")))
+}
+
+/// Pieces of work [`spawn_cpu`] has taken in this process.
+static HANDED_OFF: AtomicU64 = AtomicU64::new(0);
+
+/// How many pieces of work [`spawn_cpu`] (and [`cpu_bound`] above its threshold) has handed
+/// to the blocking pool in this process so far: what a test reads before and after an
+/// operation to check its CPU work left the async workers (feature `testing`).
+#[cfg(feature = "testing")]
+pub fn cpu_tasks_handed_off() -> u64 {
+    HANDED_OFF.load(Ordering::Relaxed)
 }

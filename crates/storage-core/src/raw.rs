@@ -14,6 +14,8 @@
 
 pub use crate::batch::{BatchPlan, Mutation, conflict};
 pub use crate::completion::run_to_completion;
+#[cfg(feature = "testing")]
+pub use crate::cpu::cpu_tasks_handed_off;
 pub use crate::cpu::{CPU_INLINE_MAX_BYTES, cpu_bound, spawn_cpu};
 pub use crate::store::provided;
 pub use crate::store::{check_range, slice_range};
