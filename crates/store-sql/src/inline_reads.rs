@@ -21,7 +21,7 @@
 //! Both drivers link the same bundled `libsqlite3-sys`.
 
 use std::path::Path;
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -51,7 +51,8 @@ pub(crate) enum InlineRead {
 /// A few read-only rusqlite connections for inline point reads.
 #[derive(Debug)]
 pub(crate) struct InlineReader {
-    connections: Vec<Mutex<Connection>>,
+    /// `None` once [`close`](Self::close)d.
+    connections: Vec<Mutex<Option<Connection>>>,
     verify: bool,
 }
 
@@ -67,7 +68,7 @@ impl InlineReader {
         verify: bool,
     ) -> Result<InlineReader> {
         let connections = (0..count.max(1))
-            .map(|_| open_reader(path, mmap_bytes).map(Mutex::new))
+            .map(|_| open_reader(path, mmap_bytes).map(|c| Mutex::new(Some(c))))
             .collect::<Result<_>>()?;
         Ok(InlineReader {
             connections,
@@ -78,14 +79,26 @@ impl InlineReader {
     /// Reads `key` on the calling thread if a connection is free and the value is small.
     pub(crate) fn get(&self, key: &Key) -> Result<InlineRead> {
         for slot in &self.connections {
-            if let Ok(conn) = slot.try_lock() {
-                return match read_small(&conn, key, self.verify) {
+            if let Ok(guard) = slot.try_lock()
+                && let Some(conn) = guard.as_ref()
+            {
+                return match read_small(conn, key, self.verify) {
                     Err(e) if e.1 => Ok(InlineRead::Fallback),
                     other => other.map_err(|e| e.0),
                 };
             }
         }
         Ok(InlineRead::Fallback)
+    }
+
+    /// Closes every connection (waiting the microseconds a read in progress holds one);
+    /// later reads fall back to the sqlx pool. With the pools closed too, the last
+    /// connection to go folds SQLite's write-ahead log into the database file and removes
+    /// it.
+    pub(crate) fn close(&self) {
+        for slot in &self.connections {
+            slot.lock().unwrap_or_else(PoisonError::into_inner).take();
+        }
     }
 }
 

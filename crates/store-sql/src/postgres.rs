@@ -37,8 +37,6 @@ impl Dialect for PostgresDialect {
         "SELECT COUNT(*), COALESCE(SUM(size), 0)::BIGINT FROM kv_objects";
     /// Bytes of the table with its indexes and TOAST data.
     const STORED_BYTES: &'static str = "SELECT pg_total_relation_size('kv_objects')";
-    /// Nothing: the server owns its log.
-    const ON_CLOSE: Option<&'static str> = None;
 
     /// The parameter for the `*_IN_LIST` statements.
     fn key_list_param(keys: &[Key]) -> Vec<Vec<u8>> {

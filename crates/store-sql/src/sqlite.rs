@@ -45,11 +45,6 @@ impl Dialect for SqliteDialect {
     /// Bytes the database occupies on disk (pages in use or free).
     const STORED_BYTES: &'static str =
         "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()";
-    /// The write-ahead log folded into the database file and truncated to zero bytes (the
-    /// `get` fast path's read-only connections stay open until the store is dropped, so
-    /// closing the pools alone would leave the WAL behind:
-    /// <https://www.sqlite.org/pragma.html#pragma_wal_checkpoint>).
-    const ON_CLOSE: Option<&'static str> = Some("PRAGMA wal_checkpoint(TRUNCATE)");
 
     /// The parameter for the `*_IN_LIST` statements: `["6b31","6b32",…]`.
     fn key_list_param(keys: &[Key]) -> String {

@@ -23,14 +23,15 @@ where
         D::BACKEND
     }
 
+    /// The read-only connections first, the writer last: SQLite folds the write-ahead log
+    /// into the database file and removes it when the last connection closes, unless that
+    /// connection is read-only (<https://www.sqlite.org/wal.html#the_wal_file>).
     async fn close(&self) {
-        if let Some(statement) = D::ON_CLOSE
-            && let Err(e) = sqlx::query(statement).execute(&self.writer).await
-        {
-            tracing::warn!(error = %e, "closing statement failed; the store closes anyway");
+        if let Some(inline) = &self.inline_reader {
+            inline.close();
         }
-        self.writer.close().await;
         self.reader.close().await;
+        self.writer.close().await;
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Bytes>> {

@@ -52,8 +52,6 @@ pub(crate) trait Dialect: Send + Sync + Sized + 'static {
     const COUNT_AND_SUM_SIZES: &'static str;
     /// Bytes the database occupies, as one BIGINT.
     const STORED_BYTES: &'static str;
-    /// Run on the writer before the pools close, if the dialect needs it.
-    const ON_CLOSE: Option<&'static str>;
 
     /// `keys` as the list parameter of the `*_IN_LIST` statements.
     fn key_list_param(keys: &[Key]) -> Self::KeyList;

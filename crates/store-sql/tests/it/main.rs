@@ -299,3 +299,24 @@ async fn keys_with_checksum_finds_duplicates() {
     let keys = store.keys_with_checksum(&digest, 10).await.unwrap();
     assert_eq!(keys, vec![key("a"), key("b"), key("c")]);
 }
+
+/// After `close`, no read is answered, also not by the `get` fast path's own connections,
+/// and SQLite's write-ahead log is folded into the database file.
+#[tokio::test]
+async fn a_closed_store_answers_no_read_and_leaves_no_wal() {
+    let (store, dir) = sqlite_store().await;
+    store.put(&key("a"), "alpha".into()).await.unwrap();
+    assert_eq!(
+        store.get(&key("a")).await.unwrap().as_deref(),
+        Some(&b"alpha"[..])
+    );
+    let wal = dir.path().join("kv.db-wal");
+    assert!(wal.exists());
+    store.close().await;
+    let err = store.get(&key("a")).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(
+        !wal.exists() || std::fs::metadata(&wal).unwrap().len() == 0,
+        "the WAL is checkpointed when the last connection closes"
+    );
+}
