@@ -189,18 +189,11 @@ impl StackBuilder {
                 }
             }
         }
-        let uncached = match uncached {
-            Some(uncached) => {
-                // Errors raised above the context (a cache slicing a range it holds) get
-                // theirs here; those from below already carry it once.
-                kv = Arc::new(ErrorContext::new(kv, backend));
-                uncached
-            }
-            None => {
-                kv = Arc::new(ErrorContext::new(kv, backend));
-                kv.clone()
-            }
-        };
+        // The context over the whole stack names errors the layers above dedup raise (a cache
+        // slicing a range it holds); those from below already carry it, once. Without such
+        // layers it is the only one, and what `uncached` is.
+        let kv: Arc<dyn KvStore> = Arc::new(ErrorContext::new(kv, backend));
+        let uncached = uncached.unwrap_or_else(|| kv.clone());
         Ok(Stack {
             kv,
             uncached,
