@@ -22,6 +22,9 @@ pub(crate) fn target_dir() -> Result<PathBuf> {
 /// `baseline`: each other benchmark's median time as a ratio to the baseline's, and its
 /// throughput where the group declared one.
 pub(crate) fn bench(filter: Option<&str>) -> Result<()> {
+    if filter == Some("sync") {
+        return bench_sync();
+    }
     let mut args = vec!["bench", "--workspace", "--all-features"];
     if let Some(f) = filter {
         args.extend(["--", f]);
@@ -69,6 +72,26 @@ pub(crate) fn bench(filter: Option<&str>) -> Result<()> {
         report_dir.join("summary.{md,json}").display()
     );
     Ok(())
+}
+
+/// `cargo xtask bench sync`: hybridstore-sync against rclone on one SeaweedFS (see
+/// `crates/sync/benches/sync_vs_rclone.rs`); installs `weed` and Debian's `rclone` first.
+/// Builds only the sync crate and what it needs, in the bench profile.
+fn bench_sync() -> Result<()> {
+    ensure_weed();
+    crate::services::ensure_apt_package("rclone", "rclone");
+    if !on_path("rclone") {
+        return Err("bench sync needs rclone (apt-get install rclone)".into());
+    }
+    let mut cmd = cargo(&[
+        "bench",
+        "-p",
+        "hybridstore-sync",
+        "--bench",
+        "sync_vs_rclone",
+    ]);
+    cmd.env("CARGO_TARGET_DIR", target_dir()?);
+    run(cmd)
 }
 
 struct Estimate {

@@ -6,7 +6,8 @@
 //!   is missing (as root or through password-less sudo).
 //! - `modules`: no two sibling modules of a crate depend on each other (see `modules.rs`).
 //! - `bench`: the criterion benchmarks, then a summary with ratios against each benchmark's
-//!   in-run baseline in `target/bench-report/summary.{md,json}`.
+//!   in-run baseline in `target/bench-report/summary.{md,json}`. `bench sync`: the sync
+//!   engine against rclone on one SeaweedFS server, `target/bench-report/sync.json`.
 //! - `demo`: the main job on real input: a release build of the CLI ingests the Rust
 //!   documentation, exports it, compares it with `diff -r` and verifies it; reads ten keys a
 //!   few hundred times and prints `analytics report`; prints `search "borrow checker
@@ -44,6 +45,8 @@ tasks:
   modules [SRC_DIR…]    fails if two sibling modules of a crate depend on each other
                         (every crate's src/ by default)
   bench [FILTER]        criterion benchmarks + target/bench-report/summary.{md,json}
+  bench sync            sync vs rclone on one SeaweedFS (first push, no-change sync,
+                        1% changed, pull into empty) + target/bench-report/sync.json
   demo [--source DIR] [--work DIR] [--primary file|sql] [--no-dedup]
                         release build; ingest the Rust docs twice (prefixes first/ and
                         second/), stats, export first/, diff -r, verify; with dedup the

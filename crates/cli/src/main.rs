@@ -9,6 +9,7 @@ mod failure;
 mod keys;
 mod output;
 mod search;
+mod sync;
 mod transfer;
 mod upkeep;
 mod vectors;
@@ -148,6 +149,12 @@ enum Command {
         #[command(subcommand)]
         command: analytics::AnalyticsCommand,
     },
+    /// Sync with S3 or a directory: push, pull, both ways, status. Only changed keys travel;
+    /// chunks the remote has are never sent again
+    Sync {
+        #[command(subcommand)]
+        command: sync::SyncCommand,
+    },
 }
 
 struct Ui {
@@ -235,6 +242,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Stats => upkeep::stats(&system, &ui).await,
         Command::Gc { grace } => upkeep::gc(&system, grace, &ui).await,
         Command::Verify => upkeep::verify(&system, &ui).await,
+        Command::Sync { command } => sync::run(&system, command, &ui).await,
     }
 }
 

@@ -51,7 +51,7 @@ mod store;
 
 pub use chunk::{BLOB_HEADER_LEN, ChunkId, MAX_CHUNK_LEN, decode_blob, encode_blob};
 pub use chunk_store::{
-    ChunkStore, ChunkStoreStats, DEFAULT_TARGET_PACK_SIZE, OpenReport, PACK_PREFIX,
+    BlobLocation, ChunkStore, ChunkStoreStats, DEFAULT_TARGET_PACK_SIZE, OpenReport, PACK_PREFIX,
 };
 pub use chunker::ChunkerConfig;
 pub use gc::{GcOptions, GcReport};

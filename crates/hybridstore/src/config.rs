@@ -42,8 +42,20 @@ pub fn is_config_env_var(name: &str) -> bool {
 
 /// Environment variables read without the `HYBRIDSTORE_` prefix, by the names applications
 /// already use for them, below `HYBRIDSTORE_*` in precedence: `REDIS_URL` (the name Heroku,
-/// Render and most Redis clients' examples use) sets [`StorageConfig::redis_url`].
-pub const SEED_ENV_VARS: &[&str] = &["REDIS_URL"];
+/// Render and most Redis clients' examples use) sets [`StorageConfig::redis_url`]; the
+/// `S3_*` variables of the design's seed set the S3 fields of the same name
+/// (`S3_BUCKET` sets [`StorageConfig::s3_bucket`], …). Credentials are never configuration:
+/// they come from the usual AWS variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+/// `AWS_SESSION_TOKEN`, `AWS_PROFILE` is not read) when a remote is opened.
+pub const SEED_ENV_VARS: &[&str] = &[
+    "REDIS_URL",
+    "S3_BUCKET",
+    "S3_PREFIX",
+    "S3_REGION",
+    "S3_ENDPOINT",
+    "S3_BACKUP_BUCKET",
+    "S3_BACKUP_PREFIX",
+];
 
 /// Configuration of a [`HybridStorageSystem`](crate::HybridStorageSystem).
 ///
@@ -110,6 +122,22 @@ pub struct StorageConfig {
     /// stores each HTML, Markdown and text file's passages with a full-text index, searched
     /// by `search`; applications keep vector collections there too.
     pub vectors: bool,
+    /// S3 bucket of the system's remote (`S3_BUCKET`; default none): what `sync` talks to
+    /// when no backup bucket is set.
+    pub s3_bucket: Option<String>,
+    /// Object prefix in [`s3_bucket`](Self::s3_bucket) (`S3_PREFIX`; default `hybridstore`).
+    pub s3_prefix: String,
+    /// Region of the S3 buckets (`S3_REGION`; default none: `AWS_REGION`, else
+    /// `us-east-1`).
+    pub s3_region: Option<String>,
+    /// Endpoint of an S3-compatible server, e.g. `http://127.0.0.1:8333` (`S3_ENDPOINT`;
+    /// default none: AWS). Path-style requests; `http://` is allowed when given here.
+    pub s3_endpoint: Option<String>,
+    /// Bucket that `sync` pushes to and pulls from by default (`S3_BACKUP_BUCKET`; default
+    /// none: [`s3_bucket`](Self::s3_bucket)).
+    pub s3_backup_bucket: Option<String>,
+    /// Object prefix in the backup bucket (`S3_BACKUP_PREFIX`; default `hybridstore-backup`).
+    pub s3_backup_prefix: String,
 }
 
 /// The primary key/value store of a [`HybridStorageSystem`](crate::HybridStorageSystem).
@@ -145,6 +173,12 @@ impl Default for StorageConfig {
             analytics: true,
             analytics_record_keys: true,
             vectors: true,
+            s3_bucket: None,
+            s3_prefix: "hybridstore".to_string(),
+            s3_region: None,
+            s3_endpoint: None,
+            s3_backup_bucket: None,
+            s3_backup_prefix: "hybridstore-backup".to_string(),
         }
     }
 }
@@ -219,6 +253,37 @@ impl StorageConfig {
         }
         self.cache_config()?;
         Ok(())
+    }
+
+    /// The remote `sync` uses when none is named: `s3://<s3_backup_bucket>/<s3_backup_prefix>`
+    /// if a backup bucket is set, else `s3://<s3_bucket>/<s3_prefix>`, else `None`.
+    pub fn default_remote(&self) -> Option<String> {
+        match (&self.s3_backup_bucket, &self.s3_bucket) {
+            (Some(bucket), _) => Some(format!("s3://{bucket}/{}", self.s3_backup_prefix)),
+            (None, Some(bucket)) => Some(format!("s3://{bucket}/{}", self.s3_prefix)),
+            (None, None) => None,
+        }
+    }
+
+    /// object_store's S3 options for [`s3_region`](Self::s3_region) and
+    /// [`s3_endpoint`](Self::s3_endpoint) (credentials are read from the AWS variables by
+    /// object_store itself, never from here).
+    pub fn s3_storage_options(&self) -> Vec<(String, String)> {
+        let mut options = Vec::new();
+        if let Some(region) = &self.s3_region {
+            options.push(("aws_region".to_string(), region.clone()));
+        }
+        if let Some(endpoint) = &self.s3_endpoint {
+            options.push(("aws_endpoint".to_string(), endpoint.clone()));
+            options.push((
+                "aws_virtual_hosted_style_request".to_string(),
+                "false".to_string(),
+            ));
+            if endpoint.starts_with("http://") {
+                options.push(("aws_allow_http".to_string(), "true".to_string()));
+            }
+        }
+        options
     }
 
     /// The name access events give the primary store: `file`, `sqlite` or `postgres`.

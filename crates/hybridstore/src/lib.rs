@@ -39,6 +39,8 @@
 //!   that records them.
 //! - `vectors` (default): LanceDB under `<data_dir>/lance`: the passages of ingested
 //!   documents with a full-text index, and the vector store.
+//! - `sync` (default): push, pull and two-way sync with S3 or a directory
+//!   ([`HybridStorageSystem::sync_engine`], [`sync`](mod@sync)); implies `sql`.
 
 mod config;
 #[cfg(feature = "analytics")]
@@ -49,6 +51,8 @@ pub mod passages;
 mod search;
 mod source_tree;
 pub mod stack;
+#[cfg(feature = "sync")]
+mod syncing;
 mod transfer;
 
 /// The README's examples, compiled as doc tests so they stay true.
@@ -85,6 +89,9 @@ pub use hybridstore_file as file;
 #[cfg(feature = "sql")]
 #[doc(inline)]
 pub use hybridstore_sql as sql;
+#[cfg(feature = "sync")]
+#[doc(inline)]
+pub use hybridstore_sync as sync;
 #[cfg(feature = "vectors")]
 #[doc(inline)]
 pub use hybridstore_vector as vector;
@@ -92,6 +99,8 @@ pub use hybridstore_vector as vector;
 pub use metrics::MeteredStore;
 #[cfg(feature = "vectors")]
 pub use search::{PASSAGES_COLLECTION, PassageHit, PassageReport, passages_spec};
+#[cfg(feature = "sync")]
+pub use syncing::SYNC_STATE_FILE;
 
 /// Subdirectory of the data directory that holds the `FileStore` primary's records.
 pub const KV_DIR: &str = "kv";

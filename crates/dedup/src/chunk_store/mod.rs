@@ -173,6 +173,18 @@ impl OpenPack {
     }
 }
 
+/// Where a durable chunk is: see [`ChunkStore::blob_location`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BlobLocation {
+    /// The pack's key in the chunk store's backend.
+    pub pack: Key,
+    /// Byte range of the chunk's blob in the pack (decode it with
+    /// [`decode_blob`](crate::decode_blob)).
+    pub range: std::ops::Range<u64>,
+    /// Length of the chunk's plaintext, in bytes.
+    pub raw_len: u32,
+}
+
 /// What opening a chunk store found.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct OpenReport {
@@ -310,24 +322,7 @@ impl ChunkStore {
             .scan_meta(KeyRange::prefix(PACK_PREFIX), None)
             .try_collect()
             .await?;
-        let loaded: Vec<(Key, Result<PackInfo>)> = futures::stream::iter(listed)
-            .map(|entry| {
-                let backend = backend.clone();
-                async move {
-                    let info = read_pack_index(backend.as_ref(), &entry.key, entry.meta.size)
-                        .await
-                        .map(|entries| PackInfo {
-                            key: entry.key.clone(),
-                            len: entry.meta.size,
-                            created: entry.meta.created,
-                            entries,
-                        });
-                    (entry.key, info)
-                }
-            })
-            .buffered(8)
-            .collect()
-            .await;
+        let loaded = load_packs(&backend, listed).await;
         let mut report = OpenReport::default();
         let mut state = State::new();
         for (key, info) in loaded {
@@ -356,6 +351,38 @@ impl ChunkStore {
                 report,
             }),
         })
+    }
+
+    /// Loads the index of every pack in the backend that this store does not know yet
+    /// (written by another process since [`open`](Self::open), as another device's sync
+    /// writes them) and returns how many were added. Damaged packs are skipped, as at open.
+    ///
+    /// # Errors
+    /// Errors of listing the packs or reading an index.
+    pub async fn load_new_packs(&self) -> Result<u64> {
+        let backend = self.inner.backend.clone();
+        let known: HashSet<Key> = self.state().packs.values().map(|p| p.key.clone()).collect();
+        let listed: Vec<_> = backend
+            .scan_meta(KeyRange::prefix(PACK_PREFIX), None)
+            .try_filter(|e| std::future::ready(!known.contains(&e.key)))
+            .try_collect()
+            .await?;
+        let loaded = load_packs(&backend, listed).await;
+        let mut added = 0;
+        let mut state = self.state();
+        for (key, info) in loaded {
+            match info {
+                Ok(info) => {
+                    state.install_pack(info, |slot| slot.is_none());
+                    added += 1;
+                }
+                Err(e) if e.kind() == ErrorKind::Corrupted => {
+                    tracing::warn!(pack = %key, error = %e, "damaged pack: its chunks are unavailable");
+                }
+                Err(e) => return Err(e.with_context("pack", key)),
+            }
+        }
+        Ok(added)
     }
 
     /// What [`open`](Self::open) found.
@@ -460,6 +487,64 @@ impl ChunkStore {
         Some((info.key.clone(), entry.blob_range()))
     }
 
+    /// Where the durable chunk `id` is and how long its plaintext is; `None` if the chunk is
+    /// not durably stored. What a sync reads to fetch whole packs or ranges of them.
+    pub fn blob_location(&self, id: &ChunkId) -> Option<BlobLocation> {
+        let state = self.state();
+        let (info, entry) = state.durable_entry(id)?;
+        Some(BlobLocation {
+            pack: info.key.clone(),
+            range: entry.blob_range(),
+            raw_len: entry.raw_len,
+        })
+    }
+
+    /// Stores `chunks` (id, plaintext) that are not stored yet and waits until every one is
+    /// durable: they fill packs of about the target size (the last one smaller), shared with
+    /// concurrent callers (group commit). The
+    /// caller vouches that each id is the SHA-256 of its plaintext (as [`ChunkId`] says);
+    /// a read checks it again.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a chunk longer than [`MAX_CHUNK_LEN`](crate::MAX_CHUNK_LEN);
+    /// the backend's error if a pack could not be written (nothing of that pack is then
+    /// recorded).
+    pub async fn store_chunks(&self, chunks: &[(ChunkId, Bytes)]) -> Result<()> {
+        if let Some((id, data)) = chunks
+            .iter()
+            .find(|(_, d)| d.len() > crate::MAX_CHUNK_LEN as usize)
+        {
+            return Err(Error::invalid_input(format!(
+                "chunk {id} is {} bytes; the maximum is {}",
+                data.len(),
+                crate::MAX_CHUNK_LEN
+            )));
+        }
+        let _writer = self.writer();
+        // LZ4 of up to `chunks` plaintexts: on the blocking pool, not under the index lock.
+        let owned: Vec<Bytes> = chunks.iter().map(|(_, d)| d.clone()).collect();
+        let blobs = hybridstore_core::raw::spawn_cpu(move || {
+            owned
+                .iter()
+                .map(|d| chunk::encode_blob(d))
+                .collect::<Vec<_>>()
+        })
+        .await?;
+        let mut pending = PendingChunks::default();
+        for ((id, data), blob) in chunks.iter().zip(blobs) {
+            pending.absorb(self.add([NewChunk {
+                id: *id,
+                data,
+                blob: Some(blob),
+            }]));
+            // Packs of about the target size, not one pack of everything.
+            if self.open_pack_is_full() {
+                self.commit(std::mem::take(&mut pending)).await?;
+            }
+        }
+        self.commit(pending).await
+    }
+
     /// Plaintext bytes, blob bytes and count of the durable chunks among `ids`, and how
     /// many of `ids` are not durably stored; one pass under one lock.
     pub(crate) fn sizes_of<'a>(&self, ids: impl IntoIterator<Item = &'a ChunkId>) -> ChunkSizes {
@@ -474,6 +559,31 @@ fn missing(id: &ChunkId) -> Error {
 }
 
 /// Reads the index of the pack `key` of `len` bytes from its footer.
+/// The index of each listed pack, eight read at a time.
+async fn load_packs(
+    backend: &Arc<dyn KvStore>,
+    listed: Vec<hybridstore_core::MetaEntry>,
+) -> Vec<(Key, Result<PackInfo>)> {
+    futures::stream::iter(listed)
+        .map(|entry| {
+            let backend = backend.clone();
+            async move {
+                let info = read_pack_index(backend.as_ref(), &entry.key, entry.meta.size)
+                    .await
+                    .map(|entries| PackInfo {
+                        key: entry.key.clone(),
+                        len: entry.meta.size,
+                        created: entry.meta.created,
+                        entries,
+                    });
+                (entry.key, info)
+            }
+        })
+        .buffered(8)
+        .collect()
+        .await
+}
+
 async fn read_pack_index(backend: &dyn KvStore, key: &Key, len: u64) -> Result<Vec<PackEntry>> {
     let footer_len = pack::FOOTER_LEN as u64;
     if len < footer_len {

@@ -58,6 +58,7 @@ pub fn services_required() -> bool {
 pub struct Fixture {
     store: Arc<dyn KvStore>,
     _guard: Option<Box<dyn Any + Send + Sync>>,
+    reusable: bool,
 }
 
 impl Fixture {
@@ -66,6 +67,7 @@ impl Fixture {
         Fixture {
             store: Arc::new(store),
             _guard: None,
+            reusable: false,
         }
     }
 
@@ -74,7 +76,22 @@ impl Fixture {
         Fixture {
             store: Arc::new(store),
             _guard: Some(Box::new(guard)),
+            reusable: false,
         }
+    }
+
+    /// Lets [`model_based`] run all its cases on this one store, emptied with `clear` (and
+    /// checked empty) before each, instead of asking the factory for a fresh store per case:
+    /// for fixtures that are slow to build, such as a server started per fixture. Every
+    /// other check still gets a fresh store.
+    pub fn reusable(mut self) -> Self {
+        self.reusable = true;
+        self
+    }
+
+    /// Whether [`reusable`](Self::reusable) was set.
+    pub fn is_reusable(&self) -> bool {
+        self.reusable
     }
 
     /// The store under test.

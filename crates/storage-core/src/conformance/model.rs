@@ -174,7 +174,8 @@ async fn run_model(store: &dyn KvStore, ops: &[Op]) -> Result<(), TestCaseError>
     Ok(())
 }
 
-/// Random sequences of put/delete/get/head/scan/batch, each on a fresh store, checked step by
+/// Random sequences of put/delete/get/head/scan/batch, each on a fresh store (or on one
+/// store emptied before each case, for a [`Fixture::reusable`] fixture), checked step by
 /// step against a `BTreeMap` model; proptest shrinks a failure to a minimal sequence.
 /// Cases: `HYBRIDSTORE_PROPTEST_CASES` (default 64), up to 40 operations each.
 pub fn model_based<F, Fut>(factory: F)
@@ -192,9 +193,10 @@ where
         .enable_all()
         .build()
         .unwrap();
-    if rt.block_on(factory()).into_fixture().is_none() {
+    let Some(first) = rt.block_on(factory()).into_fixture() else {
         return; // skipped: the factory said why
-    }
+    };
+    let shared = first.is_reusable().then_some(first);
     let mut runner = TestRunner::new(Config {
         cases,
         failure_persistence: None,
@@ -202,6 +204,21 @@ where
     });
     let result = runner.run(&proptest::collection::vec(op_strategy(), 1..40), |ops| {
         rt.block_on(async {
+            if let Some(fixture) = &shared {
+                let store = fixture.store();
+                store
+                    .clear()
+                    .await
+                    .map_err(|e| TestCaseError::fail(format!("clear before a case: {e}")))?;
+                let left = store
+                    .list_keys(crate::KeyRange::all(), Some(1))
+                    .await
+                    .map_err(|e| TestCaseError::fail(format!("list after clear: {e}")))?;
+                if !left.is_empty() {
+                    return Err(TestCaseError::fail(format!("clear left {left:?}")));
+                }
+                return run_model(store, &ops).await;
+            }
             match factory().await.into_fixture() {
                 Some(fixture) => run_model(fixture.store(), &ops).await,
                 None => Ok(()), // skipped: the factory said why
