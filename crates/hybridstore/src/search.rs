@@ -137,6 +137,82 @@ pub(crate) async fn index_tree(
     Ok(report)
 }
 
+/// Brings the passages of `changed` keys up to date from their values in `kv` (a sync
+/// pulled them): text keys' passages are replaced, and the passages of `deleted` keys are
+/// removed; then the full-text index is brought up to date. Keys that are not UTF-8 text
+/// paths with a text extension have no passages.
+pub(crate) async fn index_keys(
+    store: &LanceVectorStore,
+    kv: &dyn hybridstore_core::KvStore,
+    changed: &[hybridstore_core::Key],
+    deleted: &[hybridstore_core::Key],
+) -> Result<PassageReport> {
+    let started = Instant::now();
+    let text_key = |k: &hybridstore_core::Key| {
+        let s = k.as_str()?;
+        TextKind::of(Path::new(s)).map(|kind| (s.to_string(), kind))
+    };
+    let changed: Vec<_> = changed
+        .iter()
+        .filter_map(|k| text_key(k).map(|t| (k.clone(), t)))
+        .collect();
+    let gone: Vec<String> = deleted
+        .iter()
+        .filter_map(|k| text_key(k).map(|(s, _)| s))
+        .collect();
+    let mut report = PassageReport::default();
+    if changed.is_empty() && gone.is_empty() {
+        return Ok(report);
+    }
+    store.create_collection(&passages_spec()).await?;
+    for keys in gone.chunks(DOCUMENTS_PER_DELETE) {
+        store
+            .delete_where(
+                PASSAGES_COLLECTION,
+                &Filter::is_in("doc_key", keys.to_vec()),
+            )
+            .await?;
+    }
+    let mut pending = PendingPassages::default();
+    for group in changed.chunks(FILES_PER_TASK) {
+        let keys: Vec<_> = group.iter().map(|(k, _)| k.clone()).collect();
+        let values = kv.get_many(&keys).await?;
+        let docs: Vec<(String, TextKind, bytes::Bytes)> = group
+            .iter()
+            .zip(values)
+            .filter_map(|((_, (name, kind)), v)| v.map(|v| (name.clone(), *kind, v)))
+            .collect();
+        let cut = tokio::task::spawn_blocking(move || {
+            docs.into_iter()
+                .map(|(name, kind, bytes)| (name, passages(kind, &bytes)))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(|e| Error::backend(format!("passage extraction failed: {e}")))?;
+        for (key, texts) in cut {
+            report.documents += 1;
+            report.passages += texts.len() as u64;
+            pending.push(key, texts);
+        }
+        if pending.is_full() {
+            pending.write(store, true).await?;
+        }
+    }
+    pending.write(store, true).await?;
+    if report.passages > 0 {
+        let info = store.describe_collection(PASSAGES_COLLECTION).await?;
+        if info.indexes.is_empty() {
+            store
+                .create_index(PASSAGES_COLLECTION, &IndexSpec::FullText)
+                .await?;
+        } else {
+            store.optimize(PASSAGES_COLLECTION).await?;
+        }
+    }
+    report.elapsed_ms = started.elapsed().as_millis() as u64;
+    Ok(report)
+}
+
 /// Passages written per write batch: few, large Lance fragments rather than one per group of
 /// files (LanceDB's guidance is to write in batches of many rows).
 const PASSAGES_PER_WRITE: usize = 50_000;

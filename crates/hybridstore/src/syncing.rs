@@ -3,7 +3,10 @@
 use std::sync::Arc;
 
 use hybridstore_core::{Error, KvStore, Result};
-use hybridstore_sync::{ObjectStoreKvOptions, Remote, RemoteUrl, SyncEngine};
+use hybridstore_sync::{
+    Direction, ObjectStoreKvOptions, Remote, RemoteUrl, SyncEngine, SyncOptions, SyncProgress,
+    SyncReport,
+};
 
 use crate::HybridStorageSystem;
 
@@ -49,5 +52,37 @@ impl HybridStorageSystem {
         .await?;
         let state: Arc<dyn KvStore> = Arc::new(state);
         Ok(SyncEngine::new(self.kv().clone(), state, remote))
+    }
+
+    /// Syncs with `remote` (see [`sync_engine`](Self::sync_engine)) in `direction`, then,
+    /// with vectors on, brings the passages of the keys the sync wrote or deleted here up
+    /// to date, so `search` on a device that pulled finds what it finds on the device that
+    /// pushed.
+    ///
+    /// # Errors
+    /// As [`sync_engine`](Self::sync_engine) and [`SyncEngine::run`]; errors of updating
+    /// the passages.
+    pub async fn sync(
+        &self,
+        remote: Option<&str>,
+        direction: Direction,
+        options: &SyncOptions,
+        on_progress: impl Fn(&SyncProgress) + Send + Sync,
+    ) -> Result<SyncReport> {
+        let engine = self.sync_engine(remote).await?;
+        let report = engine.run(direction, options, on_progress).await?;
+        #[cfg(feature = "vectors")]
+        if let Some(store) = self.vectors()
+            && !(report.written_local.is_empty() && report.deleted_local_keys.is_empty())
+        {
+            crate::search::index_keys(
+                store,
+                self.uncached.as_ref(),
+                &report.written_local,
+                &report.deleted_local_keys,
+            )
+            .await?;
+        }
+        Ok(report)
     }
 }

@@ -531,3 +531,85 @@ fn hybridstore_config_names_the_configuration_file() {
     assert_eq!(code(&o), 2);
     assert!(String::from_utf8_lossy(&o.stderr).contains("HYBRIDSTORE_IO_CONCURENCY"));
 }
+
+fn json(o: &Output) -> serde_json::Value {
+    assert_eq!(code(o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Two data directories synced through a remote directory with the `sync` commands.
+#[test]
+fn sync_push_pull_status_dry_run_and_deletions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let remote = dir.path().join("remote");
+    let remote = remote.to_str().unwrap();
+    for (k, v) in [
+        ("notes/one.md", "# one"),
+        ("notes/two.md", "# two"),
+        ("bin", "\u{1}\u{2}"),
+    ] {
+        let o = run_with_stdin(&a, &["put", k], Some(v.as_bytes()));
+        assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let pushed = json(&hybridstore(
+        &a,
+        &["--json", "sync", "push", "--remote", remote],
+    ));
+    assert_eq!(pushed["uploaded"], 3);
+    assert_eq!(pushed["segments_sent"], 1);
+
+    let status = json(&hybridstore(
+        &b,
+        &["--json", "sync", "status", "--remote", remote],
+    ));
+    assert_eq!(status["pending_downloads"], 3);
+    let pulled = json(&hybridstore(
+        &b,
+        &["--json", "sync", "pull", "--remote", remote],
+    ));
+    assert_eq!(pulled["downloaded"], 3);
+    assert_eq!(stdout(&hybridstore(&b, &["get", "notes/two.md"])), "# two");
+    let human = hybridstore(&b, &["sync", "both", "--remote", remote]);
+    assert_eq!(code(&human), 0);
+    assert!(stdout(&human).contains("0 uploaded"), "{}", stdout(&human));
+
+    assert_eq!(code(&hybridstore(&a, &["rm", "notes/one.md"])), 0);
+    json(&hybridstore(
+        &a,
+        &["--json", "sync", "push", "--remote", remote],
+    ));
+    // A dry run reports the deletion and keeps the key.
+    let dry = json(&hybridstore(
+        &b,
+        &["--json", "sync", "pull", "--dry-run", "--remote", remote],
+    ));
+    assert_eq!(
+        (dry["dry_run"].as_bool(), dry["deleted_local"].as_u64()),
+        (Some(true), Some(1))
+    );
+    assert_eq!(code(&hybridstore(&b, &["get", "notes/one.md"])), 0);
+    let pulled = json(&hybridstore(
+        &b,
+        &["--json", "sync", "pull", "--remote", remote],
+    ));
+    assert_eq!(pulled["deleted_local"], 1);
+    assert_eq!(code(&hybridstore(&b, &["get", "notes/one.md"])), 3);
+
+    // Bad input is exit code 2: an unknown policy, no remote at all.
+    let bad = hybridstore(
+        &b,
+        &["sync", "both", "--policy", "older", "--remote", remote],
+    );
+    assert_eq!(code(&bad), 2);
+    let none = Command::new(env!("CARGO_BIN_EXE_hybridstore"))
+        .arg("--data-dir")
+        .arg(&b)
+        .args(["sync", "push"])
+        .env_remove("S3_BUCKET")
+        .env_remove("S3_BACKUP_BUCKET")
+        .output()
+        .unwrap();
+    assert_eq!(code(&none), 2, "{}", String::from_utf8_lossy(&none.stderr));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("--remote"));
+}

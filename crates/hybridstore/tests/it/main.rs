@@ -819,3 +819,161 @@ async fn shutdown_writes_the_events_closes_sqlite_and_frees_the_directory() {
         );
     }
 }
+
+/// Two devices and a remote directory: what the second device pulls verifies, exports the
+/// same bytes, and is found by the same searches; a deletion travels and takes its passages
+/// with it; nothing moves when nothing changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_pulls_verifies_exports_the_same_files_and_searches_the_same() {
+    use hybridstore::sync::{Direction, SyncOptions};
+    let base = tempfile::tempdir().unwrap();
+    let src = base.path().join("src");
+    make_source(&src);
+    std::fs::write(
+        src.join("book/lifetimes.html"),
+        "<html><body><main><h1>Validating References with Lifetimes</h1><p>The borrow \
+         checker compares scopes to determine whether all borrows are valid.</p></main>\
+         </body></html>",
+    )
+    .unwrap();
+    let remote = base.path().join("remote");
+    let remote = remote.to_str().unwrap();
+    let a = HybridStorageSystem::open(StorageConfig::with_data_dir(base.path().join("a")))
+        .await
+        .unwrap();
+    let ingested = a.ingest_dir(&src, "docs/", |_| {}).await.unwrap();
+    let pushed = a
+        .sync(
+            Some(remote),
+            Direction::Push,
+            &SyncOptions::default(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(pushed.uploaded, ingested.files, "{pushed:?}");
+
+    let b = HybridStorageSystem::open(StorageConfig::with_data_dir(base.path().join("b")))
+        .await
+        .unwrap();
+    let pulled = b
+        .sync(
+            Some(remote),
+            Direction::Pull,
+            &SyncOptions::default(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(pulled.downloaded, ingested.files, "{pulled:?}");
+    let verified = b.verify(|_, _| {}).await.unwrap();
+    assert!(verified.is_clean(), "{verified:?}");
+    assert_eq!(verified.checked_keys, ingested.files);
+    let out = base.path().join("out");
+    b.export_dir(&out, "docs/", |_| {}).await.unwrap();
+    assert_eq!(tree(&out), tree(&src), "exports are byte-identical");
+    let keys =
+        |hits: Vec<hybridstore::PassageHit>| hits.into_iter().map(|h| h.key).collect::<Vec<_>>();
+    for query in ["borrow checker lifetimes", "chapter", "deep"] {
+        assert_eq!(
+            keys(b.search(query, 5).await.unwrap()),
+            keys(a.search(query, 5).await.unwrap()),
+            "{query}"
+        );
+    }
+    assert_eq!(
+        keys(b.search("borrow checker", 1).await.unwrap()),
+        ["docs/book/lifetimes.html"]
+    );
+
+    a.kv()
+        .delete(&Key::new("docs/book/lifetimes.html").unwrap())
+        .await
+        .unwrap();
+    a.sync(
+        Some(remote),
+        Direction::Both,
+        &SyncOptions::default(),
+        |_| {},
+    )
+    .await
+    .unwrap();
+    let second = b
+        .sync(
+            Some(remote),
+            Direction::Both,
+            &SyncOptions::default(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(second.deleted_local, 1, "{second:?}");
+    assert_eq!(
+        b.kv()
+            .get(&Key::new("docs/book/lifetimes.html").unwrap())
+            .await
+            .unwrap(),
+        None
+    );
+    let after = keys(b.search("borrow checker lifetimes", 5).await.unwrap());
+    assert!(
+        !after.contains(&"docs/book/lifetimes.html".to_string()),
+        "{after:?}"
+    );
+    let quiet = b
+        .sync(
+            Some(remote),
+            Direction::Both,
+            &SyncOptions::default(),
+            |_| {},
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (quiet.bytes_sent, quiet.bytes_received),
+        (0, 0),
+        "{quiet:?}"
+    );
+    let status = b
+        .sync_engine(Some(remote))
+        .await
+        .unwrap()
+        .status()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            status.pending_uploads,
+            status.pending_downloads,
+            status.conflicts
+        ),
+        (0, 0, 0)
+    );
+}
+
+#[test]
+fn the_seeds_s3_variables_name_the_default_remote() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("S3_BUCKET", "primary-bucket");
+        jail.set_env("S3_ENDPOINT", "http://127.0.0.1:8333");
+        let config = StorageConfig::load(None).unwrap();
+        assert_eq!(
+            config.default_remote().as_deref(),
+            Some("s3://primary-bucket/hybridstore")
+        );
+        let options = config.s3_storage_options();
+        assert!(options.contains(&("aws_allow_http".to_string(), "true".to_string())));
+        jail.set_env("S3_BACKUP_BUCKET", "backups");
+        jail.set_env("S3_BACKUP_PREFIX", "laptop");
+        let config = StorageConfig::load(None).unwrap();
+        assert_eq!(
+            config.default_remote().as_deref(),
+            Some("s3://backups/laptop")
+        );
+        // Credentials are not configuration: an AWS secret never appears in it.
+        jail.set_env("AWS_SECRET_ACCESS_KEY", "do-not-print");
+        let config = StorageConfig::load(None).unwrap();
+        assert!(!format!("{config:?}").contains("do-not-print"));
+        Ok(())
+    });
+}

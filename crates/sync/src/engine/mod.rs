@@ -189,6 +189,13 @@ pub struct SyncReport {
     pub bytes_received: u64,
     /// The remote's generation (its last segment) after the sync.
     pub generation: u64,
+    /// The local keys this sync wrote (downloads, keep-both copies), for a caller that keeps
+    /// derived data, such as a search index, up to date. Not in the JSON form.
+    #[serde(skip)]
+    pub written_local: Vec<Key>,
+    /// The local keys this sync deleted. Not in the JSON form.
+    #[serde(skip)]
+    pub deleted_local_keys: Vec<Key>,
     /// Wall time, in milliseconds.
     pub elapsed_ms: u64,
 }
@@ -216,6 +223,8 @@ pub struct Remote {
     kv: Arc<ObjectStoreKv>,
     chunks: ChunkStore,
     name: String,
+    /// The generation up to which the chunk index knows the packs that segments name.
+    packs_known_at: Arc<AtomicU64>,
 }
 
 impl Remote {
@@ -241,7 +250,12 @@ impl Remote {
         let kv = Arc::new(kv);
         let chunks =
             ChunkStore::open(kv.clone(), hybridstore_dedup::DEFAULT_TARGET_PACK_SIZE).await?;
-        Ok(Remote { kv, chunks, name })
+        Ok(Remote {
+            kv,
+            chunks,
+            name,
+            packs_known_at: Arc::new(AtomicU64::new(0)),
+        })
     }
 
     /// The store holding packs and segments.
@@ -286,6 +300,17 @@ enum Upload {
 /// One upload ready to send: its key, its segment entry, and the chunks (id, plaintext) of
 /// it that the remote lacks.
 type Prepared = (Key, RemoteState, Vec<(Sha256Digest, Bytes)>);
+
+/// One group of downloads with its chunks: `keys` in the group, the values to write
+/// (remote key, local key, metadata, manifest), the chunks they need, and the keys whose
+/// manifests were damaged.
+#[derive(Default)]
+struct FetchedGroup {
+    keys: u64,
+    values: Vec<(Key, Key, ObjectMeta, Manifest)>,
+    chunks: Arc<HashMap<Sha256Digest, Bytes>>,
+    failed: Vec<(String, String)>,
+}
 
 /// Counters shared by the concurrent parts of a sync.
 #[derive(Debug, Default)]
@@ -456,12 +481,14 @@ impl SyncEngine {
     ) -> Result<SyncReport> {
         let started = Instant::now();
         let traffic = Traffic::default();
-        let before = self.state_u64("gen").await?.unwrap_or(0);
         let (generation, read) = self.refresh().await?;
         traffic.received.fetch_add(read, Ordering::Relaxed);
-        if generation > before {
-            // Other devices' segments name chunks in packs this process has not seen.
+        if self.remote.packs_known_at.load(Ordering::Acquire) < generation {
+            // Segments may name chunks in packs written since the index was loaded.
             self.remote.chunks.load_new_packs().await?;
+            self.remote
+                .packs_known_at
+                .fetch_max(generation, Ordering::AcqRel);
         }
         let local: BTreeMap<Key, ObjectMeta> = self
             .local
@@ -599,6 +626,7 @@ impl SyncEngine {
                 let meta = local.get(from).cloned();
                 let put = meta.map(|m| PutOptions::preserving(&m)).unwrap_or_default();
                 self.local.put_with(to, value, &put).await?;
+                report.written_local.push(to.clone());
             }
         }
         // Downloads and local deletions.
@@ -621,6 +649,7 @@ impl SyncEngine {
             self.local.write_batch(batch).await?;
             self.state.write_batch(state).await?;
             report.deleted_local += chunk.len() as u64;
+            report.deleted_local_keys.extend(chunk.iter().cloned());
         }
         // Uploads, group by group.
         let generation = self
@@ -663,7 +692,8 @@ impl SyncEngine {
         Ok(report)
     }
 
-    /// Pending work and the last sync, from a dry-run two-way sync.
+    /// Pending work and the last sync, from a dry-run two-way sync (conflicts counted in
+    /// the direction the default policy would resolve them).
     ///
     /// # Errors
     /// As [`run`](Self::run).
@@ -672,16 +702,14 @@ impl SyncEngine {
             .with_dry_run(true)
             .with_max_delete(100, true);
         let report = self.run(Direction::Both, &options, |_| {}).await?;
-        let push = self.run(Direction::Push, &options, |_| {}).await?;
-        let pull = self.run(Direction::Pull, &options, |_| {}).await?;
         let last_sync = self
             .state_u64("last")
             .await?
             .map(|ns| UNIX_EPOCH + Duration::from_nanos(ns));
         Ok(SyncStatus {
             remote: self.remote.name.clone(),
-            pending_uploads: push.uploaded + push.deleted_remote,
-            pending_downloads: pull.downloaded + pull.deleted_local,
+            pending_uploads: report.uploaded + report.deleted_remote,
+            pending_downloads: report.downloaded + report.deleted_local,
             conflicts: report.conflicts.len() as u64,
             last_sync,
             generation: report.generation,
@@ -700,45 +728,28 @@ impl SyncEngine {
     ) -> Result<()> {
         let total = downloads.len() as u64;
         let mut done = 0u64;
-        for group in groups(downloads, options, |(from, _)| match remote.get(from) {
+        let mut pending = groups(downloads, options, |(from, _)| match remote.get(from) {
             Some(RemoteState::Value { meta, .. }) => meta.size,
             _ => 0,
-        }) {
-            // Every chunk the group needs, fetched by pack.
-            let mut values: Vec<(Key, Key, ObjectMeta, Manifest)> = Vec::new();
-            let mut needed: HashSet<Sha256Digest> = HashSet::new();
-            for (from, to) in group {
-                let Some(RemoteState::Value { meta, manifest }) = remote.get(from) else {
-                    continue;
-                };
-                let manifest = match Manifest::decode(manifest) {
-                    Ok(m) => m,
-                    Err(e) => {
-                        report.failed.push((from.to_string(), e.to_string()));
-                        continue;
+        })
+        .into_iter();
+        // Pipelined: the next group's chunks are fetched while this group is written.
+        let mut current = match pending.next() {
+            Some(group) => Some(self.fetch_group(group, remote, traffic).await?),
+            None => None,
+        };
+        while let Some(fetched) = current {
+            let following = pending.next();
+            let (written, prefetched) = futures::join!(
+                self.write_group(fetched.values, fetched.chunks, options),
+                async {
+                    match following {
+                        Some(group) => Some(self.fetch_group(group, remote, traffic).await),
+                        None => None,
                     }
-                };
-                if let Manifest::Chunked(list) = &manifest {
-                    needed.extend(list.chunks.iter().map(|(id, _)| *id));
                 }
-                values.push((from.clone(), to.clone(), meta.clone(), manifest));
-            }
-            let chunks = self.fetch_chunks(needed, traffic).await?;
-            let written: Vec<Result<(Key, Sha256Digest)>> = futures::stream::iter(values)
-                .map(|(from, to, meta, manifest)| {
-                    let chunks = &chunks;
-                    async move {
-                        let value = assemble(&manifest, chunks)
-                            .map_err(|e| e.with_context("key", &from))?;
-                        self.local
-                            .put_with(&to, value, &PutOptions::preserving(&meta))
-                            .await?;
-                        Ok((to, meta.checksum))
-                    }
-                })
-                .buffer_unordered(options.concurrency)
-                .collect()
-                .await;
+            );
+            report.failed.extend(fetched.failed);
             let mut state = WriteBatch::new();
             for result in written {
                 match result {
@@ -748,6 +759,7 @@ impl SyncEngine {
                             Bytes::copy_from_slice(checksum.as_bytes()),
                         );
                         report.downloaded += 1;
+                        report.written_local.push(key);
                     }
                     Err(e) if e.kind() == ErrorKind::Corrupted => {
                         report.failed.push((
@@ -764,7 +776,7 @@ impl SyncEngine {
             if !state.is_empty() {
                 self.state.write_batch(state).await?;
             }
-            done += group.len() as u64;
+            done += fetched.keys;
             on_progress(&SyncProgress {
                 phase: "download",
                 keys_done: done,
@@ -772,8 +784,72 @@ impl SyncEngine {
                 bytes_sent: traffic.sent.load(Ordering::Relaxed),
                 bytes_received: traffic.received.load(Ordering::Relaxed),
             });
+            current = prefetched.transpose()?;
         }
         Ok(())
+    }
+
+    /// The manifests of one group of downloads and every chunk they need, fetched by pack.
+    async fn fetch_group(
+        &self,
+        group: &[(Key, Key)],
+        remote: &BTreeMap<Key, RemoteState>,
+        traffic: &Traffic,
+    ) -> Result<FetchedGroup> {
+        let mut fetched = FetchedGroup {
+            keys: group.len() as u64,
+            ..FetchedGroup::default()
+        };
+        let mut needed: HashSet<Sha256Digest> = HashSet::new();
+        for (from, to) in group {
+            let Some(RemoteState::Value { meta, manifest }) = remote.get(from) else {
+                continue;
+            };
+            let manifest = match Manifest::decode(manifest) {
+                Ok(m) => m,
+                Err(e) => {
+                    fetched.failed.push((from.to_string(), e.to_string()));
+                    continue;
+                }
+            };
+            if let Manifest::Chunked(list) = &manifest {
+                needed.extend(list.chunks.iter().map(|(id, _)| *id));
+            }
+            fetched
+                .values
+                .push((from.clone(), to.clone(), meta.clone(), manifest));
+        }
+        fetched.chunks = Arc::new(self.fetch_chunks(needed, traffic).await?);
+        Ok(fetched)
+    }
+
+    /// Assembles and writes the values of one fetched group; each key's outcome.
+    async fn write_group(
+        &self,
+        values: Vec<(Key, Key, ObjectMeta, Manifest)>,
+        chunks: Arc<HashMap<Sha256Digest, Bytes>>,
+        options: &SyncOptions,
+    ) -> Vec<Result<(Key, Sha256Digest)>> {
+        futures::stream::iter(values)
+            .map(|(from, to, meta, manifest)| {
+                let chunks = chunks.clone();
+                async move {
+                    // Copying chunks together and hashing the value: CPU work, off the
+                    // async workers when it is large.
+                    let len = manifest.value_len() as usize;
+                    let value =
+                        hybridstore_core::raw::cpu_bound(len, move || assemble(&manifest, &chunks))
+                            .await?
+                            .map_err(|e| e.with_context("key", &from))?;
+                    self.local
+                        .put_with(&to, value, &PutOptions::preserving(&meta))
+                        .await?;
+                    Ok((to, meta.checksum))
+                }
+            })
+            .buffer_unordered(options.concurrency)
+            .collect()
+            .await
     }
 
     /// The plaintext of every chunk in `ids`, read from the remote's packs: the blobs of

@@ -468,3 +468,24 @@ async fn devices_sync_through_seaweedfs() {
     assert_eq!((status.pending_uploads, status.pending_downloads), (0, 0));
     assert!(status.last_sync.unwrap() <= SystemTime::now());
 }
+
+/// A device whose engine stays open (a long-running process) pulls values whose packs were
+/// written by another device after it opened, also after a status check in between.
+#[tokio::test]
+async fn a_long_lived_device_finds_packs_written_after_it_opened() {
+    let remote = memory();
+    let (a, b) = (
+        Device::on(remote.clone()).await,
+        Device::on(remote.clone()).await,
+    );
+    a.put("first", &noise(100_000, 1), 1).await;
+    a.sync(Direction::Push, &SyncOptions::default()).await;
+    assert_eq!(b.engine.status().await.unwrap().pending_downloads, 1);
+    a.put("second", &noise(100_000, 2), 2).await;
+    a.sync(Direction::Push, &SyncOptions::default()).await;
+    assert_eq!(b.engine.status().await.unwrap().pending_downloads, 2);
+    let pulled = b.sync(Direction::Pull, &SyncOptions::default()).await;
+    assert_eq!(pulled.downloaded, 2, "{pulled:?}");
+    assert!(pulled.failed.is_empty(), "{pulled:?}");
+    assert_eq!(b.get("second").await.unwrap(), noise(100_000, 2));
+}
