@@ -123,18 +123,22 @@ pub(crate) async fn index_tree(
     }
     pending.write(store, may_replace).await?;
     if report.passages > 0 {
-        let info = store.describe_collection(PASSAGES_COLLECTION).await?;
-        if info.indexes.is_empty() {
-            store
-                .create_index(PASSAGES_COLLECTION, &IndexSpec::FullText)
-                .await?;
-        } else {
-            // Folds the new passages into the existing index.
-            store.optimize(PASSAGES_COLLECTION).await?;
-        }
+        update_text_index(store).await?;
     }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
+}
+
+/// Creates the passages' full-text index, or folds new passages into the one there is.
+async fn update_text_index(store: &LanceVectorStore) -> Result<()> {
+    let info = store.describe_collection(PASSAGES_COLLECTION).await?;
+    if info.indexes.is_empty() {
+        store
+            .create_index(PASSAGES_COLLECTION, &IndexSpec::FullText)
+            .await
+    } else {
+        store.optimize(PASSAGES_COLLECTION).await
+    }
 }
 
 /// Brings the passages of `changed` keys up to date from their values in `kv` (a sync
@@ -200,14 +204,7 @@ pub(crate) async fn index_keys(
     }
     pending.write(store, true).await?;
     if report.passages > 0 {
-        let info = store.describe_collection(PASSAGES_COLLECTION).await?;
-        if info.indexes.is_empty() {
-            store
-                .create_index(PASSAGES_COLLECTION, &IndexSpec::FullText)
-                .await?;
-        } else {
-            store.optimize(PASSAGES_COLLECTION).await?;
-        }
+        update_text_index(store).await?;
     }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)

@@ -952,6 +952,7 @@ async fn a_device_that_pulls_verifies_exports_the_same_files_and_searches_the_sa
 }
 
 #[test]
+#[allow(clippy::result_large_err)] // figment's Jail closure returns figment::Error by design
 fn the_seeds_s3_variables_name_the_default_remote() {
     figment::Jail::expect_with(|jail| {
         jail.set_env("S3_BUCKET", "primary-bucket");

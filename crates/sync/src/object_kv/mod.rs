@@ -694,6 +694,46 @@ impl ObjectStoreKv {
         Ok(())
     }
 
+    /// The keys in `range` (at most `limit`), listed once, then each read by `read` (up to
+    /// `concurrency` at once, each under the visibility lock, so never inside half a batch),
+    /// in key order. A key deleted between the listing and its read is not in the scan.
+    fn scan_with<T, F, Fut>(
+        &self,
+        range: KeyRange,
+        limit: Option<usize>,
+        read: F,
+    ) -> futures::stream::BoxStream<'static, Result<T>>
+    where
+        T: Send + 'static,
+        F: Fn(ObjectStoreKv, Key) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Option<T>>> + Send + 'static,
+    {
+        let this = self.clone();
+        let read = Arc::new(read);
+        stream::once(async move {
+            this.settle().await?;
+            let keys = {
+                let _visible = this.inner.visibility.read().await;
+                this.list_range(&range, limit).await?
+            };
+            let concurrency = this.inner.options.concurrency;
+            Ok::<_, Error>(
+                stream::iter(keys)
+                    .map(move |key| {
+                        let (this, read) = (this.clone(), read.clone());
+                        async move {
+                            let _visible = this.inner.visibility.read().await;
+                            read(this.clone(), key).await
+                        }
+                    })
+                    .buffered(concurrency)
+                    .try_filter_map(|e| async move { Ok(e) }),
+            )
+        })
+        .try_flatten()
+        .boxed()
+    }
+
     fn defer(&self, record: Path) {
         lock(&self.inner.unsettled).push(record);
         self.inner.unsettled_flag.store(true, Ordering::Release);
@@ -804,62 +844,17 @@ impl KvStore for ObjectStoreKv {
     }
 
     fn scan(&self, range: KeyRange, limit: Option<usize>) -> EntryStream<'_> {
-        let this = self.clone();
-        stream::once(async move {
-            this.settle().await?;
-            let keys = {
-                let _visible = this.inner.visibility.read().await;
-                this.list_range(&range, limit).await?
-            };
-            let concurrency = this.inner.options.concurrency;
-            Ok::<_, Error>(
-                stream::iter(keys)
-                    .map(move |key| {
-                        let this = this.clone();
-                        async move {
-                            let _visible = this.inner.visibility.read().await;
-                            let read = this.read_value(&key).await?;
-                            Ok::<_, Error>(read.map(|(meta, value)| hybridstore_core::Entry {
-                                key,
-                                value,
-                                meta,
-                            }))
-                        }
-                    })
-                    .buffered(concurrency)
-                    // A key deleted between the listing and its read is not in the scan.
-                    .try_filter_map(|e| async move { Ok(e) }),
-            )
+        self.scan_with(range, limit, |this, key| async move {
+            let read = this.read_value(&key).await?;
+            Ok(read.map(|(meta, value)| hybridstore_core::Entry { key, value, meta }))
         })
-        .try_flatten()
-        .boxed()
     }
 
     fn scan_meta(&self, range: KeyRange, limit: Option<usize>) -> MetaStream<'_> {
-        let this = self.clone();
-        stream::once(async move {
-            this.settle().await?;
-            let keys = {
-                let _visible = this.inner.visibility.read().await;
-                this.list_range(&range, limit).await?
-            };
-            let concurrency = this.inner.options.concurrency;
-            Ok::<_, Error>(
-                stream::iter(keys)
-                    .map(move |key| {
-                        let this = this.clone();
-                        async move {
-                            let _visible = this.inner.visibility.read().await;
-                            let meta = this.head_object(&this.value_path(&key)).await?;
-                            Ok::<_, Error>(meta.map(|meta| MetaEntry { key, meta }))
-                        }
-                    })
-                    .buffered(concurrency)
-                    .try_filter_map(|e| async move { Ok(e) }),
-            )
+        self.scan_with(range, limit, |this, key| async move {
+            let meta = this.head_object(&this.value_path(&key)).await?;
+            Ok(meta.map(|meta| MetaEntry { key, meta }))
         })
-        .try_flatten()
-        .boxed()
     }
 
     async fn write_batch(&self, batch: WriteBatch) -> Result<()> {
