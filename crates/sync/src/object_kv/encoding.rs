@@ -67,9 +67,14 @@ pub fn encode_lower_bound(key: &[u8]) -> String {
 }
 
 /// The directory (whole segments only) under which every key starting with `prefix` lies,
-/// `""` if the prefix is shorter than one segment.
+/// the prefix itself included, `""` if there is none. A prefix of exactly `k` segments
+/// gives `k - 1`: the key equal to it is the file `<segment k>.v` beside the directory of
+/// segment `k`, not inside it.
 pub fn directory_of_prefix(prefix: &[u8]) -> String {
-    let whole = (2 * prefix.len()) / SEGMENT_HEX;
+    if prefix.is_empty() {
+        return String::new();
+    }
+    let whole = (2 * prefix.len() - 1) / SEGMENT_HEX;
     if whole == 0 {
         return String::new();
     }
@@ -138,6 +143,21 @@ mod tests {
             "", ".v", "6.v", "6g.v", "61", "61/62.v", "/61.v", "61.v.v", "AB.v",
         ] {
             assert!(decode(bad).is_none(), "{bad:?} decoded");
+        }
+    }
+
+    #[test]
+    fn a_prefix_of_whole_segments_lists_the_key_equal_to_it() {
+        for len in [64, 65, 128, 129] {
+            let prefix = vec![7u8; len];
+            let dir = directory_of_prefix(&prefix);
+            for key in [prefix.clone(), [prefix.clone(), vec![1]].concat()] {
+                let encoded = encode(&key);
+                assert!(
+                    dir.is_empty() || encoded.starts_with(&format!("{dir}/")),
+                    "{len}: {encoded} is not under {dir}"
+                );
+            }
         }
     }
 

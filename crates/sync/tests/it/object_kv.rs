@@ -332,3 +332,31 @@ async fn calls_fail_fast_and_retryable_while_s3_is_down() {
     );
     assert_eq!(kv.get(&key("during")).await.unwrap(), None);
 }
+
+/// A prefix scan whose prefix fills whole path segments (64 bytes) finds the key equal to
+/// the prefix too, on every kind of listing.
+#[tokio::test]
+async fn a_prefix_of_whole_segments_scans_the_key_equal_to_it() {
+    let dir = tempfile::tempdir().unwrap();
+    for url in [
+        RemoteUrl::Local {
+            dir: dir.path().to_path_buf(),
+        },
+        RemoteUrl::Memory,
+    ] {
+        let kv = ObjectStoreKv::open_url(&url, &[], ObjectStoreKvOptions::default())
+            .await
+            .unwrap();
+        let prefix = vec![b'p'; 64];
+        let keys = [prefix.clone(), [prefix.clone(), b"/x".to_vec()].concat()];
+        for k in &keys {
+            kv.put(&key(k), Bytes::from_static(b"v")).await.unwrap();
+        }
+        kv.put(&key(b"q"), Bytes::from_static(b"v")).await.unwrap();
+        let listed = kv
+            .list_keys(KeyRange::prefix(Bytes::from(prefix)), None)
+            .await
+            .unwrap();
+        assert_eq!(listed, keys.iter().map(key).collect::<Vec<_>>(), "{url}");
+    }
+}
