@@ -16,7 +16,7 @@ pub(crate) enum SyncCommand {
     Pull(SyncArgs),
     /// Both ways; keys changed on both sides are resolved by --policy
     Both(SyncArgs),
-    /// Pending uploads, downloads, conflicts and the last sync
+    /// Pending uploads, downloads, conflicts, the last sync, and the remote's latency
     Status {
         /// s3://BUCKET/PREFIX or a directory [default: the configured backup bucket, else
         /// S3_BUCKET]
@@ -64,7 +64,10 @@ pub(crate) async fn run(
             if ui.json {
                 ui.print_json(&status)?;
             } else {
-                println!("remote             {}", status.remote);
+                println!(
+                    "remote             {} (reachable, {:.1} ms)",
+                    status.remote, status.remote_latency_ms
+                );
                 println!("pending uploads    {}", status.pending_uploads);
                 println!("pending downloads  {}", status.pending_downloads);
                 println!("conflicts          {}", status.conflicts);

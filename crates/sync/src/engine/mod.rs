@@ -215,6 +215,9 @@ pub struct SyncStatus {
     pub last_sync: Option<SystemTime>,
     /// The remote's generation.
     pub generation: u64,
+    /// Round trip of one listing request to the remote, in milliseconds (the remote was
+    /// reachable: an unreachable one fails the status with `Unavailable`).
+    pub remote_latency_ms: f64,
 }
 
 /// The remote side: an [`ObjectStoreKv`] holding packs and segments.
@@ -266,6 +269,19 @@ impl Remote {
     /// The remote's name, as sync state and reports show it.
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// Whether the remote answers, and how fast: the round trip of one listing request
+    /// (at most one key), within the store's deadline.
+    ///
+    /// # Errors
+    /// `Unavailable` (retryable) when the remote does not answer within the deadline.
+    pub async fn probe(&self) -> Result<Duration> {
+        let started = Instant::now();
+        self.kv
+            .list_keys(KeyRange::prefix(LOG_PREFIX), Some(1))
+            .await?;
+        Ok(started.elapsed())
     }
 }
 
@@ -698,6 +714,7 @@ impl SyncEngine {
     /// # Errors
     /// As [`run`](Self::run).
     pub async fn status(&self) -> Result<SyncStatus> {
+        let latency = self.remote.probe().await?;
         let options = SyncOptions::default()
             .with_dry_run(true)
             .with_max_delete(100, true);
@@ -713,6 +730,7 @@ impl SyncEngine {
             conflicts: report.conflicts.len() as u64,
             last_sync,
             generation: report.generation,
+            remote_latency_ms: latency.as_secs_f64() * 1000.0,
         })
     }
 

@@ -437,7 +437,7 @@ async fn an_interrupted_push_resumes_without_sending_finished_packs_again() {
 /// The whole story on a real S3 server: push, pull on a second device, no-change sync.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_sync_through_seaweedfs() {
-    let Some(s3) = SeaweedS3::start() else {
+    let Some(mut s3) = SeaweedS3::start() else {
         return;
     };
     let url: RemoteUrl = s3.uri("devices").parse().unwrap();
@@ -467,6 +467,15 @@ async fn devices_sync_through_seaweedfs() {
     let status = b.engine.status().await.unwrap();
     assert_eq!((status.pending_uploads, status.pending_downloads), (0, 0));
     assert!(status.last_sync.unwrap() <= SystemTime::now());
+    assert!(
+        status.remote_latency_ms > 0.0 && status.remote_latency_ms < 10_000.0,
+        "{status:?}"
+    );
+    // An unreachable remote is a retryable `Unavailable`, not a status of zeros.
+    s3.stop();
+    let err = b.engine.status().await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unavailable, "{err}");
+    assert!(err.is_retryable());
 }
 
 /// A device whose engine stays open (a long-running process) pulls values whose packs were
