@@ -313,6 +313,15 @@ enum Upload {
     },
 }
 
+impl Upload {
+    /// The key the upload writes on the remote.
+    fn key(&self) -> &Key {
+        match self {
+            Upload::Local { key, .. } | Upload::Copy { key, .. } | Upload::Tombstone { key } => key,
+        }
+    }
+}
+
 /// One upload ready to send: its key, its segment entry, and the chunks (id, plaintext) of
 /// it that the remote lacks.
 type Prepared = (Key, RemoteState, Vec<(Sha256Digest, Bytes)>);
@@ -692,9 +701,7 @@ impl SyncEngine {
             self.state.write_batch(state).await?;
         }
         report.identical = identical.len() as u64;
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+        let now = crate::object_kv::format::nanos(SystemTime::now());
         self.state
             .put(
                 &self.state_key("last", b"")?,
@@ -769,9 +776,9 @@ impl SyncEngine {
             );
             report.failed.extend(fetched.failed);
             let mut state = WriteBatch::new();
-            for result in written {
+            for (key, result) in written {
                 match result {
-                    Ok((key, checksum)) => {
+                    Ok(checksum) => {
                         state.put(
                             self.state_key("s/", key.as_bytes())?,
                             Bytes::copy_from_slice(checksum.as_bytes()),
@@ -780,13 +787,7 @@ impl SyncEngine {
                         report.written_local.push(key);
                     }
                     Err(e) if e.kind() == ErrorKind::Corrupted => {
-                        report.failed.push((
-                            e.context()
-                                .iter()
-                                .find(|(n, _)| *n == "key")
-                                .map_or_else(String::new, |(_, v)| v.clone()),
-                            e.to_string(),
-                        ));
+                        report.failed.push((key.to_string(), e.to_string()));
                     }
                     Err(e) => return Err(e),
                 }
@@ -841,28 +842,32 @@ impl SyncEngine {
         Ok(fetched)
     }
 
-    /// Assembles and writes the values of one fetched group; each key's outcome.
+    /// Assembles and writes the values of one fetched group; each local key's outcome.
     async fn write_group(
         &self,
         values: Vec<(Key, Key, ObjectMeta, Manifest)>,
         chunks: Arc<HashMap<Sha256Digest, Bytes>>,
         options: &SyncOptions,
-    ) -> Vec<Result<(Key, Sha256Digest)>> {
+    ) -> Vec<(Key, Result<Sha256Digest>)> {
         futures::stream::iter(values)
-            .map(|(from, to, meta, manifest)| {
+            .map(|(_, to, meta, manifest)| {
                 let chunks = chunks.clone();
                 async move {
-                    // Copying chunks together and hashing the value: CPU work, off the
-                    // async workers when it is large.
-                    let len = manifest.value_len() as usize;
-                    let value =
-                        hybridstore_core::raw::cpu_bound(len, move || assemble(&manifest, &chunks))
-                            .await?
-                            .map_err(|e| e.with_context("key", &from))?;
-                    self.local
-                        .put_with(&to, value, &PutOptions::preserving(&meta))
-                        .await?;
-                    Ok((to, meta.checksum))
+                    let written = async {
+                        // Copying chunks together and hashing the value: CPU work, off the
+                        // async workers when it is large.
+                        let len = manifest.value_len() as usize;
+                        let value = hybridstore_core::raw::cpu_bound(len, move || {
+                            assemble(&manifest, &chunks)
+                        })
+                        .await??;
+                        self.local
+                            .put_with(&to, value, &PutOptions::preserving(&meta))
+                            .await?;
+                        Ok(meta.checksum)
+                    }
+                    .await;
+                    (to, written)
                 }
             })
             .buffer_unordered(options.concurrency)
@@ -974,7 +979,7 @@ impl SyncEngine {
             let mut entries: Vec<(Key, RemoteState)> = Vec::new();
             let mut new_chunks: Vec<(Sha256Digest, Bytes)> = Vec::new();
             let mut seen: HashSet<Sha256Digest> = HashSet::new();
-            for p in prepared {
+            for (upload, p) in group.iter().zip(prepared) {
                 match p {
                     Ok(Some((key, state, chunks))) => {
                         for (id, data) in chunks {
@@ -986,13 +991,9 @@ impl SyncEngine {
                     }
                     Ok(None) => {}
                     Err(e) if e.kind() == ErrorKind::Conflict => {
-                        report.failed.push((
-                            e.context()
-                                .iter()
-                                .find(|(n, _)| *n == "key")
-                                .map_or_else(String::new, |(_, v)| v.clone()),
-                            e.message().to_string(),
-                        ));
+                        report
+                            .failed
+                            .push((upload.key().to_string(), e.message().to_string()));
                     }
                     Err(e) => return Err(e),
                 }
@@ -1075,14 +1076,12 @@ impl SyncEngine {
         };
         let chunker = options.chunker;
         let chunks = self.remote.chunks.clone();
-        let key_for_error = source.clone();
         let prepared = hybridstore_core::raw::spawn_cpu(move || {
             let checksum = Sha256Digest::of(&value);
             if checksum != meta.checksum {
-                return Err(
-                    Error::conflict("changed while being synced; the next sync sends it")
-                        .with_context("key", &key_for_error),
-                );
+                return Err(Error::conflict(
+                    "changed while being synced; the next sync sends it",
+                ));
             }
             if value.len() <= INLINE_MAX {
                 return Ok((
@@ -1156,9 +1155,22 @@ impl SyncEngine {
                     let (latest, read) = self.refresh().await?;
                     traffic.received.fetch_add(read, Ordering::Relaxed);
                     *generation = latest;
-                    let now = self.state_map("r/", segment::decode_state).await?;
+                    // Only this group's keys: read their entries, not the whole state.
+                    let state_keys = entries
+                        .iter()
+                        .map(|(k, _)| self.state_key("r/", k.as_bytes()))
+                        .collect::<Result<Vec<_>>>()?;
+                    let now = self
+                        .state
+                        .get_many(&state_keys)
+                        .await?
+                        .iter()
+                        .map(|v| v.as_ref().map(segment::decode_state).transpose())
+                        .collect::<Result<Vec<_>>>()?;
+                    let mut now = now.into_iter();
                     entries.retain(|(k, _)| {
-                        let same = now.get(k).map(RemoteState::checksum)
+                        let current = now.next().flatten();
+                        let same = current.as_ref().map(RemoteState::checksum)
                             == planned.get(k).map(RemoteState::checksum);
                         if !same {
                             report.failed.push((

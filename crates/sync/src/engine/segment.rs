@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::{BufMut, Bytes, BytesMut};
 use hybridstore_core::{Error, Key, MAX_KEY_LEN, ObjectMeta, Result, Sha256Digest};
 
-use crate::object_kv::format::{HEADER_LEN, decode_header, encode_header};
+use crate::object_kv::format::{HEADER_LEN, decode_header, encode_header, nanos};
 
 const MAGIC: &[u8; 4] = b"HSG1";
 const VERSION: u8 = 1;
@@ -54,11 +54,6 @@ impl RemoteState {
             RemoteState::Value { meta, .. } => Some(meta.checksum),
         }
     }
-}
-
-fn nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
 /// Appends the encoding of `state` (no key).

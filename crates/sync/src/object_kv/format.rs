@@ -38,8 +38,9 @@ const CRC_AT: usize = CONTENT_TYPE_AT + MAX_CONTENT_TYPE_LEN;
 /// Bytes of a value object's header: 323.
 pub const HEADER_LEN: usize = CRC_AT + 4;
 
-/// Nanoseconds since the Unix epoch (times are validated to fit an `i64` before a write).
-fn nanos(t: SystemTime) -> u64 {
+/// Nanoseconds since the Unix epoch (times are validated to fit an `i64` before a write;
+/// before the epoch reads as 0).
+pub(crate) fn nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }

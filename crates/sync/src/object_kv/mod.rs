@@ -177,8 +177,6 @@ struct Inner {
     /// Batch records committed but not yet fully applied (an outage during the apply):
     /// every operation applies them first.
     unsettled: Mutex<Vec<Path>>,
-    /// Whether `unsettled` may be non-empty (checked without the lock on every call).
-    unsettled_flag: std::sync::atomic::AtomicBool,
     batch_seq: AtomicU64,
 }
 
@@ -239,7 +237,6 @@ impl ObjectStoreKv {
                 order: WriteOrder::new(),
                 visibility: tokio::sync::RwLock::new(()),
                 unsettled: Mutex::new(Vec::new()),
-                unsettled_flag: false.into(),
                 batch_seq: AtomicU64::new(0),
             }),
         };
@@ -525,7 +522,8 @@ impl ObjectStoreKv {
     /// Applies the records an earlier batch could not finish applying, if any. Every
     /// operation calls it first, so none sees half a batch.
     async fn settle(&self) -> Result<()> {
-        if !self.inner.unsettled_flag.load(Ordering::Acquire) {
+        // An uncontended lock per call; the list is empty unless an outage cut a batch off.
+        if lock(&self.inner.unsettled).is_empty() {
             return Ok(());
         }
         let _visible = self.inner.visibility.write().await;
@@ -539,10 +537,6 @@ impl ObjectStoreKv {
                 .with_retryable(true)
             })?;
             lock(&self.inner.unsettled).retain(|r| r != record);
-        }
-        let unsettled = lock(&self.inner.unsettled);
-        if unsettled.is_empty() {
-            self.inner.unsettled_flag.store(false, Ordering::Release);
         }
         Ok(())
     }
@@ -736,7 +730,6 @@ impl ObjectStoreKv {
 
     fn defer(&self, record: Path) {
         lock(&self.inner.unsettled).push(record);
-        self.inner.unsettled_flag.store(true, Ordering::Release);
     }
 
     async fn read_value(&self, key: &Key) -> Result<Option<(ObjectMeta, Bytes)>> {

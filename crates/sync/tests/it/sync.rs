@@ -93,8 +93,7 @@ fn noise(len: usize, seed: u64) -> Vec<u8> {
 /// The object path prefix of the keys starting with `key_prefix` in an `ObjectStoreKv` at
 /// the root: `v/` and the keys' hex.
 fn object_prefix(key_prefix: &str) -> String {
-    let hex: String = key_prefix.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("v/{hex}")
+    format!("v/{}", hex::encode(key_prefix))
 }
 
 fn memory() -> Arc<dyn ObjectStore> {
