@@ -9,6 +9,10 @@
 //! See [`CachedStore`] for the exact guarantees, and [`CacheConfig`] / [`RedisConfig`] for
 //! the settings and their defaults.
 //!
+//! For stores behind a network round trip (an S3 primary), [`DiskCache`] keeps values and
+//! byte ranges read once in local files, bounded in bytes ([`DiskCachedStore`] reads
+//! through it).
+//!
 //! It is not a write-back cache and not a distributed lock: writes go to the store first, and
 //! other processes see them when their L1 entry expires.
 //!
@@ -31,6 +35,7 @@
 //!   for tests and benchmarks.
 
 mod config;
+mod disk;
 mod epoch;
 mod redis_tier;
 mod served_by;
@@ -44,6 +49,10 @@ pub use config::{
     DEFAULT_L1_CAPACITY_BYTES, DEFAULT_L1_TTL, DEFAULT_L2_TTL, DEFAULT_LEASE_TTL,
     DEFAULT_MAX_VALUE_BYTES, DEFAULT_REDIS_KEY_PREFIX, DEFAULT_REDIS_NAMESPACE,
     DEFAULT_REDIS_TIMEOUT, DEFAULT_TTL_JITTER, MAX_PENDING_INVALIDATIONS, RedisConfig,
+};
+pub use disk::{
+    DEFAULT_DISK_CACHE_BYTES, DEFAULT_DISK_MAX_ENTRY_BYTES, DISK_ENTRY_HEADER_LEN, DiskCache,
+    DiskCacheConfig, DiskCacheStats, DiskCachedStore, Freshness,
 };
 pub use served_by::{ServedBy, observe_served_by};
 pub use stats::CacheStats;

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use hybridstore::core::Error;
-use hybridstore::{HybridStorageSystem, StorageConfig};
+use hybridstore::{HybridStorageSystem, OpenOptions, StorageConfig};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::failure::{ExitCode, Failure, output};
@@ -210,7 +210,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         other => other,
     };
-    let system = HybridStorageSystem::open(config).await?;
+    // A command, not a long-running process: no background push, no pull at startup.
+    let system = HybridStorageSystem::open_with(config, OpenOptions::command()).await?;
     let kv = system.kv().as_ref();
     match command {
         // Normally handled above, before the store opens; the same work either way.

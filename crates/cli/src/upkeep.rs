@@ -3,8 +3,8 @@
 use std::io::Write;
 use std::time::Duration;
 
-use hybridstore::HybridStorageSystem;
 use hybridstore::core::KvStore;
+use hybridstore::{HybridStorageSystem, StorageMode};
 
 use crate::Ui;
 use crate::failure::{ExitCode, Failure, output};
@@ -28,10 +28,40 @@ pub(crate) async fn stats(system: &HybridStorageSystem, ui: &Ui) -> Result<ExitC
         ui.print_json(&stats)?;
     } else {
         println!("data directory  {}", stats.data_dir.display());
+        let mode = match stats.mode {
+            StorageMode::Local => "local".to_string(),
+            StorageMode::LocalWithS3Backup => format!(
+                "local, backed up to {}",
+                system.config().default_remote().unwrap_or_default()
+            ),
+            StorageMode::S3PrimaryWithLocalCache | StorageMode::S3Only => {
+                let config = system.config();
+                let cache = if stats.mode == StorageMode::S3Only {
+                    ""
+                } else {
+                    " (disk cache)"
+                };
+                format!(
+                    "S3 primary s3://{}/{}{cache}",
+                    config.s3_bucket.as_deref().unwrap_or_default(),
+                    config.s3_prefix
+                )
+            }
+        };
+        println!("storage mode    {mode}");
         println!("keys            {}", stats.kv.keys);
         println!("logical bytes   {}", human_bytes(stats.kv.logical_bytes));
         if let Some(stored) = stats.kv.stored_bytes {
             println!("stored bytes    {}", human_bytes(stored));
+        }
+        if let Some(c) = &stats.disk_cache {
+            println!(
+                "disk cache      {} in {} entries, {} hits, {} misses",
+                human_bytes(c.bytes),
+                c.entries,
+                c.hits,
+                c.misses
+            );
         }
         if let Some(d) = &stats.dedup {
             println!(

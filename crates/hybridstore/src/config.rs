@@ -43,8 +43,9 @@ pub fn is_config_env_var(name: &str) -> bool {
 /// Environment variables read without the `HYBRIDSTORE_` prefix, by the names applications
 /// already use for them, below `HYBRIDSTORE_*` in precedence: `REDIS_URL` (the name Heroku,
 /// Render and most Redis clients' examples use) sets [`StorageConfig::redis_url`]; the
-/// `S3_*` variables of the design's seed set the S3 fields of the same name
-/// (`S3_BUCKET` sets [`StorageConfig::s3_bucket`], …). Credentials are never configuration:
+/// variables of the design's seed set the fields of the same name (`S3_BUCKET` sets
+/// [`StorageConfig::s3_bucket`], `USE_S3_AS_PRIMARY` [`StorageConfig::use_s3_as_primary`],
+/// `LANCEDB_URI` [`StorageConfig::lancedb_uri`], …; booleans as `true`/`false`). Credentials are never configuration:
 /// they come from the usual AWS variables (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
 /// `AWS_SESSION_TOKEN`, `AWS_PROFILE` is not read) when a remote is opened.
 pub const SEED_ENV_VARS: &[&str] = &[
@@ -55,7 +56,44 @@ pub const SEED_ENV_VARS: &[&str] = &[
     "S3_ENDPOINT",
     "S3_BACKUP_BUCKET",
     "S3_BACKUP_PREFIX",
+    "S3_STORAGE_ENABLED",
+    "USE_S3_AS_PRIMARY",
+    "LOCAL_CACHE_ENABLED",
+    "S3_BACKUP_ENABLED",
+    "SYNC_ON_STARTUP",
+    "LANCEDB_URI",
 ];
+
+/// Where the data lives: the four modes of the design's seed, chosen by
+/// [`StorageConfig::mode`] from its flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StorageMode {
+    /// Everything under the data directory (the default).
+    Local,
+    /// Everything under the data directory, and a background task that pushes changes to
+    /// the backup remote ([`StorageConfig::default_remote`]) every
+    /// [`s3_backup_interval_secs`](StorageConfig::s3_backup_interval_secs) and at
+    /// `shutdown`; with [`sync_on_startup`](StorageConfig::sync_on_startup) a long-running
+    /// process pulls from it when it opens.
+    LocalWithS3Backup,
+    /// Manifests and chunk packs in S3 (`s3://<s3_bucket>/<s3_prefix>/kv` and `…/chunks`); a
+    /// write is acknowledged once S3 has it. A size-bounded disk cache under
+    /// `<data_dir>/s3-cache` serves repeated reads.
+    S3PrimaryWithLocalCache,
+    /// As [`S3PrimaryWithLocalCache`](Self::S3PrimaryWithLocalCache) without the disk cache.
+    S3Only,
+}
+
+impl StorageMode {
+    /// Whether manifests and chunks live in S3.
+    pub fn s3_primary(self) -> bool {
+        matches!(
+            self,
+            StorageMode::S3PrimaryWithLocalCache | StorageMode::S3Only
+        )
+    }
+}
 
 /// Configuration of a [`HybridStorageSystem`](crate::HybridStorageSystem).
 ///
@@ -138,6 +176,36 @@ pub struct StorageConfig {
     pub s3_backup_bucket: Option<String>,
     /// Object prefix in the backup bucket (`S3_BACKUP_PREFIX`; default `hybridstore-backup`).
     pub s3_backup_prefix: String,
+    /// S3 holds data (`S3_STORAGE_ENABLED`; default `false`). With
+    /// [`use_s3_as_primary`](Self::use_s3_as_primary) it is the primary store; without it,
+    /// the data stays local and [`s3_bucket`](Self::s3_bucket) is only what `sync` talks to.
+    pub s3_storage_enabled: bool,
+    /// Manifests and chunk packs live in `s3_bucket` instead of the data directory
+    /// (`USE_S3_AS_PRIMARY`; default `false`; needs `s3_storage_enabled` and `s3_bucket`).
+    /// See [`StorageMode`].
+    pub use_s3_as_primary: bool,
+    /// With an S3 primary, keep what was read in a disk cache under `<data_dir>/s3-cache`
+    /// (`LOCAL_CACHE_ENABLED`; default `true`). No effect on a local primary.
+    pub local_cache_enabled: bool,
+    /// Bytes the S3 primary's disk cache keeps at most (default 4 GiB,
+    /// `hybridstore_cache::DEFAULT_DISK_CACHE_BYTES`). Chunk packs stay cached until
+    /// evicted (their bytes never change); manifests for
+    /// [`cache_l1_ttl_secs`](Self::cache_l1_ttl_secs), like L1, so another node's write is
+    /// seen within that time.
+    pub local_cache_bytes: u64,
+    /// Push changes to the backup remote in the background (`S3_BACKUP_ENABLED`; default
+    /// `false`; needs `s3_backup_bucket` or `s3_bucket`). See [`StorageMode`].
+    pub s3_backup_enabled: bool,
+    /// Seconds between background pushes to the backup remote (default 300).
+    pub s3_backup_interval_secs: u64,
+    /// With S3 backup on, a long-running process pulls from the backup remote when it opens
+    /// the system (`SYNC_ON_STARTUP`; default `true`). The CLI never does: it pulls when
+    /// asked (`hybridstore sync pull`).
+    pub sync_on_startup: bool,
+    /// Where the LanceDB tables live (`LANCEDB_URI`; default none: `<data_dir>/lance`): a
+    /// directory or an `s3://bucket/prefix` URI (reached with the S3 region and endpoint
+    /// above).
+    pub lancedb_uri: Option<String>,
 }
 
 /// The primary key/value store of a [`HybridStorageSystem`](crate::HybridStorageSystem).
@@ -179,6 +247,14 @@ impl Default for StorageConfig {
             s3_endpoint: None,
             s3_backup_bucket: None,
             s3_backup_prefix: "hybridstore-backup".to_string(),
+            s3_storage_enabled: false,
+            use_s3_as_primary: false,
+            local_cache_enabled: true,
+            local_cache_bytes: hybridstore_cache::DEFAULT_DISK_CACHE_BYTES,
+            s3_backup_enabled: false,
+            s3_backup_interval_secs: 300,
+            sync_on_startup: true,
+            lancedb_uri: None,
         }
     }
 }
@@ -231,8 +307,10 @@ impl StorageConfig {
     /// `primary` is not `sql`, `dedup` is on with a PostgreSQL `sql_url` (its chunks would
     /// stay on this machine while its manifests are shared), or the cache settings are
     /// invalid (see
-    /// [`cache_config`](Self::cache_config)).
+    /// [`cache_config`](Self::cache_config)), or the S3 flags do not make one of the four
+    /// modes (see [`mode`](Self::mode)).
     pub fn validate(&self) -> Result<()> {
+        self.mode()?;
         if self.sql_url.is_some() && self.primary != PrimaryStore::Sql {
             return Err(Error::invalid_input(
                 "sql_url is set but primary is not \"sql\"; set primary = \"sql\" to use it",
@@ -253,6 +331,60 @@ impl StorageConfig {
         }
         self.cache_config()?;
         Ok(())
+    }
+
+    /// The storage mode the flags choose (see [`StorageMode`]): `use_s3_as_primary` (with
+    /// `s3_storage_enabled`) an S3 primary, with the disk cache if `local_cache_enabled`;
+    /// else `s3_backup_enabled` a local primary with S3 backup; else local.
+    ///
+    /// # Errors
+    /// `InvalidInput` if `use_s3_as_primary` is set without `s3_storage_enabled` or
+    /// `s3_bucket`, or together with `s3_backup_enabled` or `sql_url` (S3 is then the
+    /// primary); `s3_backup_enabled` without a bucket; a zero backup interval or disk cache
+    /// size in a mode that uses it.
+    pub fn mode(&self) -> Result<StorageMode> {
+        if self.use_s3_as_primary {
+            let refuse = |why: &str| Err(Error::invalid_input(format!("use_s3_as_primary: {why}")));
+            if !self.s3_storage_enabled {
+                return refuse("needs s3_storage_enabled = true (S3_STORAGE_ENABLED=true)");
+            }
+            if self.s3_bucket.is_none() {
+                return refuse("needs s3_bucket (S3_BUCKET)");
+            }
+            if self.s3_backup_enabled {
+                return refuse(
+                    "S3 is then the primary; s3_backup_enabled backs up a local primary and \
+                     cannot be combined with it",
+                );
+            }
+            if self.sql_url.is_some() {
+                return refuse("manifests then live in S3; remove sql_url");
+            }
+            if !self.local_cache_enabled {
+                return Ok(StorageMode::S3Only);
+            }
+            if self.local_cache_bytes <= hybridstore_cache::DEFAULT_DISK_MAX_ENTRY_BYTES {
+                return refuse(&format!(
+                    "local_cache_bytes must exceed {} bytes (the largest cached entry)",
+                    hybridstore_cache::DEFAULT_DISK_MAX_ENTRY_BYTES
+                ));
+            }
+            return Ok(StorageMode::S3PrimaryWithLocalCache);
+        }
+        if self.s3_backup_enabled {
+            if self.default_remote().is_none() {
+                return Err(Error::invalid_input(
+                    "s3_backup_enabled needs s3_backup_bucket (S3_BACKUP_BUCKET) or s3_bucket",
+                ));
+            }
+            if self.s3_backup_interval_secs == 0 {
+                return Err(Error::invalid_input(
+                    "s3_backup_interval_secs must be positive",
+                ));
+            }
+            return Ok(StorageMode::LocalWithS3Backup);
+        }
+        Ok(StorageMode::Local)
     }
 
     /// The remote `sync` uses when none is named: `s3://<s3_backup_bucket>/<s3_backup_prefix>`
@@ -286,8 +418,12 @@ impl StorageConfig {
         options
     }
 
-    /// The name access events give the primary store: `file`, `sqlite` or `postgres`.
+    /// The name access events and errors give the primary store: `s3`, `file`, `sqlite`
+    /// or `postgres`.
     pub fn backend_name(&self) -> &'static str {
+        if self.use_s3_as_primary {
+            return "s3";
+        }
         match (self.primary, &self.sql_url) {
             (PrimaryStore::File, _) => "file",
             (PrimaryStore::Sql, Some(url)) if url.expose().starts_with("postgres") => "postgres",

@@ -45,6 +45,7 @@
 mod config;
 #[cfg(feature = "analytics")]
 mod metrics;
+mod modes;
 #[cfg(feature = "vectors")]
 pub mod passages;
 #[cfg(feature = "vectors")]
@@ -70,7 +71,8 @@ use hybridstore_dedup::{DedupOptions, DedupStats, DedupStore, GcOptions, GcRepor
 use serde::Serialize;
 use stack::{Layer, Stack, StackBuilder};
 
-pub use config::{ENV_PREFIX, PrimaryStore, SEED_ENV_VARS, StorageConfig};
+pub use config::{ENV_PREFIX, PrimaryStore, SEED_ENV_VARS, StorageConfig, StorageMode};
+pub use modes::{OpenOptions, S3_CACHE_DIR};
 pub use source_tree::FileError;
 pub use transfer::{Progress, TransferReport, export_path};
 
@@ -100,7 +102,7 @@ pub use metrics::MeteredStore;
 #[cfg(feature = "vectors")]
 pub use search::{PASSAGES_COLLECTION, PassageHit, PassageReport, passages_spec};
 #[cfg(feature = "sync")]
-pub use syncing::SYNC_STATE_FILE;
+pub use syncing::{BackupStatus, SYNC_STATE_FILE};
 
 /// Subdirectory of the data directory that holds the `FileStore` primary's records.
 pub const KV_DIR: &str = "kv";
@@ -127,12 +129,17 @@ pub type CachedStack = CachedStore<Arc<dyn KvStore>>;
 pub struct SystemStats {
     /// The data directory.
     pub data_dir: PathBuf,
+    /// Where the data lives.
+    pub mode: StorageMode,
     /// The primary key/value store (through the dedup layer when it is on).
     pub kv: StoreStats,
     /// Deduplication figures, when the dedup layer is on.
     pub dedup: Option<DedupStats>,
     /// Cache counters since this process opened the system, when the cache is on.
     pub cache: Option<CacheStats>,
+    /// The S3 primary's disk cache: counters since this process opened it, entries and
+    /// bytes it holds (in [`StorageMode::S3PrimaryWithLocalCache`]).
+    pub disk_cache: Option<hybridstore_cache::DiskCacheStats>,
     /// Access-event sink counters since this process opened the system, when analytics is
     /// on.
     #[cfg(feature = "analytics")]
@@ -160,6 +167,19 @@ pub struct HybridStorageSystem {
     /// The SQL primary, kept apart so `shutdown` can close its connections.
     #[cfg(feature = "sql")]
     sql: Option<Arc<hybridstore_sql::SqlStore>>,
+    /// Where the data lives.
+    mode: StorageMode,
+    /// How the system was opened (S3 options beyond the configuration, background tasks).
+    options: OpenOptions,
+    /// The S3 primary's disk cache, in [`StorageMode::S3PrimaryWithLocalCache`].
+    disk_cache: Option<hybridstore_cache::DiskCache>,
+    /// The background push to the backup remote, in [`StorageMode::LocalWithS3Backup`].
+    #[cfg(feature = "sync")]
+    backup: Option<Arc<syncing::Backup>>,
+    /// Held by every sync of this system, so the background push and `sync` never run at
+    /// once on the same state.
+    #[cfg(feature = "sync")]
+    sync_lock: Arc<tokio::sync::Mutex<()>>,
     /// The data directory's lock, held while any clone is alive.
     _owner: Arc<std::fs::File>,
 }
@@ -175,6 +195,14 @@ pub struct ShutdownReport {
     /// Whether the SQL primary's connections were closed (on SQLite this checkpoints the
     /// write-ahead log into the database file).
     pub sql_closed: bool,
+    /// The last push to the backup remote, in [`StorageMode::LocalWithS3Backup`] (the
+    /// background task stopped first).
+    #[cfg(feature = "sync")]
+    pub final_push: Option<hybridstore_sync::SyncReport>,
+    /// Why that push failed, if it did (the data stays local; the next process's push
+    /// catches up).
+    #[cfg(feature = "sync")]
+    pub final_push_error: Option<String>,
 }
 
 /// Takes the exclusive lock on `<data_dir>/LOCK` (creating the directory if needed).
@@ -215,19 +243,42 @@ async fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
 }
 
 impl HybridStorageSystem {
-    /// Opens (creating if needed) the system described by `config`.
+    /// Opens (creating if needed) the system described by `config`, as a long-running
+    /// process does: see [`open_with`](Self::open_with) and [`OpenOptions::new`].
+    ///
+    /// # Errors
+    /// As [`open_with`](Self::open_with).
+    pub async fn open(config: StorageConfig) -> Result<Self> {
+        Self::open_with(config, OpenOptions::new()).await
+    }
+
+    /// Opens (creating if needed) the system described by `config`, in its
+    /// [`StorageMode`]. With an S3 primary the S3 stores are opened (one listing of the
+    /// chunk packs, whose indexes are read); in [`StorageMode::LocalWithS3Backup`], when
+    /// `options` allow background tasks, the system pulls from the backup remote first if
+    /// [`sync_on_startup`](StorageConfig::sync_on_startup) is set (a failure is logged and
+    /// kept in [`backup_status`](Self::backup_status), never fatal: the data is local) and
+    /// starts the background push.
     ///
     /// # Errors
     /// `InvalidInput` for an invalid configuration; `Locked` if another process has the
-    /// data directory open; `Unsupported` if the crate was built without a primary store
-    /// feature; errors of the stores being opened.
-    pub async fn open(config: StorageConfig) -> Result<Self> {
+    /// data directory open; `Unsupported` if the crate was built without a feature the
+    /// configuration needs; `Unavailable` if an S3 primary cannot be reached within its
+    /// timeout; errors of the stores being opened.
+    pub async fn open_with(config: StorageConfig, options: OpenOptions) -> Result<Self> {
         config.validate()?;
+        let mode = config.mode()?;
         let owner = Arc::new(lock_data_dir(&config.data_dir).await?);
-        let (primary, sql) = open_primary(&config).await?;
+        let (primary, sql, dedup, disk_cache) = if mode.s3_primary() {
+            let s3 = modes::open_s3_primary(&config, &options).await?;
+            (s3.kv, None, s3.dedup, s3.disk_cache)
+        } else {
+            let (primary, sql) = open_primary(&config).await?;
+            let dedup = dedup_layer(&config, primary.as_ref()).await?;
+            (primary, sql, dedup, None)
+        };
         #[cfg(not(feature = "sql"))]
         let _ = sql;
-        let dedup = dedup_layer(&config, primary.as_ref()).await?;
         let cache_config = config.cache_config()?;
         tracing::debug!(
             data_dir = %config.data_dir.display(),
@@ -246,6 +297,8 @@ impl HybridStorageSystem {
             .build()
             .await?;
         if let Some(store) = &stack.dedup {
+            // Other nodes add packs to an S3 primary's chunk store.
+            store.chunk_store().set_shared(mode.s3_primary());
             let report = store.chunk_store().open_report();
             if !report.damaged_packs.is_empty() {
                 tracing::warn!(
@@ -262,15 +315,11 @@ impl HybridStorageSystem {
         } = stack;
         #[cfg(feature = "vectors")]
         let vectors = if config.vectors {
-            let dir = config.data_dir.join(LANCE_DIR);
-            let uri = dir.to_str().ok_or_else(|| {
-                Error::invalid_input(format!("data directory {} is not UTF-8", dir.display()))
-            })?;
-            Some(hybridstore_vector::LanceVectorStore::open(uri, Default::default()).await?)
+            Some(modes::open_lance(&config, &options).await?)
         } else {
             None
         };
-        Ok(HybridStorageSystem {
+        let system = HybridStorageSystem {
             config,
             kv,
             uncached,
@@ -282,11 +331,35 @@ impl HybridStorageSystem {
             vectors,
             #[cfg(feature = "sql")]
             sql,
+            mode,
+            options,
+            disk_cache,
+            #[cfg(feature = "sync")]
+            backup: None,
+            #[cfg(feature = "sync")]
+            sync_lock: Arc::default(),
             _owner: owner,
-        })
+        };
+        #[cfg(feature = "sync")]
+        let system = system.start_backup().await;
+        Ok(system)
     }
 
-    /// Stops the system cleanly: the access-event writer writes everything it accepted and
+    /// Where the data lives (see [`StorageMode`]).
+    pub fn mode(&self) -> StorageMode {
+        self.mode
+    }
+
+    /// The S3 primary's disk cache (counters, size), in
+    /// [`StorageMode::S3PrimaryWithLocalCache`].
+    pub fn disk_cache(&self) -> Option<&hybridstore_cache::DiskCache> {
+        self.disk_cache.as_ref()
+    }
+
+    /// Stops the system cleanly: in [`StorageMode::LocalWithS3Backup`] the background push
+    /// stops (a push under way finishes) and one last push sends what changed since (its
+    /// outcome in the report; a failure does not fail the shutdown), then the access-event
+    /// writer writes everything it accepted and
     /// stops (its thread joined), then the SQL primary's connections close (SQLite
     /// checkpoints its write-ahead log, so `kv.db` alone holds the data). Operations through
     /// other clones fail with `Unavailable` afterwards; the data directory's lock is
@@ -298,6 +371,16 @@ impl HybridStorageSystem {
     pub async fn shutdown(self) -> Result<ShutdownReport> {
         #[allow(unused_mut)] // fields exist per feature
         let mut report = ShutdownReport::default();
+        #[cfg(feature = "sync")]
+        if let Some(backup) = &self.backup {
+            match self.stop_backup(backup).await {
+                Ok(pushed) => report.final_push = Some(pushed),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the last push to the backup remote failed");
+                    report.final_push_error = Some(e.to_string());
+                }
+            }
+        }
         #[cfg(feature = "analytics")]
         if let Some(analytics) = self.analytics.clone() {
             let stats = tokio::task::spawn_blocking(move || analytics.close())
@@ -460,9 +543,11 @@ impl HybridStorageSystem {
         };
         Ok(SystemStats {
             data_dir: self.config.data_dir.clone(),
+            mode: self.mode,
             kv,
             dedup,
             cache: self.cache.as_ref().map(|c| c.cache_stats()),
+            disk_cache: self.disk_cache.as_ref().map(|c| c.stats()),
             #[cfg(feature = "analytics")]
             analytics: self.analytics.as_ref().map(|a| a.stats()),
         })

@@ -7,5 +7,6 @@
 mod conformance;
 mod consistency;
 mod degradation;
+mod disk;
 mod support;
 mod tiers;

@@ -613,3 +613,49 @@ fn sync_push_pull_status_dry_run_and_deletions() {
     assert_eq!(code(&none), 2, "{}", String::from_utf8_lossy(&none.stderr));
     assert!(String::from_utf8_lossy(&none.stderr).contains("--remote"));
 }
+
+/// In "local primary + S3 backup" mode the CLI is a command, not a long-running process: it
+/// never pulls at startup nor pushes in the background, so `put` and `get` work with the
+/// backup remote unreachable; `sync push`, asked for, reaches for it and fails as
+/// unavailable (exit code 1), naming the remote.
+#[test]
+fn backup_mode_commands_stay_local_until_sync_is_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    // Nothing listens on port 1 of the loopback: any S3 request is refused at once.
+    let with_backup = |args: &[&str], stdin: Option<&[u8]>| {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_hybridstore"))
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .env_remove("HYBRIDSTORE_CONFIG")
+            .env("S3_BACKUP_ENABLED", "true")
+            .env("S3_BACKUP_BUCKET", "backups")
+            .env("SYNC_ON_STARTUP", "true")
+            .env("S3_ENDPOINT", "http://127.0.0.1:1")
+            .env("S3_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "hybridstore")
+            .env("AWS_SECRET_ACCESS_KEY", "hybridstore")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(stdin.unwrap_or_default()).unwrap();
+        drop(pipe);
+        child.wait_with_output().unwrap()
+    };
+    let o = with_backup(&["put", "notes/a.md"], Some(b"# a"));
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = with_backup(&["get", "notes/a.md"], None);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(stdout(&o), "# a");
+    let o = with_backup(&["sync", "push"], None);
+    assert_eq!(code(&o), 1, "{}", String::from_utf8_lossy(&o.stderr));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("s3://backups/hybridstore-backup"),
+        "{stderr}"
+    );
+}

@@ -262,6 +262,11 @@ struct Inner {
     writer_left: tokio::sync::Notify,
     target_pack_size: usize,
     report: OpenReport,
+    /// Whether other processes add packs to the backend (see [`ChunkStore::set_shared`]).
+    shared: std::sync::atomic::AtomicBool,
+    /// Held while a read that missed reloads the pack list; the count says how many such
+    /// reloads finished, so readers that missed together share one.
+    reload: tokio::sync::Mutex<u64>,
 }
 
 /// Writers in flight per collection epoch (see `Inner::writers`).
@@ -349,6 +354,8 @@ impl ChunkStore {
                 writer_left: tokio::sync::Notify::new(),
                 target_pack_size: target_pack_size.max(1),
                 report,
+                shared: std::sync::atomic::AtomicBool::new(false),
+                reload: tokio::sync::Mutex::new(0),
             }),
         })
     }
@@ -383,6 +390,39 @@ impl ChunkStore {
             }
         }
         Ok(added)
+    }
+
+    /// Declares that other processes add packs to this store's backend (nodes sharing one
+    /// S3 primary): a read of a chunk missing from this process's index then first loads
+    /// the packs written since (one listing of `packs/`, shared by readers that miss at the
+    /// same time) and fails with `Corrupted` only if the chunk is still missing. Off by
+    /// default, where a missing chunk is damage and costs no listing.
+    pub fn set_shared(&self, shared: bool) {
+        self.inner
+            .shared
+            .store(shared, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// After a read missed `id`: loads packs written by other processes (once per group of
+    /// readers that missed together) if the store is shared. Returns whether `id` is now
+    /// durably indexed.
+    async fn reload_for(&self, id: &ChunkId) -> Result<bool> {
+        if !self.inner.shared.load(std::sync::atomic::Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let seen = *self.inner.reload.lock().await;
+        if self.state().durable_entry(id).is_some() {
+            return Ok(true);
+        }
+        let mut done = self.inner.reload.lock().await;
+        // A reload that finished after this reader missed may already have found the chunk.
+        if *done == seen {
+            let added = self.load_new_packs().await?;
+            tracing::debug!(chunk = %id, added, "chunk not indexed: loaded new packs");
+            *done += 1;
+        }
+        drop(done);
+        Ok(self.state().durable_entry(id).is_some())
     }
 
     /// What [`open`](Self::open) found.
@@ -432,14 +472,27 @@ impl ChunkStore {
     ///
     /// # Errors
     /// `Corrupted` if the chunk is not in the store (a manifest refers to a chunk that was
-    /// lost) or its blob is damaged; backend errors.
+    /// lost; in a [shared](Self::set_shared) store, not even after loading the packs other
+    /// processes wrote) or its blob is damaged; backend errors.
     pub async fn read(&self, id: &ChunkId) -> Result<Bytes> {
         // At most one retry: garbage collection may move a live chunk to a new pack between
         // the lookup and the read.
         let mut previous: Option<(Key, u64)> = None;
+        let mut reloaded = false;
         loop {
-            let (key, entry) = match self.state().durable_entry(id) {
-                Some((info, entry)) => (info.key.clone(), *entry),
+            let found = self
+                .state()
+                .durable_entry(id)
+                .map(|(info, entry)| (info.key.clone(), *entry));
+            let (key, entry) = match found {
+                Some(found) => found,
+                None if !reloaded => {
+                    reloaded = true;
+                    if self.reload_for(id).await? {
+                        continue;
+                    }
+                    return Err(missing(id));
+                }
                 None => return Err(missing(id)),
             };
             if previous.as_ref() == Some(&(key.clone(), entry.offset)) {

@@ -8,6 +8,9 @@ use std::path::Path;
 use hybridstore::core::{ErrorKind, Key, KvStore};
 use hybridstore::{HybridStorageSystem, PrimaryStore, StorageConfig};
 
+#[cfg(feature = "sync")]
+mod modes;
+
 /// Relative path -> contents of every regular file under `root`.
 fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();

@@ -43,7 +43,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use backon::{ExponentialBuilder, Retryable};
 use bytes::{Bytes, BytesMut};
-use futures::{StreamExt, TryStreamExt};
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use hybridstore_core::{
     Error, ErrorKind, Expect, Key, KeyRange, KvStore, ObjectMeta, PutOptions, Result, Sha256Digest,
     WriteBatch,
@@ -418,7 +418,7 @@ impl SyncEngine {
         key_of(bytes)
     }
 
-    async fn state_u64(&self, name: &str) -> Result<Option<u64>> {
+    async fn state_u64(&self, name: &'static str) -> Result<Option<u64>> {
         let Some(bytes) = self.state.get(&self.state_key(name, b"")?).await? else {
             return Ok(None);
         };
@@ -478,7 +478,7 @@ impl SyncEngine {
 
     async fn state_map<T>(
         &self,
-        kind: &str,
+        kind: &'static str,
         decode: impl Fn(&Bytes) -> Result<T>,
     ) -> Result<BTreeMap<Key, T>> {
         let prefix = self.state_key(kind, b"")?;
@@ -646,12 +646,15 @@ impl SyncEngine {
         }
 
         // Keep-both copies of local versions, before downloads replace them.
-        for (from, to) in &local_copies {
-            if let Some(value) = self.local.get(from).await? {
-                let meta = local.get(from).cloned();
+        // Owned, not borrowed, across the awaits: a borrowing iterator there makes the
+        // future not provably `Send` for every lifetime (rust-lang/rust#102211), which a
+        // caller spawning it needs.
+        for (from, to) in local_copies {
+            if let Some(value) = self.local.get(&from).await? {
+                let meta = local.get(&from).cloned();
                 let put = meta.map(|m| PutOptions::preserving(&m)).unwrap_or_default();
-                self.local.put_with(to, value, &put).await?;
-                report.written_local.push(to.clone());
+                self.local.put_with(&to, value, &put).await?;
+                report.written_local.push(to);
             }
         }
         // Downloads and local deletions.
@@ -852,6 +855,7 @@ impl SyncEngine {
         futures::stream::iter(values)
             .map(|(_, to, meta, manifest)| {
                 let chunks = chunks.clone();
+                let local = self.local.clone();
                 async move {
                     let written = async {
                         // Copying chunks together and hashing the value: CPU work, off the
@@ -861,7 +865,7 @@ impl SyncEngine {
                             assemble(&manifest, &chunks)
                         })
                         .await??;
-                        self.local
+                        local
                             .put_with(&to, value, &PutOptions::preserving(&meta))
                             .await?;
                         Ok(meta.checksum)
@@ -869,6 +873,7 @@ impl SyncEngine {
                     .await;
                     (to, written)
                 }
+                .boxed()
             })
             .buffer_unordered(options.concurrency)
             .collect()
@@ -971,8 +976,11 @@ impl SyncEngine {
         };
         for group in groups(&uploads, options, size) {
             // Read, chunk and hash each local value; keep the chunks the remote lacks.
-            let prepared: Vec<Result<Option<Prepared>>> = futures::stream::iter(group)
-                .map(|upload| self.prepare(upload, options))
+            // Each future boxed as `Send` where its lifetimes are concrete (see `run`'s
+            // keep-both copies): callers may spawn a sync.
+            let this = self;
+            let prepared: Vec<Result<Option<Prepared>>> = futures::stream::iter(group.to_vec())
+                .map(move |upload| async move { this.prepare(&upload, options).await }.boxed())
                 .buffered(options.concurrency)
                 .collect()
                 .await;

@@ -293,10 +293,12 @@ impl ObjectStoreKv {
         fut: impl Future<Output = object_store::Result<T>>,
     ) -> Result<T> {
         let after = self.inner.options.deadline(bytes);
-        match tokio::time::timeout(after, fut).await {
+        let result = match tokio::time::timeout(after, fut).await {
             Ok(result) => result.map_err(object_store_error),
             Err(_) => Err(deadline_passed(operation, after)),
-        }
+        };
+        // Errors name the store as its URL (`s3://bucket/prefix`), not the HTTP request.
+        result.map_err(|e| e.with_context("store", &self.inner.location))
     }
 
     /// The whole object at `path`, or `None`. The request has the plain timeout; reading
