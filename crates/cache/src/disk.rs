@@ -34,7 +34,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hybridstore_core::raw::run_to_completion;
-use hybridstore_core::{BatchOp, Error, Key, KvStore, ObjectMeta, PutOptions, Result, WriteBatch};
+use hybridstore_core::{Error, Key, KvStore, ObjectMeta, PutOptions, Result, WriteBatch};
 use moka::notification::RemovalCause;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -255,7 +255,9 @@ impl DiskCache {
         &self.inner.config
     }
 
-    /// Counters since the cache was opened, and what it holds now.
+    /// Counters since the cache was opened, and what it holds (entries and bytes as of
+    /// moka's last maintenance: [`run_pending_tasks`](Self::run_pending_tasks) first for
+    /// exact figures).
     pub fn stats(&self) -> DiskCacheStats {
         let c = &self.inner.counters;
         DiskCacheStats {
@@ -595,14 +597,7 @@ hybridstore_core::kv_store_impl! {
         }
 
         async fn write_batch(&self, batch: WriteBatch) -> Result<()> {
-            let keys: Vec<Key> = batch
-                .ops()
-                .iter()
-                .filter_map(|op| match op {
-                    BatchOp::Put { key, .. } | BatchOp::Delete { key } => Some(key.clone()),
-                    BatchOp::Check { .. } => None,
-                })
-                .collect();
+            let keys = crate::store::written_keys(&batch);
             let inner = self.inner.clone();
             self.invalidating(keys, async move { inner.write_batch(batch).await })
                 .await

@@ -539,14 +539,7 @@ impl<S: KvStore + 'static> KvStore for CachedStore<S> {
     }
 
     async fn write_batch(&self, batch: WriteBatch) -> Result<()> {
-        let keys: Vec<Key> = batch
-            .ops()
-            .iter()
-            .filter_map(|op| match op {
-                BatchOp::Put { key, .. } | BatchOp::Delete { key } => Some(key.clone()),
-                BatchOp::Check { .. } => None,
-            })
-            .collect();
+        let keys = written_keys(&batch);
         let inner = self.inner.clone();
         self.invalidating(keys, async move { inner.write_batch(batch).await })
             .await
@@ -567,4 +560,17 @@ impl<S: KvStore> CachedStore<S> {
         let cached = Cached::of(value, self.config.max_value_bytes);
         l1.insert(key.clone(), L1Entry { cached, epoch }).await;
     }
+}
+
+/// The keys `batch` puts or deletes (its checks change nothing): what a cache layer
+/// invalidates after the batch.
+pub(crate) fn written_keys(batch: &WriteBatch) -> Vec<Key> {
+    batch
+        .ops()
+        .iter()
+        .filter_map(|op| match op {
+            BatchOp::Put { key, .. } | BatchOp::Delete { key } => Some(key.clone()),
+            BatchOp::Check { .. } => None,
+        })
+        .collect()
 }

@@ -147,3 +147,46 @@ async fn a_damaged_pack_index_is_reported_at_open() {
         ErrorKind::Corrupted
     );
 }
+
+/// Two processes on the same manifests and packs (nodes of one S3 primary): a value the
+/// other wrote after this one opened uses chunks this index has never seen. A shared chunk
+/// store reloads the pack list and reads it; an unshared one reports the chunks missing
+/// (`Corrupted`), as it must for real damage.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shared_chunk_store_finds_chunks_another_process_wrote() {
+    use hybridstore_core::MemoryStore;
+    use hybridstore_dedup::DedupStore;
+    use std::sync::Arc;
+
+    let manifests: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+    let packs: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+    let open = || DedupStore::open(manifests.clone(), packs.clone(), DedupOptions::default());
+    let (writer, shared, unshared) = (
+        open().await.unwrap(),
+        open().await.unwrap(),
+        open().await.unwrap(),
+    );
+    shared.chunk_store().set_shared(true);
+    let key = Key::new("written-later").unwrap();
+    let value = Bytes::from(text(7, 8000)); // ~190 KB: several chunks in a new pack
+    writer.put(&key, value.clone()).await.unwrap();
+
+    assert_eq!(shared.get(&key).await.unwrap(), Some(value));
+    assert_eq!(
+        unshared.get(&key).await.unwrap_err().kind(),
+        ErrorKind::Corrupted
+    );
+    // A chunk that is truly gone is still damage in a shared store: one reload, then
+    // `Corrupted`.
+    let gone = Key::new("gone").unwrap();
+    writer.put(&gone, Bytes::from(text(8, 8000))).await.unwrap();
+    for pack in packs.list_keys(KeyRange::all(), None).await.unwrap() {
+        packs.delete(&pack).await.unwrap();
+    }
+    let fresh = open().await.unwrap();
+    fresh.chunk_store().set_shared(true);
+    assert_eq!(
+        fresh.get(&gone).await.unwrap_err().kind(),
+        ErrorKind::Corrupted
+    );
+}

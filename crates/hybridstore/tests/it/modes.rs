@@ -72,57 +72,48 @@ async fn wait_for(
     }
 }
 
+/// The whole stack in `mode`, opened with `config` on a fresh SeaweedFS and data
+/// directory, as a conformance fixture (one store, emptied between model-based cases).
+async fn mode_fixture(
+    mode: StorageMode,
+    config: impl FnOnce(&SeaweedS3, &Path) -> StorageConfig,
+) -> Option<hybridstore_core::conformance::Fixture> {
+    let s3 = SeaweedS3::start()?;
+    let dir = tempfile::tempdir().unwrap();
+    let system = HybridStorageSystem::open_with(config(&s3, dir.path()), s3_credentials())
+        .await
+        .unwrap();
+    assert_eq!(system.mode(), mode);
+    assert_eq!(
+        system.backup_status().is_some(),
+        mode == StorageMode::LocalWithS3Backup
+    );
+    let kv = system.kv().clone();
+    Some(hybridstore_core::conformance::Fixture::with_guard(kv, (system, dir, s3)).reusable())
+}
+
 mod s3_primary_with_local_cache_conformance {
     use super::*;
-    use hybridstore_core::conformance::Fixture;
-
-    async fn fixture() -> Option<Fixture> {
-        let s3 = SeaweedS3::start()?;
-        let dir = tempfile::tempdir().unwrap();
-        let config = s3_primary(&s3, dir.path(), "conformance", true);
-        let system = HybridStorageSystem::open_with(config, s3_credentials())
-            .await
-            .unwrap();
-        assert_eq!(system.mode(), StorageMode::S3PrimaryWithLocalCache);
-        Some(Fixture::with_guard(system.kv().clone(), (system, dir, s3)).reusable())
-    }
-    hybridstore_core::conformance_tests!(fixture);
+    hybridstore_core::conformance_tests!(|| mode_fixture(
+        StorageMode::S3PrimaryWithLocalCache,
+        |s3, dir| s3_primary(s3, dir, "conformance", true)
+    ));
 }
 
 mod s3_only_conformance {
     use super::*;
-    use hybridstore_core::conformance::Fixture;
-
-    async fn fixture() -> Option<Fixture> {
-        let s3 = SeaweedS3::start()?;
-        let dir = tempfile::tempdir().unwrap();
-        let config = s3_primary(&s3, dir.path(), "conformance", false);
-        let system = HybridStorageSystem::open_with(config, s3_credentials())
-            .await
-            .unwrap();
-        assert_eq!(system.mode(), StorageMode::S3Only);
-        Some(Fixture::with_guard(system.kv().clone(), (system, dir, s3)).reusable())
-    }
-    hybridstore_core::conformance_tests!(fixture);
+    hybridstore_core::conformance_tests!(|| mode_fixture(StorageMode::S3Only, |s3, dir| {
+        s3_primary(s3, dir, "conformance", false)
+    }));
 }
 
 /// The local stack with the background push running every second beside the suite.
 mod local_with_s3_backup_conformance {
     use super::*;
-    use hybridstore_core::conformance::Fixture;
-
-    async fn fixture() -> Option<Fixture> {
-        let s3 = SeaweedS3::start()?;
-        let dir = tempfile::tempdir().unwrap();
-        let config = backed_up(&s3, dir.path(), "conformance", 1);
-        let system = HybridStorageSystem::open_with(config, s3_credentials())
-            .await
-            .unwrap();
-        assert_eq!(system.mode(), StorageMode::LocalWithS3Backup);
-        assert!(system.backup_status().is_some());
-        Some(Fixture::with_guard(system.kv().clone(), (system, dir, s3)))
-    }
-    hybridstore_core::conformance_tests!(fixture);
+    hybridstore_core::conformance_tests!(|| mode_fixture(
+        StorageMode::LocalWithS3Backup,
+        |s3, dir| backed_up(s3, dir, "conformance", 1)
+    ));
 }
 
 /// Local primary + S3 backup: the background push sends what is written; with S3 stopped,
