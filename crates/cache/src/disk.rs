@@ -470,6 +470,18 @@ pub struct DiskCachedStore<S> {
     freshness: Freshness,
 }
 
+/// Bumps `key`'s write epoch when dropped.
+struct BumpOnDrop {
+    cache: Arc<Inner>,
+    key: Key,
+}
+
+impl Drop for BumpOnDrop {
+    fn drop(&mut self) {
+        self.cache.epochs.bump(&self.key);
+    }
+}
+
 /// What a cache entry holds: a whole value or one byte range of it.
 #[derive(Clone, Copy)]
 enum Part {
@@ -565,7 +577,8 @@ impl<S: KvStore> DiskCachedStore<S> {
 
 hybridstore_core::kv_store_impl! {
     impl[S: KvStore + Clone + 'static] KvStore for DiskCachedStore<S>;
-    forward(inner): [capabilities, head, scan, scan_meta, exists, list_keys, stats];
+    // Streams are for values too large to cache: read from the store.
+    forward(inner): [capabilities, head, scan, scan_meta, exists, list_keys, stats, get_stream];
     provided: [put, get_many, clear];
     {
         async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
@@ -588,6 +601,22 @@ hybridstore_core::kv_store_impl! {
                 inner.put_with(&k, value, &options).await
             })
             .await
+        }
+
+        async fn put_stream(
+            &self,
+            key: &Key,
+            reader: hybridstore_core::ValueReader<'_>,
+            options: &PutOptions,
+        ) -> Result<ObjectMeta> {
+            // The reader is borrowed, so the write cannot move into a task of its own; the
+            // epochs are bumped when this future ends, dropped or not (a bump is a few
+            // atomic increments), which makes every entry of the key loaded before stale.
+            let _stale = BumpOnDrop {
+                cache: self.cache.inner.clone(),
+                key: key.clone(),
+            };
+            self.inner.put_stream(key, reader, options).await
         }
 
         async fn delete(&self, key: &Key) -> Result<()> {

@@ -313,9 +313,19 @@ impl<S: KvStore> CachedStore<S> {
         keys: Vec<Key>,
         write: impl Future<Output = Result<T>> + Send + 'static,
     ) -> Result<T> {
-        let (l1, l2, epochs) = (self.l1.clone(), self.l2.clone(), self.epochs.clone());
+        let invalidation = self.invalidation(keys);
         run_to_completion(async move {
             let result = write.await;
+            invalidation.await;
+            result
+        })
+        .await
+    }
+
+    /// Removes `keys` from L1 and Redis, then bumps their epochs.
+    fn invalidation(&self, keys: Vec<Key>) -> impl Future<Output = ()> + Send + 'static {
+        let (l1, l2, epochs) = (self.l1.clone(), self.l2.clone(), self.epochs.clone());
+        async move {
             if let Some(l1) = &l1 {
                 // The epoch bump below makes any entry of these keys stale; removing it only
                 // frees memory, so keys L1 does not hold (an ingest's) cost no async call.
@@ -331,9 +341,32 @@ impl<S: KvStore> CachedStore<S> {
             for key in &keys {
                 epochs.bump(key);
             }
-            result
-        })
-        .await
+        }
+    }
+}
+
+/// The invalidation a streamed put owes, run when the put ends or, if its future is
+/// dropped, in a task of its own (the borrowed reader keeps the write itself in the
+/// caller's future).
+struct OwedInvalidation {
+    invalidation: Option<std::pin::Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl OwedInvalidation {
+    async fn settle(mut self) {
+        if let Some(invalidation) = self.invalidation.take() {
+            run_to_completion(invalidation).await;
+        }
+    }
+}
+
+impl Drop for OwedInvalidation {
+    fn drop(&mut self) {
+        if let Some(invalidation) = self.invalidation.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(invalidation);
+        }
     }
 }
 
@@ -536,6 +569,29 @@ impl<S: KvStore + 'static> KvStore for CachedStore<S> {
 
     fn scan_meta(&self, range: KeyRange, limit: Option<usize>) -> MetaStream<'_> {
         self.inner.scan_meta(range, limit)
+    }
+
+    /// Streams bypass both tiers (they are for values too large to cache).
+    async fn get_stream(
+        &self,
+        key: &Key,
+        range: Option<Range<u64>>,
+    ) -> Result<Option<hybridstore_core::ValueStream<'_>>> {
+        self.inner.get_stream(key, range).await
+    }
+
+    async fn put_stream(
+        &self,
+        key: &Key,
+        reader: hybridstore_core::ValueReader<'_>,
+        options: &PutOptions,
+    ) -> Result<ObjectMeta> {
+        let owed = OwedInvalidation {
+            invalidation: Some(Box::pin(self.invalidation(vec![key.clone()]))),
+        };
+        let result = self.inner.put_stream(key, reader, options).await;
+        owed.settle().await;
+        result
     }
 
     async fn write_batch(&self, batch: WriteBatch) -> Result<()> {

@@ -190,6 +190,39 @@ impl KvStore for MeteredStore {
         result
     }
 
+    async fn get_stream(
+        &self,
+        key: &Key,
+        range: Option<Range<u64>>,
+    ) -> Result<Option<hybridstore_core::ValueStream<'_>>> {
+        let started = Instant::now();
+        let operation = if range.is_some() {
+            Operation::GetRange
+        } else {
+            Operation::Get
+        };
+        let result = self.inner.get_stream(key, range).await;
+        // The event is the stream's opening: its length, not the time to read it all.
+        self.record(operation, Some(key), started, &result, |s| {
+            (s.as_ref().map_or(0, |s| s.len), s.is_some())
+        });
+        result
+    }
+
+    async fn put_stream(
+        &self,
+        key: &Key,
+        reader: hybridstore_core::ValueReader<'_>,
+        options: &PutOptions,
+    ) -> Result<ObjectMeta> {
+        let started = Instant::now();
+        let result = self.inner.put_stream(key, reader, options).await;
+        self.record(Operation::Put, Some(key), started, &result, |m| {
+            (m.size, true)
+        });
+        result
+    }
+
     async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Option<Bytes>> {
         let started = Instant::now();
         let result = self.inner.get_range(key, range).await;

@@ -11,7 +11,7 @@ use crate::batch::WriteBatch;
 use crate::error::{Error, Result};
 use crate::key::{Key, KeyRange};
 use crate::meta::{ObjectMeta, PutOptions};
-use crate::store::{EntryStream, KvStore, MetaStream, StoreStats};
+use crate::store::{EntryStream, KvStore, MetaStream, StoreStats, ValueReader, ValueStream};
 
 /// A layer that adds the operation (`"get"`, `"write_batch"`, …), the key where there is one,
 /// the range of a scan and the backend's name to every error `inner` returns, and changes
@@ -140,6 +140,45 @@ crate::kv_store_impl! {
                 .get_range(key, range)
                 .await
                 .map_err(self.add("get_range", Some(key)))
+        }
+
+        async fn get_stream(
+            &self,
+            key: &Key,
+            range: Option<Range<u64>>,
+        ) -> Result<Option<ValueStream<'_>>> {
+            let stream = self
+                .inner
+                .get_stream(key, range)
+                .await
+                .map_err(self.add("get_stream", Some(key)))?;
+            // Errors inside the stream name the key too: the stream owns a copy of it.
+            let (key, backend) = (key.clone(), self.backend);
+            Ok(stream.map(|s| ValueStream {
+                len: s.len,
+                body: s
+                    .body
+                    .map(move |piece| {
+                        piece.map_err(|e| {
+                            e.with_operation("get_stream")
+                                .with_context("key", &key)
+                                .with_context("backend", backend)
+                        })
+                    })
+                    .boxed(),
+            }))
+        }
+
+        async fn put_stream(
+            &self,
+            key: &Key,
+            reader: ValueReader<'_>,
+            options: &PutOptions,
+        ) -> Result<ObjectMeta> {
+            self.inner
+                .put_stream(key, reader, options)
+                .await
+                .map_err(self.add("put_stream", Some(key)))
         }
 
         async fn exists(&self, key: &Key) -> Result<bool> {

@@ -84,9 +84,9 @@ impl<S: KvStore + 'static> PausingStore<S> {
 crate::kv_store_impl! {
     impl[S: KvStore + 'static] KvStore for PausingStore<S>;
     forward(inner): [capabilities, get, head, delete, scan, scan_meta, write_batch, get_range,
-        exists, list_keys, get_many, clear, stats];
-    // `put` goes through `put_with`, so an armed pause catches it too.
-    provided: [put];
+        exists, list_keys, get_many, clear, stats, get_stream];
+    // `put` and `put_stream` go through `put_with`, so an armed pause catches them too.
+    provided: [put, put_stream];
     {
         async fn put_with(
             &self,
@@ -212,6 +212,23 @@ crate::kv_store_impl! {
             self.note("clear");
             self.inner.clear().await
         }
+        async fn get_stream(
+            &self,
+            key: &Key,
+            range: Option<Range<u64>>,
+        ) -> Result<Option<crate::ValueStream<'_>>> {
+            self.note("get_stream");
+            self.inner.get_stream(key, range).await
+        }
+        async fn put_stream(
+            &self,
+            key: &Key,
+            reader: crate::ValueReader<'_>,
+            options: &PutOptions,
+        ) -> Result<ObjectMeta> {
+            self.note("put_stream");
+            self.inner.put_stream(key, reader, options).await
+        }
         async fn stats(&self) -> Result<StoreStats> {
             self.note("stats");
             self.inner.stats().await
@@ -241,7 +258,8 @@ impl FailingStore {
 crate::kv_store_impl! {
     impl[] KvStore for FailingStore;
     forward(inner): [];
-    provided: [put, scan_meta, get_range, exists, list_keys, get_many, clear, stats];
+    provided: [put, scan_meta, get_range, exists, list_keys, get_many, clear, stats, get_stream,
+        put_stream];
     {
         fn capabilities(&self) -> Capabilities {
             Capabilities::new()

@@ -158,6 +158,29 @@ macro_rules! kv_store_impl {
             }
         ]);
     };
+    (@munch $g:tt $t:tt $w:tt $inner:ident [get_stream $($fwd:ident)*] $def:tt [$($acc:tt)*]) => {
+        $crate::kv_store_impl!(@munch $g $t $w $inner [$($fwd)*] $def [$($acc)*
+            async fn get_stream(
+                &self,
+                key: &$crate::Key,
+                range: Option<::std::ops::Range<u64>>,
+            ) -> $crate::Result<Option<$crate::ValueStream<'_>>> {
+                self.$inner.get_stream(key, range).await
+            }
+        ]);
+    };
+    (@munch $g:tt $t:tt $w:tt $inner:ident [put_stream $($fwd:ident)*] $def:tt [$($acc:tt)*]) => {
+        $crate::kv_store_impl!(@munch $g $t $w $inner [$($fwd)*] $def [$($acc)*
+            async fn put_stream(
+                &self,
+                key: &$crate::Key,
+                reader: $crate::ValueReader<'_>,
+                options: &$crate::PutOptions,
+            ) -> $crate::Result<$crate::ObjectMeta> {
+                self.$inner.put_stream(key, reader, options).await
+            }
+        ]);
+    };
     (@munch $g:tt $t:tt $w:tt $inner:ident [get_many $($fwd:ident)*] $def:tt [$($acc:tt)*]) => {
         $crate::kv_store_impl!(@munch $g $t $w $inner [$($fwd)*] $def [$($acc)*
             async fn get_many(&self, keys: &[$crate::Key]) -> $crate::Result<Vec<Option<$crate::Bytes>>> {
@@ -221,6 +244,29 @@ macro_rules! kv_store_impl {
                 limit: Option<usize>,
             ) -> $crate::Result<Vec<$crate::Key>> {
                 $crate::raw::provided::list_keys(self, range, limit).await
+            }
+        ]);
+    };
+    (@munch $g:tt $t:tt $w:tt $inner:ident [] [get_stream $($def:ident)*] [$($acc:tt)*]) => {
+        $crate::kv_store_impl!(@munch $g $t $w $inner [] [$($def)*] [$($acc)*
+            async fn get_stream(
+                &self,
+                key: &$crate::Key,
+                range: Option<::std::ops::Range<u64>>,
+            ) -> $crate::Result<Option<$crate::ValueStream<'_>>> {
+                $crate::raw::provided::get_stream(self, key, range).await
+            }
+        ]);
+    };
+    (@munch $g:tt $t:tt $w:tt $inner:ident [] [put_stream $($def:ident)*] [$($acc:tt)*]) => {
+        $crate::kv_store_impl!(@munch $g $t $w $inner [] [$($def)*] [$($acc)*
+            async fn put_stream(
+                &self,
+                key: &$crate::Key,
+                reader: $crate::ValueReader<'_>,
+                options: &$crate::PutOptions,
+            ) -> $crate::Result<$crate::ObjectMeta> {
+                $crate::raw::provided::put_stream(self, key, reader, options).await
             }
         ]);
     };

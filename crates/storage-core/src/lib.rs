@@ -70,6 +70,9 @@ pub use memory::MemoryStore;
 pub use meta::{MAX_CONTENT_TYPE_LEN, MAX_TIME_SINCE_EPOCH, ObjectMeta, PutOptions, Sha256Digest};
 pub use namespace::{MAX_TENANT_LEN, Namespaced, TenantId};
 pub use secret::{SecretUrl, is_secret_parameter};
-pub use store::{Capabilities, Entry, EntryStream, KvStore, MetaEntry, MetaStream, StoreStats};
+pub use store::{
+    Capabilities, Entry, EntryStream, KvStore, MetaEntry, MetaStream, StoreStats, ValueReader,
+    ValueStream,
+};
 
 pub use bytes::Bytes;

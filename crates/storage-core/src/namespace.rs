@@ -9,7 +9,9 @@ use crate::batch::WriteBatch;
 use crate::error::{Error, Result};
 use crate::key::{Key, KeyRange, prefix_successor};
 use crate::meta::{ObjectMeta, PutOptions};
-use crate::store::{Capabilities, Entry, EntryStream, KvStore, MetaEntry, MetaStream};
+use crate::store::{
+    Capabilities, Entry, EntryStream, KvStore, MetaEntry, MetaStream, ValueReader, ValueStream,
+};
 
 /// Longest tenant name, in bytes.
 pub const MAX_TENANT_LEN: usize = 64;
@@ -207,6 +209,25 @@ crate::kv_store_impl! {
 
         async fn delete(&self, key: &Key) -> Result<()> {
             self.inner.delete(&self.outer_key(key)?).await
+        }
+
+        async fn get_stream(
+            &self,
+            key: &Key,
+            range: Option<std::ops::Range<u64>>,
+        ) -> Result<Option<ValueStream<'_>>> {
+            self.inner.get_stream(&self.outer_key(key)?, range).await
+        }
+
+        async fn put_stream(
+            &self,
+            key: &Key,
+            reader: ValueReader<'_>,
+            options: &PutOptions,
+        ) -> Result<ObjectMeta> {
+            self.inner
+                .put_stream(&self.outer_key(key)?, reader, options)
+                .await
         }
 
         fn scan(&self, range: KeyRange, limit: Option<usize>) -> EntryStream<'_> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::StreamExt;
 use futures::stream::BoxStream;
 use serde::Serialize;
 
@@ -39,6 +40,59 @@ pub struct MetaEntry {
 
 /// A stream of entries in key order.
 pub type EntryStream<'a> = BoxStream<'a, Result<Entry>>;
+
+/// A value's bytes as a stream, from [`KvStore::get_stream`].
+pub struct ValueStream<'a> {
+    /// Bytes the stream yields in all: the value's length, or the range's.
+    pub len: u64,
+    /// The bytes in order, in pieces of any size; an error is yielded as an item and ends
+    /// the stream.
+    pub body: BoxStream<'a, Result<Bytes>>,
+}
+
+impl fmt::Debug for ValueStream<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ValueStream")
+            .field("len", &self.len)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ValueStream<'static> {
+    /// A stream of `value` in one piece.
+    pub fn once(value: Bytes) -> ValueStream<'static> {
+        ValueStream {
+            len: value.len() as u64,
+            body: futures::stream::once(std::future::ready(Ok(value))).boxed(),
+        }
+    }
+}
+
+impl ValueStream<'_> {
+    /// Every byte of the stream in one `Bytes` (for small values and tests).
+    ///
+    /// # Errors
+    /// The stream's first error; `Corrupted` if it yields a different number of bytes than
+    /// `len` says.
+    pub async fn collect(self) -> Result<Bytes> {
+        let mut out = bytes::BytesMut::with_capacity(self.len.min(64 << 20) as usize);
+        let mut body = self.body;
+        while let Some(piece) = body.next().await {
+            out.extend_from_slice(&piece?);
+        }
+        if out.len() as u64 != self.len {
+            return Err(crate::Error::corrupted(format!(
+                "value stream yielded {} bytes; it announced {}",
+                out.len(),
+                self.len
+            )));
+        }
+        Ok(out.freeze())
+    }
+}
+
+/// What [`KvStore::put_stream`] reads a value from.
+pub type ValueReader<'a> = &'a mut (dyn tokio::io::AsyncRead + Send + Unpin);
 /// A stream of keys with metadata in key order.
 pub type MetaStream<'a> = BoxStream<'a, Result<MetaEntry>>;
 
@@ -208,6 +262,48 @@ pub trait KvStore: Send + Sync + fmt::Debug {
         provided::get_range(self, key, range).await
     }
 
+    /// The value of `key` (or the bytes `range` of it) as a stream, or `None` if the key is
+    /// absent, for values too large to hold in memory.
+    ///
+    /// A whole-value stream is checked as [`get`](Self::get) checks a value: a mismatch with
+    /// the stored checksum is yielded as a `Corrupted` error no later than in place of the
+    /// last piece, so a reader that sees the stream end cleanly has the stored bytes. A range
+    /// stream is checked as [`get_range`](Self::get_range) is. The default reads the whole
+    /// value with `get` (or `get_range`) and yields it in one piece; backends and layers that
+    /// hold large values (dedup, files) stream them piece by piece in bounded memory.
+    ///
+    /// # Errors
+    /// As [`get`](Self::get) and [`get_range`](Self::get_range), before the stream starts;
+    /// later failures are items of the stream.
+    async fn get_stream(
+        &self,
+        key: &Key,
+        range: Option<Range<u64>>,
+    ) -> Result<Option<ValueStream<'_>>> {
+        provided::get_stream(self, key, range).await
+    }
+
+    /// Stores the bytes `reader` yields until its end under `key` (the size need not be
+    /// known up front) and returns the new metadata, as [`put_with`](Self::put_with) would
+    /// for the same bytes. A failed or cancelled call leaves the previous value (or no key).
+    ///
+    /// The default reads the whole value into memory, refusing it with `InvalidInput` as soon
+    /// as it passes [`Capabilities::max_value_len`] (or
+    /// [`PROVIDED_STREAM_LIMIT`](provided::PROVIDED_STREAM_LIMIT) for a store without a
+    /// limit), before anything is written; stores for large values override it.
+    ///
+    /// # Errors
+    /// As `put_with`; `InvalidInput` for a value over the limit; `Unavailable` if reading
+    /// fails.
+    async fn put_stream(
+        &self,
+        key: &Key,
+        reader: ValueReader<'_>,
+        options: &PutOptions,
+    ) -> Result<ObjectMeta> {
+        provided::put_stream(self, key, reader, options).await
+    }
+
     /// Whether `key` exists.
     ///
     /// # Errors
@@ -318,6 +414,21 @@ macro_rules! forward_kv_store {
             }
             async fn exists(&self, key: &Key) -> Result<bool> {
                 (**self).exists(key).await
+            }
+            async fn get_stream(
+                &self,
+                key: &Key,
+                range: Option<Range<u64>>,
+            ) -> Result<Option<ValueStream<'_>>> {
+                (**self).get_stream(key, range).await
+            }
+            async fn put_stream(
+                &self,
+                key: &Key,
+                reader: ValueReader<'_>,
+                options: &PutOptions,
+            ) -> Result<ObjectMeta> {
+                (**self).put_stream(key, reader, options).await
             }
             async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Option<Bytes>> {
                 (**self).get_range(key, range).await

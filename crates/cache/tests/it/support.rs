@@ -63,9 +63,9 @@ impl<S: KvStore> Probe<S> {
 hybridstore_core::kv_store_impl! {
     impl[S: KvStore] KvStore for Probe<S>;
     forward(inner): [capabilities, head, put_with, put, delete, scan, scan_meta, write_batch,
-        exists, list_keys, clear, stats];
-    // Through `get`, so a range read is counted and can be held like a get.
-    provided: [get_range];
+        exists, list_keys, clear, stats, put_stream];
+    // Through `get`, so a range read or a stream is counted and can be held like a get.
+    provided: [get_range, get_stream];
     {
         async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
             self.gets.fetch_add(1, Ordering::SeqCst);

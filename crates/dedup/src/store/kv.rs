@@ -95,6 +95,40 @@ impl<S: KvStore + 'static> KvStore for DedupStore<S> {
         provided::get_range(self, key, range).await
     }
 
+    /// Chunk by chunk, at most a few chunks ahead ([`READ_AHEAD`]): memory stays bounded
+    /// whatever the value's size. Each chunk is checked against its SHA-256 as it is read;
+    /// a whole-value stream also hashes the value as it goes and yields a `Corrupted` error
+    /// instead of the last chunk if the value does not match its checksum.
+    async fn get_stream(
+        &self,
+        key: &Key,
+        range: Option<Range<u64>>,
+    ) -> Result<Option<ValueStream<'_>>> {
+        let Some(manifest) = self.inner.get(key).await? else {
+            return Ok(None);
+        };
+        let list = match Manifest::decode(&manifest)? {
+            Manifest::Inline(value) => {
+                let value = match range {
+                    None => value,
+                    Some(range) => slice_range(&value, range)?,
+                };
+                return Ok(Some(ValueStream::once(value)));
+            }
+            Manifest::Chunked(list) => list,
+        };
+        Ok(Some(self.stream_chunks(list, range)?))
+    }
+
+    async fn put_stream(
+        &self,
+        key: &Key,
+        reader: ValueReader<'_>,
+        options: &PutOptions,
+    ) -> Result<ObjectMeta> {
+        self.put_reader(key, reader, options).await
+    }
+
     async fn delete(&self, key: &Key) -> Result<()> {
         self.inner.delete(key).await
     }

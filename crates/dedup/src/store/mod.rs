@@ -7,9 +7,11 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use hybridstore_core::raw::{WriteOrder, cpu_bound, provided, run_to_completion, spawn_cpu};
+use hybridstore_core::raw::{check_range, slice_range};
 use hybridstore_core::{
     BatchOp, Capabilities, Entry, EntryStream, Error, Expect, Key, KeyRange, KvStore, MetaEntry,
-    MetaStream, ObjectMeta, PutOptions, Result, Sha256Digest, StoreStats, WriteBatch,
+    MetaStream, ObjectMeta, PutOptions, Result, Sha256Digest, StoreStats, ValueReader, ValueStream,
+    WriteBatch,
 };
 use serde::Serialize;
 use sha2::Digest;

@@ -109,6 +109,79 @@ impl<S: KvStore> DedupStore<S> {
     }
 }
 
+impl<S: KvStore> DedupStore<S> {
+    /// The stream of `list`'s chunks (or of the bytes `range` of the value), see
+    /// `get_stream`.
+    pub(super) fn stream_chunks(
+        &self,
+        list: ChunkList,
+        range: Option<Range<u64>>,
+    ) -> Result<ValueStream<'_>> {
+        let whole = range.is_none();
+        let range = range.unwrap_or(0..list.total_len);
+        check_range(&range, list.total_len)?;
+        // The chunks the range touches, with the part of each it wants.
+        let mut wanted = Vec::new();
+        let mut offset = 0u64;
+        for (id, len) in list.chunks.iter().copied() {
+            let (start, end) = (offset, offset + u64::from(len));
+            offset = end;
+            if end <= range.start || start >= range.end {
+                continue;
+            }
+            let from = range.start.saturating_sub(start) as usize;
+            let to = (range.end.min(end) - start) as usize;
+            wanted.push((id, len, from..to));
+        }
+        if offset != list.total_len {
+            return Err(Error::corrupted(format!(
+                "manifest lists {offset} bytes of chunks for a value of {} bytes",
+                list.total_len
+            )));
+        }
+        let single = list.chunks.len() == 1;
+        let checksum = list.checksum;
+        let chunks = self.chunks.clone();
+        let mut pieces = futures::stream::iter(wanted)
+            .map(move |(id, len, part)| {
+                let chunks = chunks.clone();
+                async move {
+                    let data = chunks.read(&id).await?;
+                    check_len(&id, len, &data)?;
+                    Ok::<_, Error>((data, part))
+                }
+            })
+            .buffered(READ_AHEAD);
+        let body = async_stream::try_stream! {
+            let mut hasher = sha2::Sha256::new();
+            // One piece held back, so a whole value that fails its checksum never hands
+            // out its last bytes.
+            let mut held: Option<Bytes> = None;
+            while let Some((data, part)) = pieces.try_next().await? {
+                if whole && !single {
+                    hasher.update(&data);
+                }
+                if let Some(previous) = held.take() {
+                    yield previous;
+                }
+                held = Some(data.slice(part));
+            }
+            if whole && !single && Sha256Digest(hasher.finalize().into()) != checksum {
+                Err(Error::corrupted(
+                    "value does not match its SHA-256 checksum after reassembly",
+                ))?;
+            }
+            if let Some(last) = held {
+                yield last;
+            }
+        };
+        Ok(ValueStream {
+            len: range.end - range.start,
+            body: Box::pin(body),
+        })
+    }
+}
+
 /// A streamed chunk: id, plaintext, and its blob unless the store holds it already.
 pub(super) type StreamedChunk = (ChunkId, Vec<u8>, Option<Vec<u8>>);
 

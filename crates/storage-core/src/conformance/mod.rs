@@ -23,6 +23,7 @@ mod concurrency;
 mod model;
 mod provided;
 mod scan;
+mod streaming;
 pub mod vector;
 
 pub use basic::*;
@@ -31,6 +32,7 @@ pub use concurrency::*;
 pub use model::model_based;
 pub use provided::*;
 pub use scan::*;
+pub use streaming::*;
 
 use std::any::Any;
 use std::collections::BTreeMap;
@@ -136,7 +138,7 @@ macro_rules! conformance_tests {
             scan_order, scan_prefix, scan_range, scan_limit_and_paging, binary_keys,
             batch_applies_in_order, batch_failure_applies_nothing, invalid_input,
             value_of_64_mib, concurrent_tasks, provided_methods, range_reads, cancellation,
-            put_options_times);
+            put_options_times, streaming);
 
         #[test]
         fn conformance_model_based() {

@@ -12,11 +12,70 @@ use std::ops::Range;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 
-use super::{KvStore, MetaEntry, MetaStream, StoreStats, slice_range};
+use super::{KvStore, MetaEntry, MetaStream, StoreStats, ValueReader, ValueStream, slice_range};
 use crate::batch::WriteBatch;
 use crate::error::Result;
 use crate::key::{Key, KeyRange};
 use crate::meta::{ObjectMeta, PutOptions};
+
+/// Largest value [`put_stream`] reads into memory for a store that sets no
+/// `max_value_len` of its own: 1 GiB.
+pub const PROVIDED_STREAM_LIMIT: u64 = 1 << 30;
+
+/// [`KvStore::get_stream`] by default: the whole value (or range) in one piece.
+///
+/// # Errors
+/// As [`KvStore::get`] and [`KvStore::get_range`].
+pub async fn get_stream<'a, S: KvStore + ?Sized>(
+    store: &'a S,
+    key: &Key,
+    range: Option<Range<u64>>,
+) -> Result<Option<ValueStream<'a>>> {
+    let value = match range {
+        None => store.get(key).await?,
+        Some(range) => store.get_range(key, range).await?,
+    };
+    Ok(value.map(ValueStream::once))
+}
+
+/// [`KvStore::put_stream`] by default: the bytes read into memory (refused past the
+/// store's `max_value_len`, else [`PROVIDED_STREAM_LIMIT`], before anything is written),
+/// then [`KvStore::put_with`].
+///
+/// # Errors
+/// `InvalidInput` for a value over the limit; `Unavailable` if reading fails; otherwise as
+/// `put_with`.
+pub async fn put_stream<S: KvStore + ?Sized>(
+    store: &S,
+    key: &Key,
+    reader: ValueReader<'_>,
+    options: &PutOptions,
+) -> Result<ObjectMeta> {
+    use tokio::io::AsyncReadExt;
+    let limit = store
+        .capabilities()
+        .max_value_len
+        .unwrap_or(PROVIDED_STREAM_LIMIT)
+        .min(PROVIDED_STREAM_LIMIT);
+    let mut value = Vec::new();
+    // One byte past the limit tells a value over it from one exactly at it.
+    let read = reader
+        .take(limit + 1)
+        .read_to_end(&mut value)
+        .await
+        .map_err(|e| {
+            crate::Error::new(
+                crate::ErrorKind::Unavailable,
+                format!("reading the value to store failed: {e}"),
+            )
+        })?;
+    if read as u64 > limit {
+        return Err(crate::Error::invalid_input(format!(
+            "the value is larger than this store's limit of {limit} bytes"
+        )));
+    }
+    store.put_with(key, Bytes::from(value), options).await
+}
 
 /// Keys per write batch in [`clear`]: a very large store is never held in memory at once.
 pub const CLEAR_BATCH_KEYS: usize = 1000;

@@ -863,6 +863,23 @@ impl KvStore for ObjectStoreKv {
         run_to_completion(self.clone().write_batch_owned(plan)).await
     }
 
+    async fn get_stream(
+        &self,
+        key: &Key,
+        range: Option<Range<u64>>,
+    ) -> Result<Option<hybridstore_core::ValueStream<'_>>> {
+        hybridstore_core::raw::provided::get_stream(self, key, range).await
+    }
+
+    async fn put_stream(
+        &self,
+        key: &Key,
+        reader: hybridstore_core::ValueReader<'_>,
+        options: &PutOptions,
+    ) -> Result<ObjectMeta> {
+        hybridstore_core::raw::provided::put_stream(self, key, reader, options).await
+    }
+
     async fn get_range(&self, key: &Key, range: Range<u64>) -> Result<Option<Bytes>> {
         self.check_key(key)?;
         if range.start > range.end {
