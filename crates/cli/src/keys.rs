@@ -1,10 +1,11 @@
 //! The key/value commands: `put`, `get`, `rm`, `ls`, `head`.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::PathBuf;
 
 use futures::TryStreamExt;
 use hybridstore::core::{Error, Key, KeyRange, KvStore, PutOptions};
+use tokio::io::AsyncWriteExt;
 
 use crate::Ui;
 use crate::failure::{ExitCode, Failure, output};
@@ -30,21 +31,23 @@ pub(crate) async fn put(
     ui: &Ui,
 ) -> Result<ExitCode, Failure> {
     let key = parse_key(&key)?;
-    let (value, guessed) = match file.as_deref() {
-        None => (read_stdin()?, None),
-        Some(p) if p.as_os_str() == "-" => (read_stdin()?, None),
-        Some(p) => (
-            tokio::fs::read(p)
-                .await
-                .map_err(|e| Failure::input(Error::from(e).with_context("path", p.display())))?,
-            hybridstore::guess_content_type(p),
-        ),
-    };
+    // Streamed: the value is never whole in memory (the store bounds what it buffers).
+    let (mut reader, guessed): (Box<dyn tokio::io::AsyncRead + Send + Unpin>, _) =
+        match file.as_deref() {
+            None => (Box::new(tokio::io::stdin()), None),
+            Some(p) if p.as_os_str() == "-" => (Box::new(tokio::io::stdin()), None),
+            Some(p) => (
+                Box::new(tokio::fs::File::open(p).await.map_err(|e| {
+                    Failure::input(Error::from(e).with_context("path", p.display()))
+                })?),
+                hybridstore::guess_content_type(p),
+            ),
+        };
     let options = content_type
         .or(guessed)
         .map(PutOptions::with_content_type)
         .unwrap_or_default();
-    let meta = kv.put_with(&key, value.into(), &options).await?;
+    let meta = kv.put_stream(&key, &mut reader, &options).await?;
     if ui.json {
         ui.print_json(&MetaView::new(&key, &meta))?;
     } else {
@@ -64,18 +67,38 @@ pub(crate) async fn get(
     output_path: Option<PathBuf>,
 ) -> Result<ExitCode, Failure> {
     let key = parse_key(&key)?;
-    let value = kv
-        .get(&key)
+    let stream = kv
+        .get_stream(&key, None)
         .await?
         .ok_or_else(|| Error::not_found(format!("no key {key}")))?;
+    let mut body = stream.body;
     match output_path {
-        Some(path) => tokio::fs::write(&path, &value)
-            .await
-            .map_err(|e| Error::from(e).with_context("path", path.display()))?,
+        // Into a temporary file beside the target, renamed over it once every byte is
+        // written and synced: a failed or damaged read never leaves a partial file there.
+        Some(path) => {
+            let io = |e: std::io::Error| Error::from(e).with_context("path", path.display());
+            let dir = match path.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            let partial = tempfile::Builder::new()
+                .prefix(".hybridstore-get-")
+                .tempfile_in(&dir)
+                .map_err(io)?;
+            let mut file = tokio::fs::File::from_std(partial.as_file().try_clone().map_err(io)?);
+            while let Some(piece) = body.try_next().await? {
+                file.write_all(&piece).await.map_err(io)?;
+            }
+            file.sync_all().await.map_err(io)?;
+            drop(file);
+            partial.persist(&path).map_err(|e| io(e.error))?;
+        }
         None => {
-            let mut out = std::io::stdout().lock();
-            output(out.write_all(&value))?;
-            output(out.flush())?;
+            let mut out = tokio::io::stdout();
+            while let Some(piece) = body.try_next().await? {
+                output(out.write_all(&piece).await)?;
+            }
+            output(out.flush().await)?;
         }
     }
     Ok(ExitCode::Ok)
@@ -139,10 +162,4 @@ pub(crate) async fn head(kv: &dyn KvStore, key: String, ui: &Ui) -> Result<ExitC
         print!("{}", view.block());
     }
     Ok(ExitCode::Ok)
-}
-
-fn read_stdin() -> Result<Vec<u8>, Error> {
-    let mut buf = Vec::new();
-    std::io::stdin().lock().read_to_end(&mut buf)?;
-    Ok(buf)
 }

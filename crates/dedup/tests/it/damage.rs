@@ -190,3 +190,85 @@ async fn a_shared_chunk_store_finds_chunks_another_process_wrote() {
         ErrorKind::Corrupted
     );
 }
+
+/// A streamed read of a large value: a damaged chunk in the middle fails the stream with
+/// `Corrupted` at that chunk; a manifest whose chunks do not add up to its checksum fails it
+/// in place of the last chunk, so a reader that saw a clean end has the stored bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_read_never_ends_cleanly_on_damaged_bytes() {
+    use futures::TryStreamExt;
+    use hybridstore_core::MemoryStore;
+    use hybridstore_dedup::{ChunkList, DedupStore};
+    use std::sync::Arc;
+
+    let manifests = Arc::new(MemoryStore::new());
+    let packs: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
+    let store = DedupStore::open(manifests.clone(), packs.clone(), DedupOptions::default())
+        .await
+        .unwrap();
+    let key = Key::new("large").unwrap();
+    let value = Bytes::from(text(11, 40_000)); // ~1 MB: dozens of chunks
+    store.put(&key, value.clone()).await.unwrap();
+    let streamed = store
+        .get_stream(&key, None)
+        .await
+        .unwrap()
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(streamed, value);
+
+    // A manifest that lists the right chunks under a wrong whole-value checksum.
+    let Some(Manifest::Chunked(list)) = store.manifest(&key).await.unwrap() else {
+        panic!("a chunked manifest");
+    };
+    let chunks = list.chunks.len();
+    assert!(chunks > 10, "{chunks} chunks");
+    let forged = Manifest::encode_chunked(&ChunkList {
+        checksum: hybridstore_core::Sha256Digest::of(b"something else"),
+        ..list.clone()
+    });
+    let forged_key = Key::new("forged").unwrap();
+    manifests
+        .put(&forged_key, Bytes::from(forged))
+        .await
+        .unwrap();
+    let mut body = store
+        .get_stream(&forged_key, None)
+        .await
+        .unwrap()
+        .unwrap()
+        .body;
+    let mut handed_out = 0usize;
+    let err = loop {
+        match body.try_next().await {
+            Ok(Some(piece)) => handed_out += piece.len(),
+            Ok(None) => panic!("a forged manifest streamed cleanly"),
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
+    let last = list.chunks.last().unwrap().1 as usize;
+    assert_eq!(
+        handed_out,
+        value.len() - last,
+        "everything but the last chunk"
+    );
+
+    // A flipped byte in a chunk in the middle.
+    let (middle, _) = list.chunks[chunks / 2];
+    let (pack, range) = store.chunk_store().locate(&middle).unwrap();
+    let mut bytes = packs.get(&pack).await.unwrap().unwrap().to_vec();
+    bytes[(range.start + range.end) as usize / 2] ^= 0x01;
+    packs.put(&pack, Bytes::from(bytes)).await.unwrap();
+    let err = store
+        .get_stream(&key, None)
+        .await
+        .unwrap()
+        .unwrap()
+        .collect()
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
+}
