@@ -10,6 +10,7 @@ use hybridstore::{HybridStorageSystem, PrimaryStore, StorageConfig};
 
 #[cfg(feature = "sync")]
 mod modes;
+mod streaming;
 
 /// Relative path -> contents of every regular file under `root`.
 fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
