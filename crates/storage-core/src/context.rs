@@ -63,15 +63,19 @@ impl<S: KvStore> ErrorContext<S> {
         operation: &'static str,
         key: Option<&'a Key>,
     ) -> impl Fn(Error) -> Error + 'a {
-        move |e: Error| {
-            let e = e.with_operation(operation);
-            let e = match key {
-                Some(key) => e.with_context("key", key),
-                None => e,
-            };
-            e.with_context("backend", self.backend)
-        }
+        move |e: Error| contextualize(e, operation, key, self.backend)
     }
+}
+
+/// `e` with `operation`, `key` (if any) and `backend` in its context: what every method of
+/// [`ErrorContext`] adds, also to the errors inside a stream (which outlive the call).
+fn contextualize(e: Error, operation: &'static str, key: Option<&Key>, backend: &str) -> Error {
+    let e = e.with_operation(operation);
+    let e = match key {
+        Some(key) => e.with_context("key", key),
+        None => e,
+    };
+    e.with_context("backend", backend)
 }
 
 crate::kv_store_impl! {
@@ -159,11 +163,7 @@ crate::kv_store_impl! {
                 body: s
                     .body
                     .map(move |piece| {
-                        piece.map_err(|e| {
-                            e.with_operation("get_stream")
-                                .with_context("key", &key)
-                                .with_context("backend", backend)
-                        })
+                        piece.map_err(|e| contextualize(e, "get_stream", Some(&key), backend))
                     })
                     .boxed(),
             }))
