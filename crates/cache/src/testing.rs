@@ -7,12 +7,13 @@
 #![allow(clippy::expect_used, clippy::print_stderr)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub use hybridstore_core::conformance::services_required;
+use hybridstore_core::services::PortLease;
 
 /// How long a started server may take to answer `PING`.
 const READY_WITHIN: Duration = Duration::from_secs(10);
@@ -21,6 +22,8 @@ const READY_WITHIN: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
+    /// Keeps other fixtures off the port while this server lives, across kill and restart.
+    _lease: PortLease,
     dir: tempfile::TempDir,
     child: Mutex<Option<Child>>,
 }
@@ -48,12 +51,14 @@ impl RedisServer {
             );
             return None;
         }
-        // A port another process grabs between our probe and the server's bind makes the
-        // server exit; try a few ports.
+        // Ports are leased against other fixtures; a process that is not a fixture and
+        // grabs the port between our probe and the server's bind makes the server exit: try
+        // a few ports.
         for _ in 0..5 {
-            let port = free_port();
+            let lease = PortLease::new();
             let server = RedisServer {
-                port,
+                port: lease.port(),
+                _lease: lease,
                 dir: tempfile::tempdir().expect("temporary directory"),
                 child: Mutex::new(None),
             };
@@ -134,13 +139,6 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind a free loopback port")
 }
 
 /// Whether a server on `port` answers `PING` with `+PONG`.

@@ -40,6 +40,17 @@ pub struct ChunkList {
     pub checksum: Sha256Digest,
 }
 
+/// The longest value whose manifest is sure to fit in `max_manifest_len` bytes when no chunk
+/// but the last is shorter than `min_chunk` bytes: the chunk entries that fit (32-byte id
+/// plus a length of at most 5 LEB128 bytes each, after a header of at most 22 bytes and
+/// before the 32-byte checksum) times `min_chunk`.
+pub fn max_value_len(max_manifest_len: u64, min_chunk: usize) -> u64 {
+    const HEADER_MAX: u64 = 2 + 10 + 10;
+    const ENTRY_MAX: u64 = 32 + 5;
+    let entries = max_manifest_len.saturating_sub(HEADER_MAX + 32) / ENTRY_MAX;
+    entries.saturating_mul(min_chunk as u64)
+}
+
 impl Manifest {
     /// Length of the value, in bytes.
     pub fn value_len(&self) -> u64 {
@@ -153,6 +164,25 @@ fn take_digest(bytes: &[u8], at: &mut usize) -> Option<Sha256Digest> {
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    /// A value of exactly the limit, cut into chunks of the smallest size with the longest
+    /// length encoding, has a manifest within the manifest limit; one chunk more does not fit.
+    #[test]
+    fn the_value_limit_keeps_the_manifest_within_its_store() {
+        let (max_manifest, min_chunk) = (100_000u64, 1 << 30);
+        let limit = max_value_len(max_manifest, min_chunk);
+        let n = limit / min_chunk as u64;
+        let list = |n: u64| ChunkList {
+            total_len: n * min_chunk as u64,
+            chunks: (0..n)
+                .map(|i| (Sha256Digest::of(&i.to_le_bytes()), u32::MAX))
+                .collect(),
+            checksum: Sha256Digest::of(b""),
+        };
+        assert!(Manifest::encode_chunked(&list(n)).len() as u64 <= max_manifest);
+        assert!(Manifest::encode_chunked(&list(n + 2)).len() as u64 > max_manifest);
+        assert_eq!(max_value_len(10, 4096), 0);
+    }
 
     #[test]
     fn round_trips() {

@@ -128,6 +128,10 @@ pub fn export_path(rel_key: &[u8]) -> Result<PathBuf> {
 const BATCH_FILES: usize = 512;
 /// Bytes per ingest write batch; a larger file is a batch of its own.
 const BATCH_BYTES: u64 = 16 * 1024 * 1024;
+/// Files and values from this size on are streamed (`put_stream`, `get_stream`) in pieces
+/// instead of read whole into memory: 16 MiB, [`BATCH_BYTES`], so such a file is a batch of
+/// its own anyway.
+const STREAM_FROM_BYTES: u64 = BATCH_BYTES;
 /// Write batches an ingest keeps in flight.
 const BATCHES_IN_FLIGHT: usize = 2;
 
@@ -162,6 +166,86 @@ fn read_source(file: SourceFile) -> (SourceFile, Result<(Bytes, PutOptions)>) {
         .map(PutOptions::with_content_type)
         .unwrap_or_default();
     (file, value.map(|v| (Bytes::from(v), options)))
+}
+
+/// Streams one large file into the store ([`KvStore::put_stream`]): at most a few pieces of
+/// it are in memory at once, whatever its size.
+async fn ingest_large(
+    store: &dyn KvStore,
+    file: SourceFile,
+) -> (u64, std::result::Result<u64, FileError>) {
+    let options = crate::guess_content_type(&file.path)
+        .map(PutOptions::with_content_type)
+        .unwrap_or_default();
+    let result = async {
+        let opened = tokio::fs::File::open(&file.path)
+            .await
+            .map_err(|e| Error::from(e).with_context("path", file.path.display()))?;
+        let mut reader = tokio::io::BufReader::with_capacity(READ_BUFFER_BYTES, opened);
+        store
+            .put_stream(&file.key, &mut reader, &options)
+            .await
+            .map(|meta| meta.size)
+    }
+    .await;
+    let result = result.map_err(|e| FileError {
+        path: file.path.display().to_string(),
+        message: e.to_string(),
+    });
+    (file.size, result)
+}
+
+/// Bytes read from a source file per read when it is streamed: 1 MiB.
+const READ_BUFFER_BYTES: usize = 1 << 20;
+
+/// Writes the value of `key` to `target` as a stream, into a temporary file beside it that
+/// is renamed over it once every byte is written: a damaged or failed read leaves no file,
+/// and at most a few pieces of the value are in memory.
+async fn export_large(
+    store: &dyn KvStore,
+    key: &hybridstore_core::Key,
+    target: &Path,
+) -> Result<u64> {
+    use tokio::io::AsyncWriteExt;
+    let io = |e: std::io::Error| Error::from(e).with_context("path", target.display());
+    let stream = store
+        .get_stream(key, None)
+        .await?
+        .ok_or_else(|| Error::not_found("deleted during export"))?;
+    let dir = target
+        .parent()
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf);
+    let partial = tokio::task::spawn_blocking(move || {
+        tempfile::Builder::new()
+            .prefix(".hybridstore-export-")
+            .tempfile_in(dir)
+    })
+    .await
+    .map_err(|e| Error::backend(format!("export worker failed: {e}")))?
+    .map_err(io)?;
+    let (file, partial) = partial.into_parts();
+    let mut file = tokio::fs::File::from_std(file);
+    let mut body = stream.body;
+    let mut written = 0u64;
+    while let Some(piece) = body.try_next().await? {
+        file.write_all(&piece).await.map_err(io)?;
+        written += piece.len() as u64;
+    }
+    file.flush().await.map_err(io)?;
+    drop(file);
+    let target = target.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        partial
+            .persist(&target)
+            .map_err(|e| io_err(e.error, &target))
+    })
+    .await
+    .map_err(|e| Error::backend(format!("export worker failed: {e}")))??;
+    Ok(written)
+}
+
+fn io_err(e: std::io::Error, path: &Path) -> Error {
+    Error::from(e).with_context("path", path.display())
 }
 
 /// Reads the files of one batch and stores them in one write batch. If the batch fails, the
@@ -274,7 +358,13 @@ pub(crate) async fn ingest(
         .map(|batch| {
             let tracker = &tracker;
             async move {
-                let results = ingest_batch(store, batch, read_concurrency).await;
+                let results = match <[SourceFile; 1]>::try_from(batch) {
+                    Ok([file]) if file.size >= STREAM_FROM_BYTES => {
+                        vec![ingest_large(store, file).await]
+                    }
+                    Ok([file]) => ingest_batch(store, vec![file], read_concurrency).await,
+                    Err(batch) => ingest_batch(store, batch, read_concurrency).await,
+                };
                 for (size, _) in &results {
                     on_progress(tracker.finish_one(*size));
                 }
@@ -321,13 +411,16 @@ pub(crate) async fn export(
                 let outcome = async {
                     let rel = export_path(&entry.key.as_bytes()[prefix.len()..])?;
                     let target = dest.join(rel);
+                    if let Some(parent) = target.parent() {
+                        tokio::fs::create_dir_all(parent).await?;
+                    }
+                    if entry.meta.size >= STREAM_FROM_BYTES {
+                        return export_large(store, &entry.key, &target).await;
+                    }
                     let value = store
                         .get(&entry.key)
                         .await?
                         .ok_or_else(|| Error::not_found("deleted during export"))?;
-                    if let Some(parent) = target.parent() {
-                        tokio::fs::create_dir_all(parent).await?;
-                    }
                     tokio::fs::write(&target, &value)
                         .await
                         .map_err(|e| Error::from(e).with_context("path", target.display()))?;

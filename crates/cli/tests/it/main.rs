@@ -659,3 +659,124 @@ fn backup_mode_commands_stay_local_until_sync_is_asked_for() {
         "{stderr}"
     );
 }
+
+fn hybridstore_env(data: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_hybridstore"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("HYBRIDSTORE_DATA_DIR")
+        .env_remove("HYBRIDSTORE_CONFIG")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run hybridstore")
+}
+
+/// Bytes that neither dedup nor compression can shorten: a xorshift sequence.
+fn incompressible(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// A large value damaged in its middle, in both stacks that stream it (dedup packs; a plain
+/// file store): `get -o` exits 4 (corrupted), leaves the target as it was and no partial
+/// file beside it, and `get` to standard output exits 4 too, whatever it wrote before.
+#[test]
+fn get_o_of_a_value_damaged_in_its_middle_exits_4_and_leaves_no_file() {
+    for (stack, env) in [
+        ("dedup", &[][..]),
+        (
+            "file",
+            &[
+                ("HYBRIDSTORE_PRIMARY", "file"),
+                ("HYBRIDSTORE_DEDUP", "false"),
+            ][..],
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let src = dir.path().join("big.bin");
+        std::fs::write(&src, incompressible(8 << 20, 11)).unwrap();
+        let o = hybridstore_env(&data, &["put", "big", src.to_str().unwrap()], env);
+        assert_eq!(
+            code(&o),
+            0,
+            "{stack}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let files = walk_files(&data)
+            .into_iter()
+            .filter(|p| std::fs::metadata(p).unwrap().len() > 4 << 20)
+            .collect::<Vec<_>>();
+        assert_eq!(
+            files.len(),
+            1,
+            "{stack}: one file holds the value: {files:?}"
+        );
+        let mut bytes = std::fs::read(&files[0]).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x10;
+        std::fs::write(&files[0], bytes).unwrap();
+
+        let out_dir = dir.path().join("out");
+        std::fs::create_dir(&out_dir).unwrap();
+        let target = out_dir.join("big.bin");
+        std::fs::write(&target, b"the previous file").unwrap();
+        let o = hybridstore_env(&data, &["get", "big", "-o", target.to_str().unwrap()], env);
+        assert_eq!(
+            code(&o),
+            4,
+            "{stack}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(
+            std::fs::read(&target).unwrap(),
+            b"the previous file",
+            "{stack}"
+        );
+        assert_eq!(
+            walk_files(&out_dir),
+            vec![target.clone()],
+            "{stack}: a partial file was left"
+        );
+        let o = hybridstore_env(&data, &["get", "big"], env);
+        assert_eq!(code(&o), 4, "{stack}: get to stdout");
+        assert!(o.stdout.len() < 8 << 20, "{stack}: every byte went out");
+    }
+}
+
+/// Files from 16 MiB on are streamed by ingest and export: a 20 MiB file comes back
+/// byte for byte beside small ones, and verify reads it as a stream.
+#[test]
+fn ingest_and_export_stream_a_large_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (src, out, data) = (
+        dir.path().join("src"),
+        dir.path().join("out"),
+        dir.path().join("data"),
+    );
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    let big = incompressible(20 << 20, 12);
+    std::fs::write(src.join("sub/big.bin"), &big).unwrap();
+    std::fs::write(src.join("small.txt"), b"small").unwrap();
+    let o = hybridstore(&data, &["--json", "ingest", src.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["bytes"].as_u64(), Some(big.len() as u64 + 5));
+    let o = hybridstore(&data, &["export", out.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read(out.join("sub/big.bin")).unwrap() == big);
+    assert_eq!(std::fs::read(out.join("small.txt")).unwrap(), b"small");
+    assert_eq!(walk_files(&out).len(), 2, "no partial files");
+    let o = hybridstore(&data, &["verify"]);
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+    assert!(stdout(&o).contains("verified 2 keys"), "{}", stdout(&o));
+}

@@ -40,6 +40,7 @@ impl<S: KvStore + 'static> KvStore for DedupStore<S> {
             .with_max_key_len(inner.max_key_len)
             .with_durable(inner.durable && self.chunks.backend().capabilities().durable)
             .with_crash_atomic_batch(inner.crash_atomic_batch)
+            .with_max_value_len(self.max_value_len())
     }
 
     async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
@@ -61,6 +62,7 @@ impl<S: KvStore + 'static> KvStore for DedupStore<S> {
 
     async fn put_with(&self, key: &Key, value: Bytes, options: &PutOptions) -> Result<ObjectMeta> {
         self.check_put(key, options)?;
+        self.check_value_len(value.len() as u64)?;
         let (this, key, options) = (self.clone(), key.clone(), options.clone());
         // Runs to completion once started (see the type's docs on cancellation).
         run_to_completion(async move {

@@ -158,6 +158,26 @@ impl<S: KvStore> DedupStore<S> {
         self.check_key(key)
     }
 
+    /// The longest value this store takes: unbounded over a manifest store without a value
+    /// limit, else as many bytes as the chunks a largest manifest can list
+    /// ([`max_value_len`](crate::manifest::max_value_len)).
+    pub(super) fn max_value_len(&self) -> Option<u64> {
+        self.inner
+            .capabilities()
+            .max_value_len
+            .map(|m| crate::manifest::max_value_len(m, self.options.chunker.min_size))
+    }
+
+    /// `InvalidInput` for a value of `len` bytes over [`max_value_len`](Self::max_value_len).
+    pub(super) fn check_value_len(&self, len: u64) -> Result<()> {
+        match self.max_value_len() {
+            Some(max) if len > max => Err(Error::invalid_input(format!(
+                "the value is {len} bytes or more; this store takes at most {max}"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     fn check_key(&self, key: &Key) -> Result<()> {
         let max = self.inner.capabilities().max_key_len;
         if key.len() > max {
@@ -310,6 +330,7 @@ impl<S: KvStore> DedupStore<S> {
             } = op
             {
                 self.check_put(key, options)?;
+                self.check_value_len(value.len() as u64)?;
                 puts.push(value.clone());
             }
         }

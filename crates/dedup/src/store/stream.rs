@@ -9,7 +9,9 @@ impl<S: KvStore> DedupStore<S> {
     /// bytes, of new chunks is buffered). The result is the same as a `put` of the same bytes.
     ///
     /// # Errors
-    /// As `put_with`; `Unavailable` if reading fails (nothing is stored under `key` then).
+    /// As `put_with`; `Unavailable` if reading fails, `InvalidInput` once the bytes read pass
+    /// [`Capabilities::max_value_len`](hybridstore_core::Capabilities::max_value_len)
+    /// (nothing is stored under `key` then).
     pub async fn put_reader<R: AsyncRead + Unpin + Send>(
         &self,
         key: &Key,
@@ -39,6 +41,10 @@ impl<S: KvStore> DedupStore<S> {
             let at_end = next.is_none();
             if let Some((_, data)) = next {
                 total += data.len() as u64;
+                // A value over the limit fails as soon as it passes it, before its manifest
+                // is written; chunks already committed are unreferenced, for the garbage
+                // collector.
+                self.check_value_len(total)?;
                 if list.is_empty()
                     && group.is_empty()
                     && held.is_none()

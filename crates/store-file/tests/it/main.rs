@@ -3,6 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers report failures by panicking
 
 mod crash;
+mod streaming;
 
 use hybridstore_core::conformance::Fixture;
 use hybridstore_core::{Bytes, ErrorKind, Key, KeyRange, KvStore, WriteBatch};
