@@ -3,8 +3,10 @@
 
 use super::*;
 
-/// Bytes no dedup layer can shorten: a xorshift sequence.
-fn incompressible(len: usize, seed: u64) -> Bytes {
+/// `len` bytes no dedup layer or compressor can shorten, the same for the same `seed`: a
+/// xorshift64 sequence (Marsaglia, "Xorshift RNGs", Journal of Statistical Software 8(14),
+/// 2003, <https://doi.org/10.18637/jss.v008.i14>, shifts 13, 7, 17), one byte per step.
+pub fn incompressible(len: usize, seed: u64) -> Bytes {
     let mut x = seed | 1;
     (0..len)
         .map(|_| {

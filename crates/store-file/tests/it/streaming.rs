@@ -12,17 +12,9 @@ use tokio::sync::oneshot;
 
 use super::{key, walk_records};
 
-/// Bytes that differ piece from piece: a xorshift sequence.
+/// Bytes that differ piece from piece.
 fn pattern(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    hybridstore_core::conformance::incompressible(len, seed).to_vec()
 }
 
 /// A reader that yields `prefix`, tells `reached` so, then waits for `go` before yielding
