@@ -264,9 +264,10 @@ struct Inner {
     report: OpenReport,
     /// Whether other processes add packs to the backend (see [`ChunkStore::set_shared`]).
     shared: std::sync::atomic::AtomicBool,
-    /// Held while a read that missed reloads the pack list; the count says how many such
-    /// reloads finished, so readers that missed together share one.
-    reload: tokio::sync::Mutex<u64>,
+    /// Held while a read that missed reloads the pack list.
+    reload: tokio::sync::Mutex<()>,
+    /// How many such reloads finished, so readers that missed together share one.
+    reloads: std::sync::atomic::AtomicU64,
 }
 
 /// Writers in flight per collection epoch (see `Inner::writers`).
@@ -355,7 +356,8 @@ impl ChunkStore {
                 target_pack_size: target_pack_size.max(1),
                 report,
                 shared: std::sync::atomic::AtomicBool::new(false),
-                reload: tokio::sync::Mutex::new(0),
+                reload: tokio::sync::Mutex::new(()),
+                reloads: std::sync::atomic::AtomicU64::new(0),
             }),
         })
     }
@@ -410,18 +412,19 @@ impl ChunkStore {
         if !self.inner.shared.load(std::sync::atomic::Ordering::Relaxed) {
             return Ok(false);
         }
-        let seen = *self.inner.reload.lock().await;
+        use std::sync::atomic::Ordering;
+        let seen = self.inner.reloads.load(Ordering::Acquire);
         if self.state().durable_entry(id).is_some() {
             return Ok(true);
         }
-        let mut done = self.inner.reload.lock().await;
+        let guard = self.inner.reload.lock().await;
         // A reload that finished after this reader missed may already have found the chunk.
-        if *done == seen {
+        if self.inner.reloads.load(Ordering::Acquire) == seen {
             let added = self.load_new_packs().await?;
             tracing::debug!(chunk = %id, added, "chunk not indexed: loaded new packs");
-            *done += 1;
+            self.inner.reloads.fetch_add(1, Ordering::Release);
         }
-        drop(done);
+        drop(guard);
         Ok(self.state().durable_entry(id).is_some())
     }
 
