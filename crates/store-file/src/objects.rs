@@ -20,6 +20,15 @@ pub(crate) fn open_record(path: &Path, key: &Key) -> Result<Option<(File, record
     Ok(Some((file, header)))
 }
 
+/// The creation time of the record at `target`, kept across overwrites; a damaged old record
+/// does not block a put.
+pub(crate) fn previous_created(target: &Path, key: &Key) -> Option<std::time::SystemTime> {
+    open_record(target, key)
+        .ok()
+        .flatten()
+        .map(|(_, h)| h.meta.created)
+}
+
 pub(crate) fn head_blocking(objects: &Path, key: &Key) -> Result<Option<ObjectMeta>> {
     Ok(open_record(&layout::record_path(objects, key), key)?.map(|(_, h)| h.meta))
 }
@@ -66,12 +75,7 @@ pub(crate) fn stage_record(
     let target = layout::record_path(objects, key);
     let dir = parent(&target)?;
     ensure_dir(objects, dir)?;
-    // Keep the first-write time across overwrites; a damaged old record does not block a put.
-    let created = open_record(&target, key)
-        .ok()
-        .flatten()
-        .map(|(_, h)| h.meta.created);
-    let meta = ObjectMeta::for_value(value, options, created);
+    let meta = ObjectMeta::for_value(value, options, previous_created(&target, key));
     let temp = write_synced_temp(dir, |f| record::write_record(f, key, &meta, value))?;
     Ok((temp, meta))
 }

@@ -48,6 +48,12 @@ fn nanos(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes of the header of a record for `key` with this content type: fixed part, key,
+/// content type.
+pub fn header_len(key: &Key, content_type: Option<&str>) -> usize {
+    FIXED_HEADER_LEN + key.len() + content_type.map_or(0, str::len)
+}
+
 /// Encodes the header for `key` and `meta`.
 pub fn encode_header(key: &Key, meta: &ObjectMeta) -> Vec<u8> {
     let content_type = meta.content_type.as_deref().unwrap_or("").as_bytes();
@@ -58,7 +64,7 @@ pub fn encode_header(key: &Key, meta: &ObjectMeta) -> Vec<u8> {
     if meta.content_type.is_some() {
         flags |= FLAG_CONTENT_TYPE;
     }
-    let mut h = Vec::with_capacity(FIXED_HEADER_LEN + key.len() + content_type.len());
+    let mut h = Vec::with_capacity(header_len(key, meta.content_type.as_deref()));
     h.extend_from_slice(MAGIC);
     h.push(VERSION);
     h.push(flags);

@@ -169,15 +169,15 @@ pub(crate) fn stage_stream_blocking(
         .prefix(TEMP_PREFIX)
         .tempfile_in(dir)
         .map_err(|e| io_err(e, dir))?;
-    let placeholder = record::encode_header(key, &ObjectMeta::for_value(b"", options, None));
+    let header_len = record::header_len(key, options.content_type.as_deref());
     temp.as_file_mut()
-        .write_all(&vec![0u8; placeholder.len()])
+        .write_all(&vec![0u8; header_len])
         .map_err(|e| io_err(e, temp.path()))?;
     Ok(Staged {
         temp,
         hasher: Sha256::new(),
         size: 0,
-        header_len: placeholder.len() as u64,
+        header_len: header_len as u64,
     })
 }
 
@@ -231,18 +231,8 @@ pub(crate) async fn copy_into(mut reader: ValueReader<'_>, staged: Staged) -> Re
             return Err(Error::backend("a streamed put lost its temporary file"));
         };
         pending = Some(tokio::task::spawn_blocking(move || append(s, buf, n)));
+        // The buffer the previous write gave back (full size: it was filled before).
         buf = std::mem::take(&mut spare);
-        if buf.is_empty() {
-            buf = vec![0u8; STREAM_PIECE];
-        }
-        if n < STREAM_PIECE {
-            // The reader ended inside this piece.
-            if let Some(write) = pending.take() {
-                let (done, _) = joined(write).await?;
-                staged = Some(done);
-            }
-            break;
-        }
     }
     let Some(staged) = staged else {
         return Err(Error::backend("a streamed put lost its temporary file"));
@@ -268,15 +258,13 @@ pub(crate) fn commit_stream_blocking(
     options: &PutOptions,
 ) -> Result<ObjectMeta> {
     let target = layout::record_path(objects, key);
-    // Keep the first-write time across overwrites; a damaged old record does not block a put.
-    let created = open_record(&target, key)
-        .ok()
-        .flatten()
-        .map(|(_, h)| h.meta.created);
     let now = std::time::SystemTime::now();
     let meta = ObjectMeta {
         size: staged.size,
-        created: options.created.or(created).unwrap_or(now),
+        created: options
+            .created
+            .or(previous_created(&target, key))
+            .unwrap_or(now),
         modified: options.modified.unwrap_or(now),
         checksum: Sha256Digest(staged.hasher.finalize().into()),
         content_type: options.content_type.clone(),
