@@ -52,6 +52,7 @@ mod store;
 pub use chunk::{BLOB_HEADER_LEN, ChunkId, MAX_CHUNK_LEN, decode_blob, encode_blob};
 pub use chunk_store::{
     BlobLocation, ChunkStore, ChunkStoreStats, DEFAULT_TARGET_PACK_SIZE, OpenReport, PACK_PREFIX,
+    PackCheck, PackSummary,
 };
 pub use chunker::ChunkerConfig;
 pub use gc::{GcOptions, GcReport};

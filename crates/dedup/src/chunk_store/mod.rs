@@ -35,6 +35,9 @@ use crate::pack::{self, PackEntry};
 
 mod collection;
 mod commit;
+mod packs;
+
+pub use packs::{PackCheck, PackSummary};
 
 /// Key prefix of pack files in the backing store.
 pub const PACK_PREFIX: &str = "packs/";

@@ -1,0 +1,3 @@
+//! Integration tests of hybridstore-backup.
+
+mod policy;
