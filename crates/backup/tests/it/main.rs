@@ -1,3 +1,4 @@
 //! Integration tests of hybridstore-backup.
 
 mod policy;
+mod repo;

@@ -137,8 +137,16 @@ impl ChunkStore {
     /// `Corrupted` if the footer or the index is damaged (no chunk can be checked then),
     /// `NotFound` if the pack is gone; backend errors.
     pub async fn check_pack(&self, key: &Key) -> Result<PackCheck> {
-        let Some(bytes) = self.inner.backend.get(key).await? else {
-            return Err(Error::not_found(format!("pack {key} is missing")));
+        let bytes = match self.inner.backend.get(key).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return Err(Error::not_found(format!("pack {key} is missing"))),
+            // The backend found the pack damaged as a whole (a FileStore record fails its
+            // checksum): find which chunks, one range read each, from the index loaded at
+            // open.
+            Err(e) if e.kind() == ErrorKind::Corrupted => {
+                return self.check_pack_by_chunk(key).await;
+            }
+            Err(e) => return Err(e),
         };
         hybridstore_core::raw::cpu_bound(bytes.len(), move || {
             let len = bytes.len() as u64;
@@ -165,5 +173,32 @@ impl ChunkStore {
             Ok(check)
         })
         .await?
+    }
+
+    /// [`check_pack`](Self::check_pack) one blob at a time.
+    async fn check_pack_by_chunk(&self, key: &Key) -> Result<PackCheck> {
+        let entries: Vec<PackEntry> = {
+            let state = self.state();
+            state
+                .packs
+                .values()
+                .find(|p| &p.key == key)
+                .map(|p| p.entries.clone())
+                .ok_or_else(|| Error::not_found(format!("pack {key} is not in the index")))?
+        };
+        let mut check = PackCheck::default();
+        for e in entries {
+            let outcome = match self.inner.backend.get_range(key, e.blob_range()).await {
+                Ok(Some(blob)) => chunk::decode_blob(&e.id, e.raw_len, &blob).map(|_| ()),
+                Ok(None) => Err(Error::not_found(format!("pack {key} is missing"))),
+                Err(err) => Err(err),
+            };
+            match outcome {
+                Ok(()) => check.good += 1,
+                Err(err) if err.kind() == ErrorKind::NotFound => return Err(err),
+                Err(err) => check.bad.push((e.id, err.to_string())),
+            }
+        }
+        Ok(check)
     }
 }
