@@ -321,7 +321,7 @@ async fn back_up_keys(
             gathered_bytes = 0;
         }
         tree.push(p.entry);
-        if progress.keys_done % 256 == 0 {
+        if progress.keys_done.is_multiple_of(256) {
             on_progress(*progress);
         }
     }
