@@ -34,6 +34,7 @@
 //!   (`services::SeaweedS3`, a private S3-compatible server) and the benchmark report helpers
 //!   (`bench_report`). Off by default; backends enable it for their tests.
 
+mod barrier;
 mod batch;
 mod completion;
 mod context;
@@ -62,6 +63,7 @@ pub mod fault;
 #[cfg(feature = "testing")]
 pub mod services;
 
+pub use barrier::{Barrier, BarrierHold, WriteBarrier};
 pub use batch::{BatchOp, Expect, WriteBatch};
 pub use context::ErrorContext;
 pub use error::{Error, ErrorKind, Result};

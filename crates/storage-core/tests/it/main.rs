@@ -329,3 +329,91 @@ mod seaweed_s3 {
         assert_eq!(s3.get_object("first", "b.txt"), None);
     }
 }
+
+/// The write barrier passes the suite, and holds writes back exactly while held.
+mod write_barrier {
+    use std::sync::Arc;
+
+    use hybridstore_core::conformance::Fixture;
+    use hybridstore_core::fault::PausingStore;
+    use hybridstore_core::{Bytes, Key, KvStore, MemoryStore, WriteBarrier};
+
+    hybridstore_core::conformance_tests!(|| async {
+        Fixture::new(WriteBarrier::new(MemoryStore::new()))
+    });
+
+    fn key(s: &'static str) -> Key {
+        Key::new(s).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_hold_waits_for_the_write_in_flight_and_keeps_the_next_one_out() {
+        let store = Arc::new(WriteBarrier::new(PausingStore::new(MemoryStore::new())));
+        let pause = store.inner().pause_next_put(&key("first"));
+        let writer = store.clone();
+        let first = tokio::spawn(async move {
+            writer
+                .put(&key("first"), Bytes::from_static(b"1"))
+                .await
+                .unwrap()
+        });
+        pause.reached.await.unwrap();
+
+        // The hold cannot begin while "first" is in flight.
+        let barrier = store.barrier();
+        let mut hold = tokio::spawn(async move { barrier.hold().await });
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!hold.is_finished(), "a hold began under a write in flight");
+        pause.resume.send(()).unwrap();
+        first.await.unwrap();
+        let held = (&mut hold).await.unwrap();
+
+        // While held, a write waits; reads go on.
+        let writer = store.clone();
+        let second = tokio::spawn(async move {
+            writer
+                .put(&key("second"), Bytes::from_static(b"2"))
+                .await
+                .unwrap()
+        });
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!second.is_finished(), "a write passed a held barrier");
+        assert_eq!(
+            store.get(&key("first")).await.unwrap().as_deref(),
+            Some(&b"1"[..])
+        );
+        assert!(store.get(&key("second")).await.unwrap().is_none());
+        drop(held);
+        second.await.unwrap();
+        assert!(store.get(&key("second")).await.unwrap().is_some());
+    }
+
+    #[tokio::test]
+    async fn a_dropped_write_keeps_its_permit_until_it_lands() {
+        let store = Arc::new(WriteBarrier::new(PausingStore::new(MemoryStore::new())));
+        let pause = store.inner().pause_next_put(&key("k"));
+        let writer = store.clone();
+        let caller =
+            tokio::spawn(async move { writer.put(&key("k"), Bytes::from_static(b"v")).await });
+        pause.reached.await.unwrap();
+        caller.abort(); // the caller gives up; the write goes on
+        let _ = caller.await;
+        let barrier = store.barrier();
+        let mut hold = tokio::spawn(async move { barrier.hold().await });
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !hold.is_finished(),
+            "the abandoned write's permit was released early"
+        );
+        pause.resume.send(()).unwrap();
+        pause.landed.await.unwrap();
+        let _held = (&mut hold).await.unwrap();
+        assert!(store.get(&key("k")).await.unwrap().is_some());
+    }
+}
