@@ -354,10 +354,10 @@ async fn prepare(
             } else {
                 vec![(id, data)]
             };
-            Ok(Prepared {
-                entry: TreeEntry::new(&key, &meta, if meta.size == 0 { Vec::new() } else { list }),
-                missing,
-            })
+            let mut entry =
+                TreeEntry::new(&key, &meta, if meta.size == 0 { Vec::new() } else { list });
+            entry.inline = true;
+            Ok(Prepared { entry, missing })
         }
         SourceValue::Chunks(list) => {
             let source = chunks.ok_or_else(|| {

@@ -199,6 +199,10 @@ pub struct TreeEntry {
     /// The value's chunks in order (one chunk, the whole value, for values the dedup layer
     /// keeps inline).
     pub chunks: Vec<(ChunkId, u32)>,
+    /// Whether the source kept the value inline in its manifest (so a restore of the
+    /// manifests themselves needs no chunk for it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inline: bool,
 }
 
 fn nanos(time: SystemTime) -> u64 {
@@ -218,6 +222,7 @@ impl TreeEntry {
             created_ns: nanos(meta.created),
             modified_ns: nanos(meta.modified),
             chunks,
+            inline: false,
         }
     }
 

@@ -145,6 +145,8 @@ impl AnalyticsOptions {
 pub struct AnalyticsStore {
     reader: AnalyticsReader,
     writer: Writer,
+    file: DuckFile,
+    path: std::path::PathBuf,
 }
 
 impl AnalyticsStore {
@@ -178,8 +180,10 @@ impl AnalyticsStore {
             },
         )?;
         Ok(AnalyticsStore {
-            reader: AnalyticsReader::new(file, options.hot_key_candidates),
+            reader: AnalyticsReader::new(file.clone(), options.hot_key_candidates),
             writer,
+            file,
+            path: path.to_path_buf(),
         })
     }
 
@@ -231,6 +235,37 @@ impl AnalyticsStore {
     /// As [`flush`](Self::flush).
     pub fn roll_up(&self) -> Result<()> {
         self.writer.roll_up()
+    }
+
+    /// Writes a consistent copy of the database to `dest` (a new file) and returns its length
+    /// in bytes: every record offered before the call is written first, then, on a write
+    /// connection (which keeps this process's writer out), the database is checkpointed so
+    /// the file alone holds every table, and the file is copied. Blocks for the copy; a
+    /// backup takes the analytics tables this way.
+    ///
+    /// # Errors
+    /// As [`flush`](Self::flush); `Unavailable` if another process holds the file past the
+    /// lock timeout; `Backend` for file errors (a file already at `dest` is one).
+    pub fn copy_to(&self, dest: &Path) -> Result<u64> {
+        self.flush()?;
+        let io = |e: std::io::Error| {
+            Error::new(ErrorKind::Backend, format!("copying the analytics database: {e}"))
+                .with_context("path", dest.display())
+        };
+        // Under the connection (and this process's mutex for the file, which keeps the
+        // writer thread out): checkpoint, so the file alone holds every table, then copy.
+        self.file.with_connection(Access::ReadWrite, |conn| {
+            conn.execute_batch("CHECKPOINT").map_err(errors::duck_error)?;
+            let mut from = std::fs::File::open(&self.path).map_err(io)?;
+            let mut to = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(dest)
+                .map_err(io)?;
+            let n = std::io::copy(&mut from, &mut to).map_err(io)?;
+            to.sync_all().map_err(io)?;
+            Ok(n)
+        })
     }
 
     /// Counters of the sink.

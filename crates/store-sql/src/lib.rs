@@ -317,6 +317,19 @@ impl SqlStore {
         .boxed()
     }
 
+    /// Writes a consistent copy of the whole database (every table) to the new file `path`,
+    /// while writers go on: SQLite's `VACUUM INTO`. A backup takes the SQL database this way.
+    ///
+    /// # Errors
+    /// `Unsupported` on PostgreSQL; `InvalidInput` for a path that is not UTF-8; errors of
+    /// the database (a file already at `path` makes SQLite fail).
+    pub async fn copy_into(&self, path: &Path) -> Result<()> {
+        let text = path
+            .to_str()
+            .ok_or_else(|| Error::invalid_input(format!("{} is not UTF-8", path.display())))?;
+        self.engine.copy_into(text).await
+    }
+
     /// Waits for in-flight calls, then closes every connection (on SQLite this checkpoints
     /// the WAL into the database file). Calls made afterwards fail with `Unavailable`.
     pub async fn close(&self) {

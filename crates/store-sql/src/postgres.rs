@@ -4,7 +4,7 @@
 
 use std::str::FromStr;
 
-use hybridstore_core::{Key, Result};
+use hybridstore_core::{Error, Key, Result};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{Pool, Transaction};
 
@@ -48,6 +48,15 @@ impl Dialect for PostgresDialect {
     /// `ROW EXCLUSIVE` and with itself, but not with readers, so between the checks and the
     /// commit no other write can change a checked key (including creating a key checked as
     /// absent, which row locks cannot cover). Batches without checks take only row locks.
+    /// PostgreSQL has no file copy of a database from a client; a logical export
+    /// (`pg_dump`) is the way, which this store does not run.
+    async fn copy_into(_reader: &Pool<Db>, _path: &str) -> Result<()> {
+        Err(Error::new(
+            hybridstore_core::ErrorKind::Unsupported,
+            "a file copy of a PostgreSQL database is not supported; back it up with pg_dump",
+        ))
+    }
+
     async fn begin_write(
         writer: &Pool<Db>,
         serializable: bool,

@@ -73,6 +73,18 @@ impl Dialect for SqliteDialect {
         writer.begin_with("BEGIN IMMEDIATE").await.map_err(map_sqlx)
     }
 
+    /// `VACUUM INTO $1` (<https://www.sqlite.org/lang_vacuum.html#vacuuminto>): one read
+    /// transaction, so the copy is the database at one moment, and writers go on meanwhile
+    /// (WAL mode).
+    async fn copy_into(reader: &Pool<Db>, path: &str) -> Result<()> {
+        sqlx::query("VACUUM INTO $1")
+            .bind(path.to_string())
+            .execute(reader)
+            .await
+            .map_err(map_sqlx)?;
+        Ok(())
+    }
+
     fn rows_affected(done: &sqlx::sqlite::SqliteQueryResult) -> u64 {
         done.rows_affected()
     }

@@ -26,6 +26,10 @@ where
     /// The read-only connections first, the writer last: SQLite folds the write-ahead log
     /// into the database file and removes it when the last connection closes, unless that
     /// connection is read-only (<https://www.sqlite.org/wal.html#the_wal_file>).
+    async fn copy_into(&self, path: &str) -> Result<()> {
+        D::copy_into(&self.reader, path).await
+    }
+
     async fn close(&self) {
         if let Some(inline) = &self.inline_reader {
             inline.close();

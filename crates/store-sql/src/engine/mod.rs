@@ -56,6 +56,10 @@ pub(crate) trait Dialect: Send + Sync + Sized + 'static {
     /// `keys` as the list parameter of the `*_IN_LIST` statements.
     fn key_list_param(keys: &[Key]) -> Self::KeyList;
 
+    /// Writes a consistent copy of the whole database to the new file `path` (SQLite's
+    /// `VACUUM INTO`); `Unsupported` where the database has no such statement.
+    fn copy_into(reader: &Pool<Self::Db>, path: &str) -> impl Future<Output = Result<()>> + Send;
+
     /// Rows a statement changed.
     fn rows_affected(done: &<Self::Db as Database>::QueryResult) -> u64;
 
@@ -83,6 +87,7 @@ pub(crate) trait KvEngine: Send + Sync + std::fmt::Debug {
     async fn clear(&self) -> Result<u64>;
     async fn stats(&self) -> Result<StoreStats>;
     async fn keys_with_checksum(&self, checksum: &Sha256Digest, limit: usize) -> Result<Vec<Key>>;
+    async fn copy_into(&self, path: &str) -> Result<()>;
     async fn close(&self);
 }
 
