@@ -196,7 +196,7 @@ fn demo_analytics(cli: &dyn Fn(&[&str]) -> Command) -> Result<()> {
 
 /// `$(rustc --print sysroot)/share/doc/rust/html`, the Rust documentation every toolchain
 /// with the `rust-docs` component carries.
-fn rust_docs() -> Result<PathBuf> {
+pub(crate) fn rust_docs() -> Result<PathBuf> {
     let out = Command::new("rustc")
         .args(["--print", "sysroot"])
         .output()

@@ -8,6 +8,8 @@
 //! - `bench`: the criterion benchmarks, then a summary with ratios against each benchmark's
 //!   in-run baseline in `target/bench-report/summary.{md,json}`. `bench sync`: the sync
 //!   engine against rclone on one SeaweedFS server, `target/bench-report/sync.json`.
+//!   `bench backup`: backup and restore against restic on the ingested Rust documentation,
+//!   `target/bench-report/backup.{md,json}` (see `bench_backup.rs`).
 //! - `demo`: the main job on real input: a release build of the CLI ingests the Rust
 //!   documentation, exports it, compares it with `diff -r` and verifies it; reads ten keys a
 //!   few hundred times and prints `analytics report`; prints `search "borrow checker
@@ -23,6 +25,7 @@ use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 mod bench;
+mod bench_backup;
 mod demo;
 mod libduckdb;
 mod modules;
@@ -47,6 +50,10 @@ tasks:
   bench [FILTER]        criterion benchmarks + target/bench-report/summary.{md,json}
   bench sync            sync vs rclone on one SeaweedFS (first push, no-change sync,
                         1% changed, pull into empty) + target/bench-report/sync.json
+  bench backup [--source DIR]
+                        backup vs restic on the data directory of the ingested Rust docs
+                        (first, unchanged, 1% changed, restore latest) +
+                        target/bench-report/backup.{md,json}
   demo [--source DIR] [--work DIR] [--primary file|sql] [--no-dedup]
                         release build; ingest the Rust docs twice (prefixes first/ and
                         second/), stats, export first/, diff -r, verify; with dedup the
@@ -60,6 +67,9 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("test-all") => test_all(),
+        Some("bench") if args.get(1).map(String::as_str) == Some("backup") => {
+            bench_backup::bench_backup(&args[2..])
+        }
         Some("bench") => bench(args.get(1).map(String::as_str)),
         Some("demo") => demo(&args[1..]),
         Some("modules") => check_module_cycles(&args[1..]),

@@ -41,6 +41,9 @@
 //!   documents with a full-text index, and the vector store.
 //! - `sync` (default): push, pull and two-way sync with S3 or a directory
 //!   ([`HybridStorageSystem::sync_engine`], [`sync`](mod@sync)); implies `sql`.
+//! - `backup` (default): snapshots of the whole system into a backup repository
+//!   ([`HybridStorageSystem::backup_to`], [`snapshots::restore_system`],
+//!   [`backup`](mod@backup)); implies `sql`.
 
 mod config;
 #[cfg(feature = "analytics")]
@@ -50,6 +53,8 @@ mod modes;
 pub mod passages;
 #[cfg(feature = "vectors")]
 mod search;
+#[cfg(feature = "backup")]
+pub mod snapshots;
 mod source_tree;
 pub mod stack;
 #[cfg(feature = "sync")]
@@ -66,7 +71,9 @@ use std::sync::Arc;
 
 use hybridstore_cache::{CacheStats, CachedStore};
 use hybridstore_core::verify::{VerifyReport, verify_store};
-use hybridstore_core::{Error, ErrorKind, KeyRange, KvStore, Result, StoreStats};
+use hybridstore_core::{
+    Barrier, Error, ErrorKind, KeyRange, KvStore, Result, StoreStats, WriteBarrier,
+};
 use hybridstore_dedup::{DedupOptions, DedupStats, DedupStore, GcOptions, GcReport};
 use serde::Serialize;
 use stack::{Layer, Stack, StackBuilder};
@@ -79,6 +86,9 @@ pub use transfer::{Progress, TransferReport, export_path};
 #[cfg(feature = "analytics")]
 #[doc(inline)]
 pub use hybridstore_analytics as analytics;
+#[cfg(feature = "backup")]
+#[doc(inline)]
+pub use hybridstore_backup as backup;
 #[doc(inline)]
 pub use hybridstore_cache as cache;
 #[doc(inline)]
@@ -180,6 +190,11 @@ pub struct HybridStorageSystem {
     /// once on the same state.
     #[cfg(feature = "sync")]
     sync_lock: Arc<tokio::sync::Mutex<()>>,
+    /// Holds the primary's writes back while a backup takes its moment.
+    #[cfg_attr(not(feature = "backup"), allow(dead_code))]
+    barrier: Barrier,
+    /// Held by garbage collection and by backups (which read chunks GC would sweep).
+    upkeep: Arc<tokio::sync::Mutex<()>>,
     /// The data directory's lock, held while any clone is alive.
     _owner: Arc<std::fs::File>,
 }
@@ -279,6 +294,11 @@ impl HybridStorageSystem {
         };
         #[cfg(not(feature = "sql"))]
         let _ = sql;
+        // The barrier sits directly on the primary: a dedup write's chunks are stored before
+        // it, and its manifest (the commit point) waits at it while a backup holds it.
+        let primary = WriteBarrier::new(primary);
+        let barrier = primary.barrier();
+        let primary: Arc<dyn KvStore> = Arc::new(primary);
         let cache_config = config.cache_config()?;
         tracing::debug!(
             data_dir = %config.data_dir.display(),
@@ -338,6 +358,8 @@ impl HybridStorageSystem {
             backup: None,
             #[cfg(feature = "sync")]
             sync_lock: Arc::default(),
+            barrier,
+            upkeep: Arc::default(),
             _owner: owner,
         };
         #[cfg(feature = "sync")]
@@ -432,6 +454,13 @@ impl HybridStorageSystem {
         self.cache.as_ref()
     }
 
+    /// The SQL primary (its `documents`, `sessions` and `settings` tables), when the primary
+    /// is a `SqlStore`.
+    #[cfg(feature = "sql")]
+    pub fn sql(&self) -> Option<&Arc<hybridstore_sql::SqlStore>> {
+        self.sql.as_ref()
+    }
+
     /// The dedup layer over the primary store, if [`StorageConfig::dedup`] is on.
     pub fn dedup(&self) -> Option<&Arc<DedupPrimary>> {
         self.dedup.as_ref()
@@ -443,6 +472,7 @@ impl HybridStorageSystem {
     /// # Errors
     /// `Unsupported` if dedup is off; otherwise as `collect_garbage`.
     pub async fn collect_garbage(&self, options: &GcOptions) -> Result<GcReport> {
+        let _no_backup = self.upkeep.lock().await;
         match &self.dedup {
             Some(store) => store.collect_garbage(options).await,
             None => Err(Error::new(

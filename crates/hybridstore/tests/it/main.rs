@@ -8,6 +8,8 @@ use std::path::Path;
 use hybridstore::core::{ErrorKind, Key, KvStore};
 use hybridstore::{HybridStorageSystem, PrimaryStore, StorageConfig};
 
+#[cfg(feature = "backup")]
+mod backup;
 #[cfg(feature = "sync")]
 mod modes;
 mod streaming;
