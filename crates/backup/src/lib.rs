@@ -22,7 +22,8 @@
 //! - [`verify()`]: structure, and with [`ReadData`] every pack or a share of them.
 //! - [`forget`] with a [`RetentionPolicy`] (restic's rules, [`policy`]), then [`prune`]
 //!   (two phases with a grace period).
-//! - [`restore_keys`], [`restore_file`], [`read_tree`], [`diff()`].
+//! - [`restore_keys`], [`restore_file`], [`read_tree`], [`diff()`]; [`SnapshotStore`]: a
+//!   snapshot's keys as a read-only `KvStore`, without restoring.
 //!
 //! Capturing a whole hybridstore system (the write barrier, the SQL database, the LanceDB
 //! tables, the DuckDB file) is the facade's job (`hybridstore::backup`); this crate knows
@@ -32,11 +33,11 @@
 //! exclusive one (`locks/`); a lock is refreshed every 5 minutes and is stale after 30
 //! (restic's rules), or at once when its process on this host is gone.
 //!
-//! Not yet here: encryption of repositories, reading a snapshot as a `KvStore` without
-//! restoring it.
+//! Not yet here: encryption of repositories.
 
 pub mod create;
 pub mod diff;
+pub mod mount;
 pub mod policy;
 pub mod prune;
 pub mod record;
@@ -49,6 +50,7 @@ pub use create::{
     SourceValue, backup,
 };
 pub use diff::{DiffReport, diff};
+pub use mount::SnapshotStore;
 pub use policy::{
     CalendarSpan, PolicyDecision, PolicySnapshot, RetentionPolicy, UNLIMITED, apply_policy,
 };

@@ -646,3 +646,64 @@ async fn prune_marks_first_deletes_after_the_grace_and_keeps_what_a_late_backup_
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_snapshot_reads_as_a_read_only_store() {
+    use hybridstore_backup::SnapshotStore;
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = repo_at(tmp.path()).await;
+    let store = dedup_store().await;
+    fill(&store).await;
+    let done = backup(&repo, source_of(&store, vec![], &[]).await, &|_| {})
+        .await
+        .unwrap();
+    let expected = contents(&store).await;
+    store
+        .put(&key("big/one"), Bytes::from_static(b"changed since"))
+        .await
+        .unwrap();
+
+    let snapshot = SnapshotStore::open(reopen(&repo).await, &done.id[..6])
+        .await
+        .unwrap();
+    assert_eq!(snapshot.id(), done.id);
+    let seen = contents(&snapshot).await;
+    assert_eq!(seen.len(), expected.len());
+    for (k, (value, meta)) in &expected {
+        let (v, m) = &seen[k];
+        assert_eq!(v, value);
+        assert!(same_meta(m, meta), "{k:?}");
+    }
+    let big = &expected[&b"big/one".to_vec()].0;
+    // A range across chunk boundaries reads only what it covers, and matches.
+    let part = snapshot
+        .get_range(&key("big/one"), 70_000..210_000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(&part[..], &big[70_000..210_000]);
+    let streamed = snapshot
+        .get_stream(&key("big/one"), None)
+        .await
+        .unwrap()
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(&streamed, big);
+    let listed = snapshot
+        .list_keys(KeyRange::prefix("big/"), None)
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![key("big/one"), key("big/two")]);
+    assert!(snapshot.get(&key("missing")).await.unwrap().is_none());
+    let err = snapshot
+        .put(&key("x"), Bytes::new())
+        .await
+        .expect_err("read-only");
+    assert_eq!(err.kind(), ErrorKind::Unsupported);
+    assert_eq!(
+        snapshot.delete(&key("empty")).await.unwrap_err().kind(),
+        ErrorKind::Unsupported
+    );
+}
