@@ -5,6 +5,7 @@
 //! [`ExitCode`]). `--json` prints machine-readable output; logs go to stderr under `RUST_LOG`.
 
 mod analytics;
+mod backup;
 mod failure;
 mod keys;
 mod output;
@@ -155,6 +156,12 @@ enum Command {
         #[command(subcommand)]
         command: sync::SyncCommand,
     },
+    /// Snapshots of the whole system in a backup repository: create, list, verify, restore,
+    /// forget (retention), prune, diff
+    Backup {
+        #[command(subcommand)]
+        command: backup::BackupCommand,
+    },
 }
 
 struct Ui {
@@ -208,6 +215,8 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
             analytics::run(&config, command, &ui).await?;
             return Ok(ExitCode::Ok);
         }
+        // The repository alone, or (create) the system opened by the command itself.
+        Command::Backup { command } => return backup::run(&config, command, &ui).await,
         other => other,
     };
     // A command, not a long-running process: no background push, no pull at startup.
@@ -244,6 +253,10 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Gc { grace } => upkeep::gc(&system, grace, &ui).await,
         Command::Verify => upkeep::verify(&system, &ui).await,
         Command::Sync { command } => sync::run(&system, command, &ui).await,
+        // Handled above, before the data directory opens (restore must not open it).
+        Command::Backup { .. } => {
+            Err(Error::backend("backup commands run before the data directory opens").into())
+        }
     }
 }
 

@@ -206,6 +206,75 @@ pub struct StorageConfig {
     /// directory or an `s3://bucket/prefix` URI (reached with the S3 region and endpoint
     /// above).
     pub lancedb_uri: Option<String>,
+    /// Scheduled snapshots of the whole system (seed 001's `backup_schedule`; default none):
+    /// a long-running process takes one every `interval_seconds` into `repository` and
+    /// applies `retention_days` (feature `backup`; `[backup_schedule]` in the TOML file).
+    pub backup_schedule: Option<BackupSchedule>,
+}
+
+/// When and where the system backs itself up (see [`StorageConfig::backup_schedule`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct BackupSchedule {
+    /// The backup repository: a directory or `s3://BUCKET/PREFIX` (created if needed).
+    pub repository: String,
+    /// Seconds between snapshots (default 86,400: daily). The first is taken one interval
+    /// after the system opens.
+    pub interval_seconds: u64,
+    /// After each snapshot, forget the snapshots older than this many days (counted from the
+    /// newest, as restic's `--keep-within`; the newest is always kept) and prune (default 0:
+    /// keep every snapshot).
+    pub retention_days: u32,
+    /// Seed 001's flag. Every snapshot is complete (it restores on its own) and costs only
+    /// what changed since the last one, so `true` (the default) is the only value: `false`
+    /// is refused rather than ignored.
+    pub incremental: bool,
+}
+
+impl Default for BackupSchedule {
+    fn default() -> Self {
+        BackupSchedule {
+            repository: String::new(),
+            interval_seconds: 86_400,
+            retention_days: 0,
+            incremental: true,
+        }
+    }
+}
+
+impl BackupSchedule {
+    /// A daily schedule into `repository`, keeping every snapshot.
+    pub fn new(repository: impl Into<String>) -> Self {
+        BackupSchedule {
+            repository: repository.into(),
+            ..BackupSchedule::default()
+        }
+    }
+
+    /// Checks the schedule.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an empty repository, a zero interval, or `incremental = false`.
+    pub fn validate(&self) -> Result<()> {
+        if self.repository.trim().is_empty() {
+            return Err(Error::invalid_input(
+                "backup_schedule.repository is empty: give a directory or s3://BUCKET/PREFIX",
+            ));
+        }
+        if self.interval_seconds == 0 {
+            return Err(Error::invalid_input(
+                "backup_schedule.interval_seconds must be at least 1",
+            ));
+        }
+        if !self.incremental {
+            return Err(Error::invalid_input(
+                "backup_schedule.incremental = false is not supported: every snapshot is \
+                 complete and stores only what changed, so there is no full-copy mode",
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// The primary key/value store of a [`HybridStorageSystem`](crate::HybridStorageSystem).
@@ -255,6 +324,7 @@ impl Default for StorageConfig {
             s3_backup_interval_secs: 300,
             sync_on_startup: true,
             lancedb_uri: None,
+            backup_schedule: None,
         }
     }
 }
@@ -330,6 +400,9 @@ impl StorageConfig {
             )));
         }
         self.cache_config()?;
+        if let Some(schedule) = &self.backup_schedule {
+            schedule.validate()?;
+        }
         Ok(())
     }
 

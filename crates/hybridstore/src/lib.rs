@@ -78,7 +78,9 @@ use hybridstore_dedup::{DedupOptions, DedupStats, DedupStore, GcOptions, GcRepor
 use serde::Serialize;
 use stack::{Layer, Stack, StackBuilder};
 
-pub use config::{ENV_PREFIX, PrimaryStore, SEED_ENV_VARS, StorageConfig, StorageMode};
+pub use config::{
+    BackupSchedule, ENV_PREFIX, PrimaryStore, SEED_ENV_VARS, StorageConfig, StorageMode,
+};
 pub use modes::{OpenOptions, S3_CACHE_DIR};
 pub use source_tree::FileError;
 pub use transfer::{Progress, TransferReport, export_path};
@@ -190,6 +192,9 @@ pub struct HybridStorageSystem {
     /// once on the same state.
     #[cfg(feature = "sync")]
     sync_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The scheduled backups' task, when [`StorageConfig::backup_schedule`] is set.
+    #[cfg(feature = "backup")]
+    schedule: Option<Arc<snapshots::Scheduler>>,
     /// Holds the primary's writes back while a backup takes its moment.
     #[cfg_attr(not(feature = "backup"), allow(dead_code))]
     barrier: Barrier,
@@ -358,12 +363,16 @@ impl HybridStorageSystem {
             backup: None,
             #[cfg(feature = "sync")]
             sync_lock: Arc::default(),
+            #[cfg(feature = "backup")]
+            schedule: None,
             barrier,
             upkeep: Arc::default(),
             _owner: owner,
         };
         #[cfg(feature = "sync")]
         let system = system.start_backup().await;
+        #[cfg(feature = "backup")]
+        let system = system.start_schedule();
         Ok(system)
     }
 
@@ -378,7 +387,8 @@ impl HybridStorageSystem {
         self.disk_cache.as_ref()
     }
 
-    /// Stops the system cleanly: in [`StorageMode::LocalWithS3Backup`] the background push
+    /// Stops the system cleanly: scheduled backups stop (one under way finishes); in
+    /// [`StorageMode::LocalWithS3Backup`] the background push
     /// stops (a push under way finishes) and one last push sends what changed since (its
     /// outcome in the report; a failure does not fail the shutdown), then the access-event
     /// writer writes everything it accepted and
@@ -393,6 +403,8 @@ impl HybridStorageSystem {
     pub async fn shutdown(self) -> Result<ShutdownReport> {
         #[allow(unused_mut)] // fields exist per feature
         let mut report = ShutdownReport::default();
+        #[cfg(feature = "backup")]
+        self.stop_schedule().await;
         #[cfg(feature = "sync")]
         if let Some(backup) = &self.backup {
             match self.stop_backup(backup).await {

@@ -62,7 +62,36 @@ fn io(e: std::io::Error, path: &Path) -> Error {
     Error::from(e).with_context("path", path.display())
 }
 
+/// What a backup needs of the system, without the system itself (a scheduled backup's task
+/// must not keep the data directory's lock alive).
+#[derive(Clone)]
+pub(crate) struct Capture {
+    config: StorageConfig,
+    upkeep: Arc<tokio::sync::Mutex<()>>,
+    barrier: hybridstore_core::Barrier,
+    dedup: Option<Arc<crate::DedupPrimary>>,
+    uncached: Arc<dyn KvStore>,
+    #[cfg(feature = "sql")]
+    sql: Option<Arc<hybridstore_sql::SqlStore>>,
+    #[cfg(feature = "analytics")]
+    analytics: Option<Arc<hybridstore_analytics::AnalyticsStore>>,
+}
+
 impl HybridStorageSystem {
+    pub(crate) fn capture(&self) -> Capture {
+        Capture {
+            config: self.config.clone(),
+            upkeep: self.upkeep.clone(),
+            barrier: self.barrier.clone(),
+            dedup: self.dedup.clone(),
+            uncached: self.uncached.clone(),
+            #[cfg(feature = "sql")]
+            sql: self.sql.clone(),
+            #[cfg(feature = "analytics")]
+            analytics: self.analytics.clone(),
+        }
+    }
+
     /// Takes a snapshot of the whole system into `repo` (see the module docs for how the
     /// moment is taken), with `tags`; `on_progress` follows the work.
     ///
@@ -72,6 +101,18 @@ impl HybridStorageSystem {
     /// vanished while being linked (an `optimize` ran: back up again); errors of the engines
     /// and the repository. A failed backup leaves no snapshot.
     pub async fn backup_to(
+        &self,
+        repo: &Repository,
+        tags: Vec<String>,
+        on_progress: &(dyn Fn(BackupProgress) + Send + Sync),
+    ) -> Result<BackupReport> {
+        self.capture().backup_to(repo, tags, on_progress).await
+    }
+}
+
+impl Capture {
+    /// See [`HybridStorageSystem::backup_to`].
+    pub(crate) async fn backup_to(
         &self,
         repo: &Repository,
         tags: Vec<String>,
@@ -542,4 +583,165 @@ async fn restore_chunks(
     store.store_chunks(&batch).await?;
     on_progress(progress);
     Ok((chunks, progress.keys_done, progress.bytes_done))
+}
+
+/// What the scheduled backups ([`StorageConfig::backup_schedule`]) have done since the
+/// system opened (see [`HybridStorageSystem::backup_schedule_status`]).
+#[derive(Clone, Debug, Default, Serialize)]
+#[non_exhaustive]
+pub struct ScheduleStatus {
+    /// The repository.
+    pub repository: String,
+    /// Snapshots taken.
+    pub snapshots: u64,
+    /// Attempts that failed (the next one tries again).
+    pub failures: u64,
+    /// Why the last attempt failed; `None` once one succeeds.
+    pub last_error: Option<String>,
+    /// The id of the last snapshot taken.
+    pub last_snapshot: Option<String>,
+    /// When it finished.
+    pub last_time: Option<std::time::SystemTime>,
+    /// Snapshots the retention removed, in all.
+    pub forgotten: u64,
+}
+
+/// The scheduled backups' task.
+pub(crate) struct Scheduler {
+    /// Dropping it (the system dropped) or sending `true` (shutdown) stops the task; a
+    /// backup under way finishes first.
+    stop: tokio::sync::watch::Sender<bool>,
+    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    status: Arc<tokio::sync::watch::Sender<ScheduleStatus>>,
+}
+
+impl std::fmt::Debug for Scheduler {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scheduler")
+            .field("status", &*self.status.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One scheduled backup, then the retention if the schedule has one.
+async fn scheduled_backup(
+    capture: &Capture,
+    schedule: &crate::BackupSchedule,
+    options: &crate::OpenOptions,
+) -> Result<(String, u64)> {
+    let repo = open_repository(&capture.config, options, &schedule.repository, true).await?;
+    let report = capture
+        .backup_to(&repo, vec!["scheduled".to_string()], &|_| {})
+        .await?;
+    let mut forgotten = 0;
+    if schedule.retention_days > 0 {
+        let policy = hybridstore_backup::RetentionPolicy {
+            last: 1,
+            within: Some(hybridstore_backup::CalendarSpan {
+                days: schedule.retention_days,
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        forgotten = hybridstore_backup::forget(&repo, &policy, false)
+            .await?
+            .removed;
+        hybridstore_backup::prune(&repo, &hybridstore_backup::PruneOptions::default()).await?;
+    }
+    Ok((report.id, forgotten))
+}
+
+async fn schedule_loop(
+    capture: Capture,
+    schedule: crate::BackupSchedule,
+    options: crate::OpenOptions,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    status: Arc<tokio::sync::watch::Sender<ScheduleStatus>>,
+) {
+    let interval = std::time::Duration::from_secs(schedule.interval_seconds);
+    let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {
+                // A backup under way is never cut short by a stop: it finishes first.
+                match scheduled_backup(&capture, &schedule, &options).await {
+                    Ok((id, forgotten)) => {
+                        tracing::info!(snapshot = %id, forgotten, "scheduled backup done");
+                        status.send_modify(|s| {
+                            s.snapshots += 1;
+                            s.forgotten += forgotten;
+                            s.last_error = None;
+                            s.last_snapshot = Some(id);
+                            s.last_time = Some(std::time::SystemTime::now());
+                        });
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "scheduled backup failed; the next one tries again");
+                        status.send_modify(|s| {
+                            s.failures += 1;
+                            s.last_error = Some(e.to_string());
+                        });
+                    }
+                }
+            }
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+impl HybridStorageSystem {
+    /// With [`StorageConfig::backup_schedule`] set and background tasks allowed, starts the
+    /// scheduled backups.
+    pub(crate) fn start_schedule(mut self) -> Self {
+        let Some(schedule) = self.config.backup_schedule.clone() else {
+            return self;
+        };
+        if !self.options.background_tasks() {
+            return self;
+        }
+        let status = Arc::new(tokio::sync::watch::Sender::new(ScheduleStatus {
+            repository: schedule.repository.clone(),
+            ..ScheduleStatus::default()
+        }));
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(schedule_loop(
+            self.capture(),
+            schedule,
+            self.options.clone(),
+            stop_rx,
+            status.clone(),
+        ));
+        self.schedule = Some(Arc::new(Scheduler {
+            stop,
+            task: std::sync::Mutex::new(Some(task)),
+            status,
+        }));
+        self
+    }
+
+    /// Stops the scheduled backups (one under way finishes first).
+    pub(crate) async fn stop_schedule(&self) {
+        let Some(scheduler) = &self.schedule else {
+            return;
+        };
+        let task = scheduler
+            .task
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let _ = scheduler.stop.send(true);
+        if let Some(task) = task
+            && let Err(e) = task.await
+        {
+            tracing::warn!(error = %e, "the scheduled backup task failed");
+        }
+    }
+
+    /// The scheduled backups' progress, when [`StorageConfig::backup_schedule`] is set and
+    /// background tasks are on (else `None`): a receiver that sees every update, so a caller
+    /// can wait for the next snapshot with `changed()`.
+    pub fn backup_schedule_status(&self) -> Option<tokio::sync::watch::Receiver<ScheduleStatus>> {
+        self.schedule.as_ref().map(|s| s.status.subscribe())
+    }
 }

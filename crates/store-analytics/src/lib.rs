@@ -249,13 +249,17 @@ impl AnalyticsStore {
     pub fn copy_to(&self, dest: &Path) -> Result<u64> {
         self.flush()?;
         let io = |e: std::io::Error| {
-            Error::new(ErrorKind::Backend, format!("copying the analytics database: {e}"))
-                .with_context("path", dest.display())
+            Error::new(
+                ErrorKind::Backend,
+                format!("copying the analytics database: {e}"),
+            )
+            .with_context("path", dest.display())
         };
         // Under the connection (and this process's mutex for the file, which keeps the
         // writer thread out): checkpoint, so the file alone holds every table, then copy.
         self.file.with_connection(Access::ReadWrite, |conn| {
-            conn.execute_batch("CHECKPOINT").map_err(errors::duck_error)?;
+            conn.execute_batch("CHECKPOINT")
+                .map_err(errors::duck_error)?;
             let mut from = std::fs::File::open(&self.path).map_err(io)?;
             let mut to = std::fs::OpenOptions::new()
                 .write(true)

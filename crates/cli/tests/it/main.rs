@@ -780,3 +780,172 @@ fn ingest_and_export_stream_a_large_file() {
     assert_eq!(code(&o), 0, "{}", stdout(&o));
     assert!(stdout(&o).contains("verified 2 keys"), "{}", stdout(&o));
 }
+
+/// `backup`: create, list, diff, verify, restore and forget + prune, with the exit codes a
+/// script relies on.
+#[test]
+fn backup_create_list_verify_restore_forget_prune() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let repo = dir.path().join("repo");
+    let repo_s = repo.to_str().unwrap();
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("a.md"), "# A\n\nThe first page.").unwrap();
+    std::fs::write(src.join("b.txt"), vec![b'x'; 100_000]).unwrap();
+    assert_eq!(
+        code(&hybridstore(
+            &data,
+            &["ingest", src.to_str().unwrap(), "--prefix", "s/"]
+        )),
+        0
+    );
+
+    let o = hybridstore(&data, &["backup", "init", "--repo", repo_s]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let again = hybridstore(&data, &["backup", "init", "--repo", repo_s]);
+    assert_ne!(code(&again), 0, "a second init is refused");
+
+    let o = hybridstore(
+        &data,
+        &[
+            "--json", "backup", "create", "--repo", repo_s, "--tag", "first",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let first: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let first_id = first["id"].as_str().unwrap().to_string();
+    assert_eq!(first["snapshot"]["summary"]["keys"], 2);
+
+    let o = run_with_stdin(&data, &["put", "s/c.txt"], Some(b"added"));
+    assert_eq!(code(&o), 0);
+    let o = hybridstore(&data, &["--json", "backup", "create", "--repo", repo_s]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let second: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let second_id = second["id"].as_str().unwrap().to_string();
+
+    let o = hybridstore(&data, &["--json", "backup", "list", "--repo", repo_s]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list[0]["id"], first_id.as_str(), "oldest first");
+
+    let o = hybridstore(
+        &data,
+        &[
+            "backup",
+            "diff",
+            &first_id[..8],
+            &second_id[..8],
+            "--repo",
+            repo_s,
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).contains("+ s/c.txt"), "{}", stdout(&o));
+
+    let o = hybridstore(
+        &data,
+        &["backup", "verify", "--repo", repo_s, "--read-data"],
+    );
+    assert_eq!(
+        code(&o),
+        0,
+        "{}{}",
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+
+    // Restore the first snapshot and read a key back from it.
+    let restored = dir.path().join("restored");
+    let o = hybridstore(
+        &data,
+        &[
+            "backup",
+            "restore",
+            &first_id[..8],
+            "--repo",
+            repo_s,
+            "--to",
+            restored.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = hybridstore(&restored, &["get", "s/a.md"]);
+    assert_eq!(
+        (code(&o), stdout(&o).as_str()),
+        (0, "# A\n\nThe first page.")
+    );
+    assert_eq!(
+        code(&hybridstore(&restored, &["get", "s/c.txt"])),
+        3,
+        "not in the first snapshot"
+    );
+    // Into a directory that is not empty: invalid input, exit code 2.
+    let o = hybridstore(
+        &data,
+        &[
+            "backup",
+            "restore",
+            "latest",
+            "--repo",
+            repo_s,
+            "--to",
+            restored.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&o), 2, "{}", String::from_utf8_lossy(&o.stderr));
+    // An empty policy is refused (exit code 2).
+    let o = hybridstore(&data, &["backup", "forget", "--repo", repo_s]);
+    assert_eq!(code(&o), 2, "{}", String::from_utf8_lossy(&o.stderr));
+
+    let o = hybridstore(
+        &data,
+        &[
+            "--json",
+            "backup",
+            "forget",
+            "--repo",
+            repo_s,
+            "--keep-last",
+            "1",
+            "--prune",
+            "--grace",
+            "0s",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["forget"]["removed"], 1);
+    let o = hybridstore(&data, &["--json", "backup", "list", "--repo", repo_s]);
+    let list: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(list[0]["id"], second_id.as_str());
+    let o = hybridstore(
+        &data,
+        &[
+            "backup",
+            "verify",
+            "--repo",
+            repo_s,
+            "--read-data-subset",
+            "50%",
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", stdout(&o));
+
+    // A damaged snapshot record: verify exits 4 and names it.
+    let snapshots = repo.join("objects");
+    let mut damaged = false;
+    for entry in walk_files(&snapshots) {
+        let bytes = std::fs::read(&entry).unwrap();
+        if let Some(at) = bytes.windows(8).position(|w| w == b"\"host\": ") {
+            let mut bytes = bytes;
+            bytes[at + 10] ^= 0x20;
+            std::fs::write(&entry, bytes).unwrap();
+            damaged = true;
+        }
+    }
+    assert!(damaged, "found the snapshot record");
+    let o = hybridstore(&data, &["backup", "verify", "--repo", repo_s]);
+    assert_eq!(code(&o), 4, "{}", stdout(&o));
+    assert!(stdout(&o).contains(&second_id[..12]), "{}", stdout(&o));
+}

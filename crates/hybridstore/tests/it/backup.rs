@@ -337,3 +337,82 @@ async fn backups_to_s3_restore_each_snapshot() {
         system.shutdown().await.unwrap();
     }
 }
+
+/// `backup_schedule`: a long-running process backs itself up every interval and stops on
+/// shutdown; `incremental = false` is refused.
+#[tokio::test]
+async fn scheduled_backups_run_every_interval_and_stop_on_shutdown() {
+    use hybridstore::BackupSchedule;
+    use hybridstore::snapshots::open_repository;
+
+    let base = tempfile::tempdir().unwrap();
+    let repo_dir = base.path().join("repo");
+    let mut config = StorageConfig::with_data_dir(base.path().join("data"));
+    let mut schedule = BackupSchedule::new(repo_dir.to_str().unwrap());
+    schedule.interval_seconds = 1;
+    schedule.retention_days = 30;
+    config.backup_schedule = Some(schedule.clone());
+    let system = HybridStorageSystem::open(config.clone()).await.unwrap();
+    system
+        .kv()
+        .put(&Key::new("k").unwrap(), Bytes::from_static(b"v1"))
+        .await
+        .unwrap();
+    let mut status = system.backup_schedule_status().expect("the schedule runs");
+    let waited = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            if status.borrow_and_update().snapshots >= 2 {
+                return;
+            }
+            status.changed().await.unwrap();
+        }
+    })
+    .await;
+    assert!(
+        waited.is_ok(),
+        "two scheduled snapshots within 60 s: {:?}",
+        *status.borrow()
+    );
+    assert_eq!(status.borrow().failures, 0, "{:?}", *status.borrow());
+    system.shutdown().await.unwrap();
+    let taken = status.borrow().snapshots;
+
+    // Stopped: the repository holds what the status says, and the latest restores.
+    let repo = open_repository(
+        &config,
+        &hybridstore::OpenOptions::command(),
+        repo_dir.to_str().unwrap(),
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(repo.snapshot_ids().await.unwrap().len() as u64, taken);
+    let target = StorageConfig::with_data_dir(base.path().join("restored"));
+    restore_system(
+        &repo,
+        "latest",
+        target.clone(),
+        &RestoreOptions::default(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let restored = HybridStorageSystem::open(target).await.unwrap();
+    assert_eq!(
+        restored
+            .kv()
+            .get(&Key::new("k").unwrap())
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"v1"[..])
+    );
+
+    schedule.incremental = false;
+    config.backup_schedule = Some(schedule);
+    config.data_dir = base.path().join("other");
+    let err = HybridStorageSystem::open(config)
+        .await
+        .expect_err("incremental = false");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
