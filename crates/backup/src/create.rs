@@ -421,33 +421,15 @@ async fn prepare(
                 .await
                 .map_err(named)?
                 .ok_or_else(|| named(Error::conflict("deleted while being backed up")))?;
-            let chunker = repo.chunker();
-            let cut = hybridstore_core::raw::cpu_bound(data.len(), move || {
-                let sha = Sha256Digest::of(&data);
-                let list: Vec<(ChunkId, Bytes)> = chunker
-                    .spans(&data)
-                    .map(|(offset, len)| {
-                        let piece = data.slice(offset..offset + len);
-                        (Sha256Digest::of(&piece), piece)
-                    })
-                    .collect();
-                (sha, list)
-            })
-            .await?;
-            let (sha, pieces) = cut;
-            if sha != meta.checksum {
+            let cut = repo.cut(data).await?;
+            if cut.sha256 != meta.checksum {
                 return Err(named(Error::conflict(
                     "changed while being backed up; back it up again",
                 )));
             }
-            let list = pieces.iter().map(|(id, d)| (*id, d.len() as u32)).collect();
-            let missing = pieces
-                .into_iter()
-                .filter(|(id, _)| repo.chunks().blob_location(id).is_none())
-                .collect();
             Ok(Prepared {
-                entry: TreeEntry::new(&key, &meta, list),
-                missing,
+                entry: TreeEntry::new(&key, &meta, cut.list),
+                missing: cut.missing,
             })
         }
     }

@@ -83,26 +83,32 @@ impl SnapshotStore {
     /// The bytes `range` of `entry`'s value: only the chunks that cover it are read.
     async fn read_range(&self, entry: &TreeEntry, range: Range<u64>) -> Result<Bytes> {
         hybridstore_core::raw::check_range(&range, entry.size)?;
-        let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
+        // The chunks that cover the range, and where the first one starts.
+        let (mut first, mut start) = (entry.chunks.len(), 0u64);
+        let mut last = entry.chunks.len();
         let mut offset = 0u64;
-        for (id, len) in &entry.chunks {
+        for (i, (_, len)) in entry.chunks.iter().enumerate() {
             let end = offset + u64::from(*len);
-            if end > range.start && offset < range.end {
-                let data = self.repo.chunks().read(id).await?;
-                if data.len() as u64 != u64::from(*len) {
-                    return Err(Error::corrupted(format!(
-                        "chunk {id}: {} bytes where {len} were recorded",
-                        data.len()
-                    )));
-                }
-                let from = range.start.saturating_sub(offset) as usize;
-                let to = (range.end.min(end) - offset) as usize;
-                out.extend_from_slice(&data[from..to]);
+            if first == entry.chunks.len() && end > range.start {
+                (first, start) = (i, offset);
             }
             if end >= range.end {
+                last = i + 1;
                 break;
             }
             offset = end;
+        }
+        let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
+        let covering = &entry.chunks[first.min(last)..last];
+        let mut pieces = std::pin::pin!(self.repo.chunk_stream(covering));
+        let mut at = start;
+        while let Some(piece) = pieces.next().await {
+            let piece = piece?;
+            let end = at + piece.len() as u64;
+            let from = range.start.saturating_sub(at) as usize;
+            let to = (range.end.min(end) - at) as usize;
+            out.extend_from_slice(&piece[from..to]);
+            at = end;
         }
         Ok(out.freeze())
     }
@@ -215,31 +221,9 @@ impl KvStore for SnapshotStore {
         }
         // Whole values stream chunk by chunk; the SHA-256 of the whole is checked before the
         // last piece is handed out.
-        let expected = entry.sha256;
-        let what = entry.display_key();
-        let chunks = &entry.chunks;
-        let body = async_stream::try_stream! {
-            let mut pieces = std::pin::pin!(self.repo.chunk_stream(chunks));
-            let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
-            let mut held: Option<Bytes> = None;
-            while let Some(piece) = pieces.next().await {
-                let piece = piece?;
-                sha2::Digest::update(&mut hasher, &piece);
-                if let Some(previous) = held.replace(piece) {
-                    yield previous;
-                }
-            }
-            let digest = hybridstore_core::Sha256Digest(sha2::Digest::finalize(hasher).into());
-            if digest != expected {
-                Err(Error::corrupted(format!(
-                    "{what}: the chunks do not make up the recorded value"
-                )))?;
-            }
-            if let Some(last) = held {
-                yield last;
-            }
-        }
-        .boxed();
+        let body = self
+            .repo
+            .verified_stream(entry.display_key(), &entry.chunks, entry.sha256);
         Ok(Some(ValueStream {
             len: entry.size,
             body,

@@ -199,6 +199,22 @@ impl RetentionPolicy {
     }
 }
 
+impl RetentionPolicy {
+    /// Refuses a policy that keeps nothing.
+    ///
+    /// # Errors
+    /// `InvalidInput` if the policy is empty.
+    pub fn check(&self) -> Result<()> {
+        if self.is_empty() {
+            return Err(Error::invalid_input(
+                "the retention policy keeps nothing, so it would remove every snapshot; \
+                 give at least one --keep-* option",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One snapshot as the policy sees it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PolicySnapshot {
@@ -264,12 +280,7 @@ pub fn apply_policy(
     policy: &RetentionPolicy,
     now: DateTime<FixedOffset>,
 ) -> Result<PolicyDecision> {
-    if policy.is_empty() {
-        return Err(Error::invalid_input(
-            "the retention policy keeps nothing, so it would remove every snapshot; \
-             give at least one --keep-* option",
-        ));
-    }
+    policy.check()?;
     let mut list: Vec<&PolicySnapshot> = snapshots.iter().collect();
     list.sort_by(|a, b| b.time.cmp(&a.time).then_with(|| a.id.cmp(&b.id)));
     // With every snapshot in the future restic's newest is the zero time, so every

@@ -21,7 +21,7 @@ use hybridstore_dedup::ChunkId;
 use serde::Serialize;
 
 use crate::policy::{PolicyDecision, PolicySnapshot, RetentionPolicy, apply_policy};
-use crate::repo::{Pending, Repository, reread_pending, write_pending};
+use crate::repo::{Pending, Repository, read_pending, write_pending};
 use crate::restore::read_tree;
 
 /// What forget decided for one group of snapshots (same host and source).
@@ -60,7 +60,7 @@ pub async fn forget(
     dry_run: bool,
 ) -> Result<ForgetReport> {
     // An empty policy is refused before anything is locked or read.
-    apply_policy(&[], policy, chrono::Local::now().fixed_offset())?;
+    policy.check()?;
     let lock = repo.lock(true).await?;
     let result = forget_locked(repo, policy, dry_run).await;
     lock.release().await?;
@@ -220,7 +220,7 @@ async fn prune_locked(repo: &Repository, options: &PruneOptions) -> Result<Prune
 
     let now = SystemTime::now();
     let cutoff = unix(now).saturating_sub(options.grace.as_secs());
-    let mut pending: Pending = reread_pending(repo.store().as_ref()).await?;
+    let mut pending: Pending = read_pending(repo.store().as_ref()).await?;
     let packs = repo.chunks().pack_summaries();
     report.packs = packs.len() as u64;
     // Where each used chunk can be found outside marked packs.

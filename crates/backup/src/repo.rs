@@ -303,34 +303,43 @@ impl Repository {
             .await
     }
 
-    /// Stores `data` as chunks (cut with the repository's FastCDC settings); chunks already
-    /// in the repository are not stored again. Durable when it returns.
+    /// `data` cut with the repository's FastCDC settings (on the blocking pool when large):
+    /// its SHA-256, its chunk list, and the chunks the repository does not hold yet.
+    pub(crate) async fn cut(&self, data: Bytes) -> Result<Cut> {
+        let chunker = self.chunker();
+        let chunks = self.chunks.clone();
+        hybridstore_core::raw::cpu_bound(data.len(), move || {
+            let mut cut = Cut {
+                sha256: Sha256Digest::of(&data),
+                list: Vec::new(),
+                missing: Vec::new(),
+            };
+            for (offset, len) in chunker.spans(&data) {
+                let piece = data.slice(offset..offset + len);
+                let id = Sha256Digest::of(&piece);
+                cut.list.push((id, len as u32));
+                if chunks.blob_location(&id).is_none() {
+                    cut.missing.push((id, piece));
+                }
+            }
+            cut
+        })
+        .await
+    }
+
+    /// Stores `data` as chunks (see [`cut`](Self::cut)); chunks already in the repository
+    /// are not stored again. Durable when it returns.
     ///
     /// # Errors
     /// Errors of writing packs.
     pub(crate) async fn store_bytes(&self, data: Bytes) -> Result<StoredItem> {
-        let chunker = self.chunker();
-        let chunks = self.chunks.clone();
-        let cut = hybridstore_core::raw::cpu_bound(data.len(), move || {
-            let mut list = Vec::new();
-            let mut missing = Vec::new();
-            for (offset, len) in chunker.spans(&data) {
-                let piece = data.slice(offset..offset + len);
-                let id = Sha256Digest::of(&piece);
-                list.push((id, len as u32));
-                if chunks.blob_location(&id).is_none() {
-                    missing.push((id, piece));
-                }
-            }
-            (Sha256Digest::of(&data), data.len() as u64, list, missing)
-        })
-        .await?;
-        let (sha256, size, chunks, missing) = cut;
-        let (new_chunks, new_bytes) = self.store_missing(missing).await?;
+        let size = data.len() as u64;
+        let cut = self.cut(data).await?;
+        let (new_chunks, new_bytes) = self.store_missing(cut.missing).await?;
         Ok(StoredItem {
             size,
-            sha256,
-            chunks,
+            sha256: cut.sha256,
+            chunks: cut.list,
             new_chunks,
             new_bytes,
         })
@@ -421,23 +430,27 @@ impl Repository {
             )));
         }
         let mut out = BytesMut::with_capacity(size as usize);
-        let mut pieces = std::pin::pin!(self.chunk_stream(chunks));
+        let mut pieces = self.verified_stream(what.to_string(), chunks, *sha256);
         while let Some(piece) = pieces.next().await {
-            out.extend_from_slice(&piece.map_err(|e| e.with_context("item", what))?);
+            out.extend_from_slice(&piece?);
         }
-        let out = out.freeze();
-        if out.len() as u64 != size || Sha256Digest::of(&out) != *sha256 {
+        if out.len() as u64 != size {
             return Err(Error::corrupted(format!(
-                "{what}: the chunks do not make up the recorded bytes"
+                "{what}: the chunks make up {} bytes, {size} were recorded",
+                out.len()
             ))
             .with_context("item", what));
         }
-        Ok(out)
+        Ok(out.freeze())
     }
 
     /// The plaintext of `chunks`, in order, each checked against its id and length; up to
     /// eight chunks are read ahead.
-    pub(crate) fn chunk_stream<'a>(
+    ///
+    /// # Errors
+    /// Items fail with `Corrupted` for a chunk that is missing, damaged or of another length
+    /// than recorded, and with the store's errors.
+    pub fn chunk_stream<'a>(
         &'a self,
         chunks: &'a [(ChunkId, u32)],
     ) -> impl Stream<Item = Result<Bytes>> + Send + 'a {
@@ -453,6 +466,40 @@ impl Repository {
                 Ok(data)
             })
             .buffered(8)
+    }
+
+    /// The plaintext of `chunks` as [`chunk_stream`](Self::chunk_stream) gives it, with the
+    /// SHA-256 of the whole checked against `sha256` before the last piece is handed out: a
+    /// stream that ends without an error has yielded exactly the recorded bytes. `what`
+    /// names the value or file in the error.
+    pub(crate) fn verified_stream<'a>(
+        &'a self,
+        what: String,
+        chunks: &'a [(ChunkId, u32)],
+        sha256: Sha256Digest,
+    ) -> futures::stream::BoxStream<'a, Result<Bytes>> {
+        async_stream::try_stream! {
+            let mut pieces = std::pin::pin!(self.chunk_stream(chunks));
+            let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
+            let mut held: Option<Bytes> = None;
+            while let Some(piece) = pieces.next().await {
+                let piece = piece.map_err(|e| e.with_context("item", &what))?;
+                sha2::Digest::update(&mut hasher, &piece);
+                if let Some(previous) = held.replace(piece) {
+                    yield previous;
+                }
+            }
+            if Sha256Digest(sha2::Digest::finalize(hasher).into()) != sha256 {
+                Err(Error::corrupted(format!(
+                    "{what}: the chunks do not make up the recorded bytes"
+                ))
+                .with_context("item", &what))?;
+            }
+            if let Some(last) = held {
+                yield last;
+            }
+        }
+        .boxed()
     }
 
     /// Takes a lock on the repository: `exclusive` for forget and prune, shared for backup,
@@ -516,7 +563,7 @@ impl Repository {
     }
 }
 
-async fn read_pending(store: &dyn KvStore) -> Result<Pending> {
+pub(crate) async fn read_pending(store: &dyn KvStore) -> Result<Pending> {
     match get_bounded(store, &key(PENDING_KEY)?).await? {
         None => Ok(Pending::default()),
         Some(bytes) => serde_json::from_slice(&bytes)
@@ -531,8 +578,12 @@ pub(crate) async fn write_pending(store: &dyn KvStore, pending: &Pending) -> Res
     Ok(())
 }
 
-pub(crate) async fn reread_pending(store: &dyn KvStore) -> Result<Pending> {
-    read_pending(store).await
+/// Bytes cut into chunks: see [`Repository::cut`].
+pub(crate) struct Cut {
+    pub(crate) sha256: Sha256Digest,
+    pub(crate) list: Vec<(ChunkId, u32)>,
+    /// The chunks the repository lacked when they were cut: id and plaintext.
+    pub(crate) missing: Vec<(ChunkId, Bytes)>,
 }
 
 /// What storing an item's bytes gave.
@@ -562,14 +613,11 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// This machine's host name (`/proc/sys/kernel/hostname`, then `HOSTNAME`, else
-/// `localhost`).
+/// This machine's host name (`whoami::hostname`, else `localhost`).
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
+    whoami::hostname()
         .ok()
-        .map(|s| s.trim().to_string())
         .filter(|s| !s.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "localhost".to_string())
 }
 

@@ -3,12 +3,11 @@
 //! counts as restored; a damaged snapshot fails the restore instead of writing wrong bytes.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
-use hybridstore_core::{Error, KvStore, Result, Sha256Digest, WriteBatch};
+use hybridstore_core::{Error, KvStore, Result, WriteBatch};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
@@ -174,29 +173,8 @@ fn verified_reader<'a>(
     repo: &'a Repository,
     entry: &'a TreeEntry,
 ) -> tokio_util::io::StreamReader<futures::stream::BoxStream<'a, std::io::Result<Bytes>>, Bytes> {
-    let hasher = Arc::new(Mutex::new(<sha2::Sha256 as sha2::Digest>::new()));
-    let feed = hasher.clone();
-    let (expected, what) = (entry.sha256, entry.display_key());
     let body = repo
-        .chunk_stream(&entry.chunks)
-        .inspect_ok(move |piece| {
-            if let Ok(mut h) = feed.lock() {
-                sha2::Digest::update(&mut *h, piece);
-            }
-        })
-        .chain(futures::stream::once(async move {
-            let digest = match hasher.lock() {
-                Ok(mut h) => Sha256Digest(sha2::Digest::finalize_reset(&mut *h).into()),
-                Err(_) => return Err(Error::backend("a hash lock was poisoned")),
-            };
-            if digest == expected {
-                Ok(Bytes::new())
-            } else {
-                Err(Error::corrupted(format!(
-                    "{what}: the chunks do not make up the recorded value"
-                )))
-            }
-        }))
+        .verified_stream(entry.display_key(), &entry.chunks, entry.sha256)
         .map_err(std::io::Error::other)
         .boxed();
     tokio_util::io::StreamReader::new(body)
@@ -231,20 +209,17 @@ pub async fn restore_file(repo: &Repository, item: &Item, path: &Path) -> Result
     .map_err(io)?;
     let (file, temp_path) = temp.into_parts();
     let mut file = tokio::fs::File::from_std(file);
-    let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
     let mut written = 0u64;
-    let mut pieces = std::pin::pin!(repo.chunk_stream(&item.chunks));
+    let mut pieces = repo.verified_stream(item.name.clone(), &item.chunks, item.sha256);
     while let Some(piece) = pieces.next().await {
-        let piece = piece.map_err(|e| e.with_context("file", &item.name))?;
-        sha2::Digest::update(&mut hasher, &piece);
+        let piece = piece?;
         written += piece.len() as u64;
         file.write_all(&piece).await.map_err(io)?;
     }
-    let digest = Sha256Digest(sha2::Digest::finalize(hasher).into());
-    if digest != item.sha256 || written != item.size {
+    if written != item.size {
         return Err(Error::corrupted(format!(
-            "{}: the chunks do not make up the recorded file",
-            item.name
+            "{}: the chunks make up {written} bytes, {} were recorded",
+            item.name, item.size
         )));
     }
     file.sync_all().await.map_err(io)?;

@@ -34,7 +34,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use hybridstore_backup::{
     BackupProgress, BackupReport, BackupSource, FileSource, KeySource, Repository, RestoreProgress,
     SourceEntry, SourceValue,
@@ -549,22 +549,19 @@ async fn restore_chunks(
     let mut chunks = 0u64;
     for entry in tree {
         if !entry.inline {
-            for (id, len) in &entry.chunks {
-                if !seen.insert(*id) {
-                    continue;
-                }
-                let data = repo
-                    .chunks()
-                    .read(id)
-                    .await
-                    .map_err(|e| e.with_context("key", entry.display_key()))?;
-                if data.len() != *len as usize {
-                    return Err(Error::corrupted(format!(
-                        "chunk {id}: {} bytes where {len} were recorded",
-                        data.len()
-                    ))
-                    .with_context("key", entry.display_key()));
-                }
+            // Each chunk once, read ahead and checked by the repository's chunk stream.
+            let fresh: Vec<(ChunkId, u32)> = entry
+                .chunks
+                .iter()
+                .filter(|(id, _)| seen.insert(*id))
+                .copied()
+                .collect();
+            let mut pieces = std::pin::pin!(repo.chunk_stream(&fresh));
+            for (id, _) in &fresh {
+                let Some(data) = pieces.next().await else {
+                    break;
+                };
+                let data = data.map_err(|e| e.with_context("key", entry.display_key()))?;
                 batch_bytes += data.len();
                 batch.push((*id, data));
                 chunks += 1;
