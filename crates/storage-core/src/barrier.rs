@@ -14,6 +14,7 @@
 //! drops the permit and the inner `put_stream` together (the inner store's own cancellation
 //! rules then decide whether the value landed).
 
+use std::future::Future;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -66,6 +67,23 @@ impl<S: KvStore + 'static> WriteBarrier<S> {
     async fn permit(&self) -> OwnedRwLockReadGuard<()> {
         self.gate.clone().read_owned().await
     }
+
+    /// Runs the write `op` on the inner store under a permit that moves into its
+    /// run-to-completion task.
+    async fn gated<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: FnOnce(Arc<S>) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        let permit = self.permit().await;
+        let inner = self.inner.clone();
+        run_to_completion(async move {
+            let _permit = permit;
+            op(inner).await
+        })
+        .await
+    }
 }
 
 impl Barrier {
@@ -85,43 +103,22 @@ crate::kv_store_impl! {
     provided: [];
     {
         async fn put_with(&self, key: &Key, value: Bytes, options: &PutOptions) -> Result<ObjectMeta> {
-            let permit = self.permit().await;
-            let (inner, key, options) = (self.inner.clone(), key.clone(), options.clone());
-            run_to_completion(async move {
-                let _permit = permit;
-                inner.put_with(&key, value, &options).await
-            })
-            .await
+            let (key, options) = (key.clone(), options.clone());
+            self.gated(move |s| async move { s.put_with(&key, value, &options).await }).await
         }
 
         async fn put(&self, key: &Key, value: Bytes) -> Result<ObjectMeta> {
-            let permit = self.permit().await;
-            let (inner, key) = (self.inner.clone(), key.clone());
-            run_to_completion(async move {
-                let _permit = permit;
-                inner.put(&key, value).await
-            })
-            .await
+            let key = key.clone();
+            self.gated(move |s| async move { s.put(&key, value).await }).await
         }
 
         async fn delete(&self, key: &Key) -> Result<()> {
-            let permit = self.permit().await;
-            let (inner, key) = (self.inner.clone(), key.clone());
-            run_to_completion(async move {
-                let _permit = permit;
-                inner.delete(&key).await
-            })
-            .await
+            let key = key.clone();
+            self.gated(move |s| async move { s.delete(&key).await }).await
         }
 
         async fn write_batch(&self, batch: WriteBatch) -> Result<()> {
-            let permit = self.permit().await;
-            let inner = self.inner.clone();
-            run_to_completion(async move {
-                let _permit = permit;
-                inner.write_batch(batch).await
-            })
-            .await
+            self.gated(move |s| async move { s.write_batch(batch).await }).await
         }
 
         async fn put_stream(
@@ -135,13 +132,7 @@ crate::kv_store_impl! {
         }
 
         async fn clear(&self) -> Result<u64> {
-            let permit = self.permit().await;
-            let inner = self.inner.clone();
-            run_to_completion(async move {
-                let _permit = permit;
-                inner.clear().await
-            })
-            .await
+            self.gated(|s| async move { s.clear().await }).await
         }
     }
 }
