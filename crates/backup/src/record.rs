@@ -9,7 +9,8 @@
 //! A snapshot record is named by its own SHA-256, so a reader checks it against its name,
 //! and is written once. Every item it lists names its chunks and the SHA-256 of its bytes.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use hybridstore_core::nanos_since_epoch as nanos;
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hybridstore_core::{Error, Key, ObjectMeta, PutOptions, Result, Sha256Digest};
@@ -203,12 +204,6 @@ pub struct TreeEntry {
     /// manifests themselves needs no chunk for it).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub inline: bool,
-}
-
-fn nanos(time: SystemTime) -> u64 {
-    time.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 impl TreeEntry {

@@ -69,7 +69,10 @@ pub use context::ErrorContext;
 pub use error::{Error, ErrorKind, Result};
 pub use key::{Key, KeyRange, MAX_KEY_LEN, prefix_successor};
 pub use memory::MemoryStore;
-pub use meta::{MAX_CONTENT_TYPE_LEN, MAX_TIME_SINCE_EPOCH, ObjectMeta, PutOptions, Sha256Digest};
+pub use meta::{
+    MAX_CONTENT_TYPE_LEN, MAX_TIME_SINCE_EPOCH, ObjectMeta, PutOptions, Sha256Digest,
+    nanos_since_epoch,
+};
 pub use namespace::{MAX_TENANT_LEN, Namespaced, TenantId};
 pub use secret::{SecretUrl, is_secret_parameter};
 pub use store::{

@@ -126,6 +126,14 @@ pub struct PutOptions {
 pub const MAX_TIME_SINCE_EPOCH: std::time::Duration =
     std::time::Duration::from_nanos(i64::MAX as u64);
 
+/// `time` as nanoseconds since the Unix epoch, the form stores keep times in: 0 before the
+/// epoch, `u64::MAX` past what fits (writes are validated against
+/// [`MAX_TIME_SINCE_EPOCH`] first, so neither happens to a stored time).
+pub fn nanos_since_epoch(time: SystemTime) -> u64 {
+    time.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
 /// The longest content type a store records, in bytes (RFC 6838 caps type and subtype at 127
 /// characters each; 255 leaves room for parameters a file name extension will not need).
 pub const MAX_CONTENT_TYPE_LEN: usize = 255;

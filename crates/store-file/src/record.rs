@@ -20,9 +20,10 @@
 //! The header CRC catches a damaged header before any length in it is trusted; the SHA-256
 //! catches a damaged value. Value and metadata live in one file, so one `rename` replaces both.
 
+use hybridstore_core::nanos_since_epoch as nanos;
 use std::fs::File;
 use std::io::{Read, Write};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use hybridstore_core::{Error, Key, ObjectMeta, Result, Sha256Digest};
 
@@ -40,12 +41,6 @@ pub struct RecordHeader {
     pub meta: ObjectMeta,
     /// Bytes before the value (fixed header, key, content type).
     pub header_len: u64,
-}
-
-fn nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
 }
 
 /// Bytes of the header of a record for `key` with this content type: fixed part, key,

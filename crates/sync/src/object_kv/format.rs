@@ -21,7 +21,8 @@
 //! bytes it covers. Every length read back is checked against the bytes that hold it
 //! before anything is allocated.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+pub(crate) use hybridstore_core::nanos_since_epoch as nanos;
+use std::time::{Duration, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use hybridstore_core::{
@@ -37,13 +38,6 @@ const CRC_AT: usize = CONTENT_TYPE_AT + MAX_CONTENT_TYPE_LEN;
 
 /// Bytes of a value object's header: 323.
 pub const HEADER_LEN: usize = CRC_AT + 4;
-
-/// Nanoseconds since the Unix epoch (times are validated to fit an `i64` before a write;
-/// before the epoch reads as 0).
-pub(crate) fn nanos(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
 
 /// The header of a value with metadata `meta`.
 pub fn encode_header(meta: &ObjectMeta) -> [u8; HEADER_LEN] {
