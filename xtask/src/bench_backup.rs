@@ -22,23 +22,24 @@ fn human_bytes(n: u64) -> String {
     format!("{:.1} MB", n as f64 / 1e6)
 }
 
+/// Bytes of every regular file under `dir`.
 fn dir_bytes(dir: &Path) -> u64 {
-    walk_bytes(dir)
+    regular_files(dir)
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .map(|m| m.len())
+        .sum()
 }
 
-fn walk_bytes(dir: &Path) -> u64 {
-    let mut total = 0;
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    for e in entries.flatten() {
-        match e.file_type() {
-            Ok(t) if t.is_dir() => total += walk_bytes(&e.path()),
-            Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
-            _ => {}
-        }
-    }
-    total
+/// Every regular file under `dir`, in name order.
+fn regular_files(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_file())
+        .map(|e| e.into_path())
+        .collect()
 }
 
 fn timed(what: &str, mut cmd: Command) -> Result<f64> {
@@ -58,23 +59,7 @@ fn timed(what: &str, mut cmd: Command) -> Result<f64> {
 
 /// Rewrites about 1% of the files under `root` (every 100th, in name order): a line appended.
 fn change_one_percent(root: &Path) -> Result<u64> {
-    let mut files = Vec::new();
-    let mut dirs = vec![root.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        let mut entries: Vec<_> = std::fs::read_dir(&d)
-            .map_err(|e| format!("{}: {e}", d.display()))?
-            .flatten()
-            .collect();
-        entries.sort_by_key(|e| e.path());
-        for e in entries {
-            if e.path().is_dir() {
-                dirs.push(e.path());
-            } else {
-                files.push(e.path());
-            }
-        }
-    }
-    files.sort();
+    let files = regular_files(root);
     let mut changed = 0;
     for path in files.iter().step_by(100) {
         let mut bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
