@@ -53,6 +53,28 @@ fn assert_same(got: &State, want: &State) {
     }
 }
 
+/// Restores snapshot `name` into `dir` (whole, default options) and opens the result.
+async fn restore_and_open(
+    repo: &Repository,
+    name: &str,
+    dir: std::path::PathBuf,
+) -> (
+    hybridstore::snapshots::SystemRestoreReport,
+    HybridStorageSystem,
+) {
+    let target = StorageConfig::with_data_dir(dir);
+    let report = restore_system(
+        repo,
+        name,
+        target.clone(),
+        &RestoreOptions::default(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    (report, HybridStorageSystem::open(target).await.unwrap())
+}
+
 fn doc(id: &str) -> Document {
     Document {
         doc_id: id.to_string(),
@@ -212,19 +234,13 @@ async fn each_snapshot_restores_the_whole_system_as_it_was() {
     system.shutdown().await.unwrap();
 
     for (id, want) in [(&one.id, &at_one), (&two.id, &at_two)] {
-        let target =
-            StorageConfig::with_data_dir(base.path().join(format!("restored-{}", &id[..8])));
-        let restored = restore_system(
+        let (restored, system) = restore_and_open(
             &repo,
             id,
-            target.clone(),
-            &RestoreOptions::default(),
-            &|_| {},
+            base.path().join(format!("restored-{}", &id[..8])),
         )
-        .await
-        .unwrap();
+        .await;
         assert_eq!(restored.method, "files");
-        let system = HybridStorageSystem::open(target).await.unwrap();
         let got = moment(&system).await;
         assert_same(&got.keys, &want.keys);
         assert_eq!(got.passages, want.passages, "passages of {id}");
@@ -322,17 +338,8 @@ async fn backups_to_s3_restore_each_snapshot() {
     assert!(report.is_ok(), "{:?}", report.problems);
     assert_eq!(report.snapshots, 2);
     for (id, want) in [(&one.id, &at_one), (&two.id, &at_two)] {
-        let target = StorageConfig::with_data_dir(base.path().join(format!("r-{}", &id[..8])));
-        restore_system(
-            &repo,
-            id,
-            target.clone(),
-            &RestoreOptions::default(),
-            &|_| {},
-        )
-        .await
-        .unwrap();
-        let system = HybridStorageSystem::open(target).await.unwrap();
+        let (_, system) =
+            restore_and_open(&repo, id, base.path().join(format!("r-{}", &id[..8]))).await;
         assert_same(&keys_of(&system).await, want);
         system.shutdown().await.unwrap();
     }
@@ -387,17 +394,7 @@ async fn scheduled_backups_run_every_interval_and_stop_on_shutdown() {
     .await
     .unwrap();
     assert_eq!(repo.snapshot_ids().await.unwrap().len() as u64, taken);
-    let target = StorageConfig::with_data_dir(base.path().join("restored"));
-    restore_system(
-        &repo,
-        "latest",
-        target.clone(),
-        &RestoreOptions::default(),
-        &|_| {},
-    )
-    .await
-    .unwrap();
-    let restored = HybridStorageSystem::open(target).await.unwrap();
+    let (_, restored) = restore_and_open(&repo, "latest", base.path().join("restored")).await;
     assert_eq!(
         restored
             .kv()
