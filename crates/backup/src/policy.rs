@@ -289,93 +289,59 @@ pub fn apply_policy(
     Ok(walk(&list, policy, latest))
 }
 
+/// What limits a bucket: a count of buckets (the `--keep-daily N` kind, [`UNLIMITED`] for
+/// all) or a window before the newest snapshot (the `--keep-within-daily SPAN` kind).
+enum Limit {
+    Count(u32),
+    Within(CalendarSpan),
+}
+
+struct Bucket {
+    limit: Limit,
+    bucker: Bucker,
+    last: Option<i64>,
+    reason: &'static str,
+}
+
 fn walk(
     list: &[&PolicySnapshot],
     policy: &RetentionPolicy,
     latest: Option<DateTime<FixedOffset>>,
 ) -> PolicyDecision {
-    struct Bucket {
-        count: u32,
-        bucker: Bucker,
-        last: Option<i64>,
-        reason: &'static str,
-    }
-    struct WithinBucket {
-        within: Option<CalendarSpan>,
-        bucker: Bucker,
-        last: Option<i64>,
-        reason: &'static str,
-    }
-    let mut buckets = [
-        Bucket {
-            count: policy.last,
-            bucker: own_bucket,
-            last: None,
-            reason: "last snapshot",
-        },
-        Bucket {
-            count: policy.hourly,
-            bucker: hour_bucket,
-            last: None,
-            reason: "hourly snapshot",
-        },
-        Bucket {
-            count: policy.daily,
-            bucker: day_bucket,
-            last: None,
-            reason: "daily snapshot",
-        },
-        Bucket {
-            count: policy.weekly,
-            bucker: week_bucket,
-            last: None,
-            reason: "weekly snapshot",
-        },
-        Bucket {
-            count: policy.monthly,
-            bucker: month_bucket,
-            last: None,
-            reason: "monthly snapshot",
-        },
-        Bucket {
-            count: policy.yearly,
-            bucker: year_bucket,
-            last: None,
-            reason: "yearly snapshot",
-        },
+    let counted = [
+        (policy.last, own_bucket as Bucker, "last snapshot"),
+        (policy.hourly, hour_bucket, "hourly snapshot"),
+        (policy.daily, day_bucket, "daily snapshot"),
+        (policy.weekly, week_bucket, "weekly snapshot"),
+        (policy.monthly, month_bucket, "monthly snapshot"),
+        (policy.yearly, year_bucket, "yearly snapshot"),
     ];
-    let mut within = [
-        WithinBucket {
-            within: policy.within_hourly,
-            bucker: hour_bucket,
-            last: None,
-            reason: "hourly within",
-        },
-        WithinBucket {
-            within: policy.within_daily,
-            bucker: day_bucket,
-            last: None,
-            reason: "daily within",
-        },
-        WithinBucket {
-            within: policy.within_weekly,
-            bucker: week_bucket,
-            last: None,
-            reason: "weekly within",
-        },
-        WithinBucket {
-            within: policy.within_monthly,
-            bucker: month_bucket,
-            last: None,
-            reason: "monthly within",
-        },
-        WithinBucket {
-            within: policy.within_yearly,
-            bucker: year_bucket,
-            last: None,
-            reason: "yearly within",
-        },
+    let windowed = [
+        (policy.within_hourly, hour_bucket as Bucker, "hourly within"),
+        (policy.within_daily, day_bucket, "daily within"),
+        (policy.within_weekly, week_bucket, "weekly within"),
+        (policy.within_monthly, month_bucket, "monthly within"),
+        (policy.within_yearly, year_bucket, "yearly within"),
     ];
+    // Counted buckets first, then windowed ones, as restic lists the reasons.
+    let mut buckets: Vec<Bucket> = counted
+        .into_iter()
+        .filter(|(n, _, _)| *n > 0)
+        .map(|(n, bucker, reason)| Bucket {
+            limit: Limit::Count(n),
+            bucker,
+            last: None,
+            reason,
+        })
+        .chain(windowed.into_iter().filter_map(|(span, bucker, reason)| {
+            span.filter(|s| !s.is_zero()).map(|span| Bucket {
+                limit: Limit::Within(span),
+                bucker,
+                last: None,
+                reason,
+            })
+        }))
+        .collect();
     // Whether `time` is after `latest - span` (with no newest snapshot, always).
     let inside = |span: &CalendarSpan, time: &DateTime<FixedOffset>| match latest {
         None => true,
@@ -397,39 +363,31 @@ fn walk(
             reasons.push(format!("within {span}"));
         }
         for bucket in &mut buckets {
-            if bucket.count == 0 {
-                continue;
-            }
-            let value = (bucket.bucker)(&snapshot.time, nr);
-            let new_bucket = bucket.last != Some(value);
-            if new_bucket || nr == oldest {
-                reasons.push(if new_bucket {
-                    bucket.reason.to_string()
-                } else {
-                    format!("oldest {}", bucket.reason)
-                });
-                bucket.last = Some(value);
-                if bucket.count != UNLIMITED {
-                    bucket.count -= 1;
-                }
-            }
-        }
-        for bucket in &mut within {
-            let Some(span) = bucket.within.filter(|s| !s.is_zero()) else {
-                continue;
+            let active = match &bucket.limit {
+                Limit::Count(n) => *n > 0,
+                Limit::Within(span) => inside(span, &snapshot.time),
             };
-            if !inside(&span, &snapshot.time) {
+            if !active {
                 continue;
             }
             let value = (bucket.bucker)(&snapshot.time, nr);
             let new_bucket = bucket.last != Some(value);
             if new_bucket || nr == oldest {
+                let reason = match &bucket.limit {
+                    Limit::Count(_) => bucket.reason.to_string(),
+                    Limit::Within(span) => format!("{} {span}", bucket.reason),
+                };
                 reasons.push(if new_bucket {
-                    format!("{} {span}", bucket.reason)
+                    reason
                 } else {
-                    format!("oldest {} {span}", bucket.reason)
+                    format!("oldest {reason}")
                 });
                 bucket.last = Some(value);
+                if let Limit::Count(n) = &mut bucket.limit
+                    && *n != UNLIMITED
+                {
+                    *n -= 1;
+                }
             }
         }
         if reasons.is_empty() {
