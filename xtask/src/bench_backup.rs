@@ -8,7 +8,7 @@
 //! ingested again; then both restore the latest snapshot. Wall time, MB/s (of the data
 //! directory's bytes) and repository bytes for each, and the ratios. restic is Debian's
 //! package (`apt-get install restic`), run with a password file and its cache under the
-//! work directory.
+//! work directory; hybridstore's repository is encrypted under the same password.
 
 use super::*;
 
@@ -110,7 +110,8 @@ pub(crate) fn bench_backup(args: &[String]) -> Result<()> {
     let data = work.join("data");
     let ours_repo = work.join("repo-hybridstore");
     let restic_repo = work.join("repo-restic");
-    let password = work.join("restic-password");
+    // Both repositories are encrypted (restic's always are), under the same password.
+    let password = work.join("password");
     std::fs::write(&password, "bench-password\n").map_err(|e| e.to_string())?;
     let cli = |args: &[&str]| {
         let mut cmd = Command::new(&bin);
@@ -132,6 +133,7 @@ pub(crate) fn bench_backup(args: &[String]) -> Result<()> {
     let src_s = src.to_string_lossy().into_owned();
     let data_s = data.to_string_lossy().into_owned();
     let ours_s = ours_repo.to_string_lossy().into_owned();
+    let password_s = password.to_string_lossy().into_owned();
     timed("ingest", cli(&["ingest", &src_s, "--prefix", "docs/"]))?;
     run(restic(&["init"]))?;
     let data_bytes = dir_bytes(&data);
@@ -149,7 +151,14 @@ pub(crate) fn bench_backup(args: &[String]) -> Result<()> {
         }
         let ours = timed(
             &format!("hybridstore {name}"),
-            cli(&["backup", "create", "--repo", &ours_s]),
+            cli(&[
+                "backup",
+                "create",
+                "--repo",
+                &ours_s,
+                "--password-file",
+                &password_s,
+            ]),
         )?;
         let theirs = timed(&format!("restic {name}"), restic(&["backup", &data_s]))?;
         steps.push(Step {
@@ -169,6 +178,8 @@ pub(crate) fn bench_backup(args: &[String]) -> Result<()> {
             "latest",
             "--repo",
             &ours_s,
+            "--password-file",
+            &password_s,
             "--to",
             &ours_restore.to_string_lossy(),
         ]);

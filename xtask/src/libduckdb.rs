@@ -11,14 +11,23 @@ const DUCKDB_NPM_PACKAGE: &str = "@duckdb/node-bindings-linux-x64@1.5.6-r.1";
 const DUCKDB_NPM_TARBALL: &str = "https://registry.npmjs.org/@duckdb/node-bindings-linux-x64/-/node-bindings-linux-x64-1.5.6-r.1.tgz";
 const DUCKDB_NPM_SHA512: &str = "21772b64913a904a8cd19e30c1d5671811d7fdface4b7dd53cd0300d743f43e16cf386f4e7c41ef78721ac208870d2651bc6375072145387817824315b998dd5";
 
-/// The directory holding `libduckdb.so`: `DUCKDB_LIB_DIR` if set, else
+/// The directory holding `libduckdb.so`: `DUCKDB_LIB_DIR` if set and holding it, else
 /// `<target>/duckdb/1.5.6-r.1`, fetched and verified on first use. `None` (said on stderr)
 /// when it cannot be had; builds then fail to link unless duckdb's `bundled` feature is on.
 pub(crate) fn duckdb_lib_dir() -> Option<PathBuf> {
     static DIR: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
     DIR.get_or_init(|| {
         if let Some(dir) = std::env::var_os("DUCKDB_LIB_DIR") {
-            return Some(PathBuf::from(dir));
+            let dir = PathBuf::from(dir);
+            if dir.join("libduckdb.so").is_file() {
+                return Some(dir);
+            }
+            // A variable naming no library (a stale shell setting) would fail every link
+            // after the whole build: fetch the pinned one instead, as for PROTOC.
+            eprintln!(
+                "xtask: DUCKDB_LIB_DIR={} holds no libduckdb.so; using the pinned one",
+                dir.display()
+            );
         }
         match fetch_libduckdb() {
             Ok(dir) => Some(dir),

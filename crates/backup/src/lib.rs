@@ -17,7 +17,8 @@
 //! restore: snapshot record ─▶ key tree ─▶ chunks (each checked) ─▶ values (each checked)
 //! ```
 //!
-//! - [`Repository`]: init, open, snapshots, locks ([`repo`] has the layout).
+//! - [`Repository`]: init, open (with a password if encrypted), snapshots, locks ([`repo`]
+//!   has the layout).
 //! - [`backup`] with a [`BackupSource`]: what the caller captured at one moment.
 //! - [`verify()`]: structure, and with [`ReadData`] every pack or a share of them.
 //! - [`forget`] with a [`RetentionPolicy`] (restic's rules, [`policy`]), then [`prune`]
@@ -33,9 +34,13 @@
 //! exclusive one (`locks/`); a lock is refreshed every 5 minutes and is stale after 30
 //! (restic's rules), or at once when its process on this host is gone.
 //!
-//! Not yet here: encryption of repositories.
+//! **Encryption.** [`Repository::init_with`] a [`Password`] makes an encrypted repository:
+//! a random master key wrapped under an Argon2id key in `keys/`, and every other value
+//! sealed with XChaCha20-Poly1305 in 64 KiB STREAM segments by [`EncryptedStore`]
+//! ([`crypto`] has the format). Key names and sizes stay visible.
 
 pub mod create;
+pub mod crypto;
 pub mod diff;
 pub mod mount;
 pub mod policy;
@@ -49,6 +54,7 @@ pub use create::{
     BackupProgress, BackupReport, BackupSource, FileSource, KEYS_ITEM, KeySource, SourceEntry,
     SourceValue, backup,
 };
+pub use crypto::{EncryptedStore, KeyFile, MasterKey, Password};
 pub use diff::{DiffReport, diff};
 pub use mount::SnapshotStore;
 pub use policy::{

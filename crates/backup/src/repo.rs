@@ -6,6 +6,9 @@
 //! packs/<random>      chunks: LZ4 blobs with their index at the end (hybridstore_dedup's
 //!                     ChunkStore: the same chunk ids and pack format as the dedup layer)
 //! snapshots/<sha256>  Snapshot records, named by their SHA-256, written once
+//! keys/<random>       KeyFile (JSON, only in an encrypted repository): the master key,
+//!                     wrapped under a password (crate::crypto); every other value is then
+//!                     sealed by crate::crypto::EncryptedStore
 //! locks/<random>      who works on the repository (JSON), refreshed while they do
 //! prune/pending       packs a prune marked for deletion, with the time it marked them
 //! ```
@@ -23,6 +26,7 @@ use hybridstore_dedup::{ChunkId, ChunkStore, ChunkerConfig, DEFAULT_TARGET_PACK_
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncRead;
 
+use crate::crypto::{EncryptedStore, MasterKey, Password, add_key, key_files, unlock};
 use crate::record::{
     ChunkerSizes, FORMAT_VERSION, MAX_RECORD_LEN, RepoConfig, Snapshot, SnapshotId,
 };
@@ -49,7 +53,12 @@ const STORE_BATCH_BYTES: usize = 8 << 20;
 /// A backup repository on a `KvStore` (see the module docs). Cloning is cheap.
 #[derive(Clone, Debug)]
 pub struct Repository {
+    /// The store as given: key files live here.
+    raw: Arc<dyn KvStore>,
+    /// The store every other record is read from and written to: the encryption layer
+    /// over `raw`, or `raw`.
     store: Arc<dyn KvStore>,
+    encrypted: bool,
     config: RepoConfig,
     chunks: ChunkStore,
     pending: Arc<BTreeMap<String, u64>>,
@@ -79,12 +88,31 @@ async fn get_bounded(store: &dyn KvStore, key: &Key) -> Result<Option<Bytes>> {
 }
 
 impl Repository {
-    /// Creates a repository in `store`, which must not hold one.
+    /// Creates an unencrypted repository in `store`, which must not hold one.
+    ///
+    /// # Errors
+    /// As [`init_with`](Self::init_with).
+    pub async fn init(store: Arc<dyn KvStore>) -> Result<Repository> {
+        Self::init_with(store, None).await
+    }
+
+    /// Creates a repository in `store`, which must not hold one: encrypted with a new
+    /// random master key wrapped under `password` (see [`crate::crypto`]) if one is given.
+    /// Write order: the key file, then the config (the commit point); a crash between the
+    /// two leaves a key file that opens nothing, and `init` can run again.
     ///
     /// # Errors
     /// `Conflict` (not retryable) if `store` already has a repository config; errors of
     /// `store`.
-    pub async fn init(store: Arc<dyn KvStore>) -> Result<Repository> {
+    pub async fn init_with(
+        store: Arc<dyn KvStore>,
+        password: Option<&Password>,
+    ) -> Result<Repository> {
+        let exists =
+            || Error::conflict("a backup repository already exists here").with_retryable(false);
+        if store.head(&key(CONFIG_KEY)?).await?.is_some() {
+            return Err(exists());
+        }
         let chunker = ChunkerConfig::default();
         let config = RepoConfig {
             version: FORMAT_VERSION,
@@ -98,27 +126,87 @@ impl Repository {
         };
         let bytes = serde_json::to_vec_pretty(&config)
             .map_err(|e| Error::backend(format!("encoding the repository config: {e}")))?;
+        let (sealed, key_file): (Arc<dyn KvStore>, _) = match password {
+            Some(password) => {
+                let master = MasterKey::generate();
+                let key_file = add_key(store.as_ref(), &master, password).await?;
+                (
+                    Arc::new(EncryptedStore::new(store.clone(), &master)),
+                    Some(key_file),
+                )
+            }
+            None => (store.clone(), None),
+        };
         let mut batch = WriteBatch::new();
         batch.put(key(CONFIG_KEY)?, Bytes::from(bytes));
         batch.expect(key(CONFIG_KEY)?, Expect::Absent);
-        match store.write_batch(batch).await {
-            Ok(()) => {}
-            Err(e) if e.kind() == ErrorKind::Conflict => {
-                return Err(Error::conflict("a backup repository already exists here")
-                    .with_retryable(false));
+        if let Err(e) = sealed.write_batch(batch).await {
+            if let Some(key_file) = key_file {
+                // Best effort: a key file left behind opens nothing.
+                let _ = store.delete(&key_file).await;
             }
-            Err(e) => return Err(e),
+            return Err(if e.kind() == ErrorKind::Conflict {
+                exists()
+            } else {
+                e
+            });
         }
-        Self::open(store).await
+        Self::open_sealed(store, sealed).await
     }
 
-    /// Opens the repository in `store`: reads its config, the index of every pack (two
-    /// range reads per pack) and the list of packs a prune marked for deletion.
+    /// Opens the unencrypted repository in `store`.
     ///
     /// # Errors
-    /// `NotFound` if `store` holds no repository; `Corrupted` if its config is damaged or
-    /// of another format version; errors of `store`.
+    /// As [`open_with`](Self::open_with); `InvalidInput` if the repository is encrypted.
     pub async fn open(store: Arc<dyn KvStore>) -> Result<Repository> {
+        Self::open_with(store, None).await
+    }
+
+    /// Opens the repository in `store`: unlocks its master key with `password` if it is
+    /// encrypted (Argon2id once per key file, about a second of CPU each), reads its config,
+    /// the index of every pack (two range reads per pack) and the list of packs a prune
+    /// marked for deletion. A password given for an unencrypted repository is not used (a
+    /// warning is logged).
+    ///
+    /// # Errors
+    /// `NotFound` if `store` holds no repository; `InvalidInput` (not retryable) if it is
+    /// encrypted and no password is given, or the password opens none of its keys;
+    /// `Corrupted` if its config or key files are damaged or of another format version;
+    /// errors of `store`.
+    pub async fn open_with(
+        store: Arc<dyn KvStore>,
+        password: Option<&Password>,
+    ) -> Result<Repository> {
+        let files = key_files(store.as_ref()).await?;
+        if files.is_empty() {
+            if password.is_some() {
+                tracing::warn!("the backup repository is not encrypted; the password is not used");
+            }
+            return Self::open_sealed(store.clone(), store).await;
+        }
+        let Some(password) = password else {
+            return Err(Error::invalid_input(
+                "the backup repository is encrypted: give its password \
+                 (--password-file FILE or HYBRIDSTORE_BACKUP_PASSWORD)",
+            )
+            .with_retryable(false));
+        };
+        let masters = unlock(&files, password).await?;
+        let mut last = None;
+        for master in masters {
+            let sealed: Arc<dyn KvStore> = Arc::new(EncryptedStore::new(store.clone(), &master));
+            match Self::open_sealed(store.clone(), sealed).await {
+                // A key file an interrupted `init` left behind wraps a key that seals nothing.
+                Err(e) if e.kind() == ErrorKind::Corrupted => last = Some(e),
+                other => return other,
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::corrupted("no key of the repository opens its config")))
+    }
+
+    /// Opens the repository whose values `sealed` reads (the encryption layer over `raw`,
+    /// or `raw` itself).
+    async fn open_sealed(raw: Arc<dyn KvStore>, store: Arc<dyn KvStore>) -> Result<Repository> {
         let Some(bytes) = get_bounded(store.as_ref(), &key(CONFIG_KEY)?).await? else {
             return Err(Error::not_found(
                 "no backup repository here (create one with `backup init`)",
@@ -135,6 +223,8 @@ impl Repository {
         let chunks = ChunkStore::open(store.clone(), DEFAULT_TARGET_PACK_SIZE).await?;
         let pending = read_pending(store.as_ref()).await?;
         Ok(Repository {
+            encrypted: !Arc::ptr_eq(&raw, &store),
+            raw,
             store,
             config,
             chunks,
@@ -142,21 +232,66 @@ impl Repository {
         })
     }
 
-    /// Opens the repository in `store`, creating it first if there is none.
+    /// Opens the unencrypted repository in `store`, creating it first if there is none.
     ///
     /// # Errors
     /// As [`open`](Self::open) and [`init`](Self::init).
     pub async fn open_or_init(store: Arc<dyn KvStore>) -> Result<Repository> {
-        match Self::open(store.clone()).await {
-            Err(e) if e.kind() == ErrorKind::NotFound => match Self::init(store.clone()).await {
-                Err(e) if e.kind() == ErrorKind::Conflict => Self::open(store).await,
-                other => other,
-            },
+        Self::open_or_init_with(store, None).await
+    }
+
+    /// Opens the repository in `store`, creating it first if there is none (encrypted if
+    /// `password` is given).
+    ///
+    /// # Errors
+    /// As [`open_with`](Self::open_with) and [`init_with`](Self::init_with).
+    pub async fn open_or_init_with(
+        store: Arc<dyn KvStore>,
+        password: Option<&Password>,
+    ) -> Result<Repository> {
+        match Self::open_with(store.clone(), password).await {
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                match Self::init_with(store.clone(), password).await {
+                    Err(e) if e.kind() == ErrorKind::Conflict => {
+                        Self::open_with(store, password).await
+                    }
+                    other => other,
+                }
+            }
             other => other,
         }
     }
 
-    /// The store the repository lives in.
+    /// Whether the repository's values are encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted
+    }
+
+    /// The store below the encryption layer (the store itself for an unencrypted
+    /// repository): where the key files live.
+    pub fn raw_store(&self) -> &Arc<dyn KvStore> {
+        &self.raw
+    }
+
+    /// Adds a key file that opens the repository with `password` (as `restic key add`).
+    /// Returns its key.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an unencrypted repository; errors of the store.
+    pub async fn add_password(&self, current: &Password, password: &Password) -> Result<Key> {
+        if !self.encrypted {
+            return Err(Error::invalid_input("the repository is not encrypted"));
+        }
+        let files = key_files(self.raw.as_ref()).await?;
+        let masters = unlock(&files, current).await?;
+        let Some(master) = masters.into_iter().next() else {
+            return Err(Error::invalid_input("the current password opens no key"));
+        };
+        add_key(self.raw.as_ref(), &master, password).await
+    }
+
+    /// The store the repository's records are read from and written to: the encryption
+    /// layer over [`raw_store`](Self::raw_store) in an encrypted repository.
     pub fn store(&self) -> &Arc<dyn KvStore> {
         &self.store
     }

@@ -181,7 +181,8 @@ fn verified_reader<'a>(
 }
 
 /// Writes file item `item` to `path`: into a temporary file beside it, checked against the
-/// item's SHA-256, synced, then renamed over `path` (parents created as needed).
+/// item's SHA-256, synced, then renamed over `path` and its directory synced (parents
+/// created as needed).
 ///
 /// # Errors
 /// `InvalidInput` if `item` is not a file item; `Corrupted` if a chunk is missing or
@@ -224,10 +225,16 @@ pub async fn restore_file(repo: &Repository, item: &Item, path: &Path) -> Result
     }
     file.sync_all().await.map_err(io)?;
     drop(file);
-    let target = path.to_path_buf();
-    tokio::task::spawn_blocking(move || temp_path.persist(&target).map_err(|e| e.error))
-        .await
-        .map_err(|e| Error::backend(format!("renaming a restored file: {e}")))?
-        .map_err(io)?;
+    let (target, dir) = (path.to_path_buf(), dir.to_path_buf());
+    // The rename is durable once the directory is synced (POSIX rename(2) leaves that to
+    // the caller; see the ext4 and LWN notes on rename and fsync,
+    // <https://lwn.net/Articles/457667/>).
+    tokio::task::spawn_blocking(move || {
+        temp_path.persist(&target).map_err(|e| e.error)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })
+    .await
+    .map_err(|e| Error::backend(format!("renaming a restored file: {e}")))?
+    .map_err(io)?;
     Ok(written)
 }

@@ -9,7 +9,7 @@ use hybridstore::backup::{
     CalendarSpan, PruneOptions, ReadData, RetentionPolicy, UNLIMITED, diff, forget, prune, verify,
 };
 use hybridstore::core::Error;
-use hybridstore::snapshots::{RestoreOptions, open_repository, restore_system};
+use hybridstore::snapshots::{RepositoryAccess, RestoreOptions, open_repository, restore_system};
 use hybridstore::{HybridStorageSystem, OpenOptions, StorageConfig};
 
 use crate::Ui;
@@ -22,6 +22,23 @@ pub(crate) struct RepoArg {
     /// The repository: a directory or s3://BUCKET/PREFIX
     #[arg(long)]
     repo: String,
+    /// The repository password: the first line of FILE (default: the
+    /// HYBRIDSTORE_BACKUP_PASSWORD variable). A new repository is encrypted under it
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// Create a new s3:// repository without a password (unencrypted)
+    #[arg(long)]
+    insecure_no_password: bool,
+}
+
+impl RepoArg {
+    /// The password and consent the flags and the environment give.
+    fn access(&self) -> Result<RepositoryAccess, Error> {
+        Ok(
+            RepositoryAccess::from_sources(self.password_file.as_deref())?
+                .with_insecure_no_password(self.insecure_no_password),
+        )
+    }
 }
 
 /// The backup subcommands.
@@ -199,32 +216,47 @@ pub(crate) async fn run(
 ) -> Result<ExitCode, Failure> {
     match command {
         BackupCommand::Init(repo) => {
-            let repo_handle =
-                open_repository(config, &OpenOptions::command(), &repo.repo, false).await;
-            if repo_handle.is_ok() {
-                return Err(Error::conflict(format!(
-                    "{} already holds a backup repository",
-                    repo.repo
-                ))
-                .with_retryable(false)
-                .into());
+            let access = repo.access()?;
+            match open_repository(config, &OpenOptions::command(), &repo.repo, false, &access).await
+            {
+                Ok(_) => {
+                    return Err(Error::conflict(format!(
+                        "{} already holds a backup repository",
+                        repo.repo
+                    ))
+                    .with_retryable(false)
+                    .into());
+                }
+                Err(e) if e.kind() == hybridstore::core::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
             }
             let repository =
-                open_repository(config, &OpenOptions::command(), &repo.repo, true).await?;
+                open_repository(config, &OpenOptions::command(), &repo.repo, true, &access).await?;
             if ui.json {
                 ui.print_json(repository.config())?;
             } else {
                 println!(
-                    "created backup repository {} at {}",
+                    "created backup repository {} at {}{}",
                     repository.config().id,
-                    repo.repo
+                    repo.repo,
+                    if repository.is_encrypted() {
+                        " (encrypted)"
+                    } else {
+                        ""
+                    }
                 );
             }
             Ok(ExitCode::Ok)
         }
         BackupCommand::Create { repo, tags } => {
-            let repository =
-                open_repository(config, &OpenOptions::command(), &repo.repo, true).await?;
+            let repository = open_repository(
+                config,
+                &OpenOptions::command(),
+                &repo.repo,
+                true,
+                &repo.access()?,
+            )
+            .await?;
             let system =
                 HybridStorageSystem::open_with(config.clone(), OpenOptions::command()).await?;
             let bar = ui.bar("backup");
@@ -257,8 +289,14 @@ pub(crate) async fn run(
             Ok(ExitCode::Ok)
         }
         BackupCommand::List(repo) => {
-            let repository =
-                open_repository(config, &OpenOptions::command(), &repo.repo, false).await?;
+            let repository = open_repository(
+                config,
+                &OpenOptions::command(),
+                &repo.repo,
+                false,
+                &repo.access()?,
+            )
+            .await?;
             let snapshots = repository.snapshots().await?;
             if ui.json {
                 let list: Vec<_> = snapshots
@@ -295,8 +333,14 @@ pub(crate) async fn run(
             read_data,
             read_data_subset,
         } => {
-            let repository =
-                open_repository(config, &OpenOptions::command(), &repo.repo, false).await?;
+            let repository = open_repository(
+                config,
+                &OpenOptions::command(),
+                &repo.repo,
+                false,
+                &repo.access()?,
+            )
+            .await?;
             let mode = match (read_data, read_data_subset) {
                 (true, _) => ReadData::All,
                 (false, Some(p)) => ReadData::Subset(p),
@@ -351,8 +395,14 @@ pub(crate) async fn run(
             prefix,
             force,
         } => {
-            let repository =
-                open_repository(config, &OpenOptions::command(), &repo.repo, false).await?;
+            let repository = open_repository(
+                config,
+                &OpenOptions::command(),
+                &repo.repo,
+                false,
+                &repo.access()?,
+            )
+            .await?;
             let mut target = config.clone();
             target.data_dir = to;
             let mut options = RestoreOptions::default().with_force(force);
@@ -388,8 +438,14 @@ pub(crate) async fn run(
             dry_run,
             grace,
         } => {
-            let repository =
-                open_repository(config, &OpenOptions::command(), &repo.repo, false).await?;
+            let repository = open_repository(
+                config,
+                &OpenOptions::command(),
+                &repo.repo,
+                false,
+                &repo.access()?,
+            )
+            .await?;
             let report = forget(&repository, &policy.policy(), dry_run).await?;
             let pruned = if then_prune {
                 Some(
@@ -434,8 +490,14 @@ pub(crate) async fn run(
             dry_run,
             grace,
         } => {
-            let repository =
-                open_repository(config, &OpenOptions::command(), &repo.repo, false).await?;
+            let repository = open_repository(
+                config,
+                &OpenOptions::command(),
+                &repo.repo,
+                false,
+                &repo.access()?,
+            )
+            .await?;
             let report = prune(
                 &repository,
                 &PruneOptions::with_grace(grace).with_dry_run(dry_run),
@@ -449,8 +511,14 @@ pub(crate) async fn run(
             Ok(ExitCode::Ok)
         }
         BackupCommand::Diff { a, b, repo } => {
-            let repository =
-                open_repository(config, &OpenOptions::command(), &repo.repo, false).await?;
+            let repository = open_repository(
+                config,
+                &OpenOptions::command(),
+                &repo.repo,
+                false,
+                &repo.access()?,
+            )
+            .await?;
             let (_, older) = repository.resolve(&a).await?;
             let (_, newer) = repository.resolve(&b).await?;
             let report = diff(&repository, &older, &newer).await?;

@@ -13,10 +13,11 @@ use serde::{Deserialize, Serialize};
 pub const ENV_PREFIX: &str = "HYBRIDSTORE_";
 
 /// `HYBRIDSTORE_*` variables that are not configuration fields: the CLI's own
-/// (`HYBRIDSTORE_CONFIG`, the `--config` file) and those of the project's tests, benchmarks
-/// and tools. [`StorageConfig::load`] ignores them; any other `HYBRIDSTORE_*` variable must
+/// (`HYBRIDSTORE_CONFIG`, the `--config` file), the backup repository password
+/// (`HYBRIDSTORE_BACKUP_PASSWORD`, a secret kept out of the configuration) and those of the
+/// project's tests, benchmarks and tools. [`StorageConfig::load`] ignores them; any other `HYBRIDSTORE_*` variable must
 /// name a field, or loading fails naming the variable.
-pub const NON_CONFIG_ENV_VARS: &[&str] = &["HYBRIDSTORE_CONFIG"];
+pub const NON_CONFIG_ENV_VARS: &[&str] = &["HYBRIDSTORE_CONFIG", "HYBRIDSTORE_BACKUP_PASSWORD"];
 
 /// Prefixes of `HYBRIDSTORE_*` variables reserved for the project's tests, benchmarks and
 /// tools (`HYBRIDSTORE_TEST_POSTGRES_URL`, `HYBRIDSTORE_CRASH_SEED`, `HYBRIDSTORE_BENCH_DIR`,
@@ -230,6 +231,10 @@ pub struct BackupSchedule {
     /// what changed since the last one, so `true` (the default) is the only value: `false`
     /// is refused rather than ignored.
     pub incremental: bool,
+    /// The repository password's file (its first line); default none: the
+    /// `HYBRIDSTORE_BACKUP_PASSWORD` variable if set, else no password. A new repository is
+    /// encrypted when there is one; an `s3://` one must be.
+    pub password_file: Option<std::path::PathBuf>,
 }
 
 impl Default for BackupSchedule {
@@ -239,6 +244,7 @@ impl Default for BackupSchedule {
             interval_seconds: 86_400,
             retention_days: 0,
             incremental: true,
+            password_file: None,
         }
     }
 }

@@ -35,6 +35,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures::{StreamExt, TryStreamExt};
+pub use hybridstore_backup::Password;
 use hybridstore_backup::{
     BackupProgress, BackupReport, BackupSource, FileSource, KeySource, Repository, RestoreProgress,
     SourceEntry, SourceValue,
@@ -110,6 +111,36 @@ impl HybridStorageSystem {
     }
 }
 
+/// Name prefix of the directory a backup stages its database copies and LanceDB links in,
+/// inside the data directory.
+const STAGING_PREFIX: &str = ".backup-staging-";
+
+/// Removes staging directories a backup killed midway left in `data_dir` (the data
+/// directory has one process, and its backups run one at a time under the upkeep lock, so
+/// any found here is stale). Failures are logged: they cost space, not correctness.
+fn remove_stale_staging(data_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(STAGING_PREFIX)
+        {
+            let path = entry.path();
+            match std::fs::remove_dir_all(&path) {
+                Ok(()) => {
+                    tracing::info!(dir = %path.display(), "removed a stale backup staging directory")
+                }
+                Err(e) => {
+                    tracing::warn!(dir = %path.display(), error = %e, "cannot remove a stale backup staging directory")
+                }
+            }
+        }
+    }
+}
+
 impl Capture {
     /// See [`HybridStorageSystem::backup_to`].
     pub(crate) async fn backup_to(
@@ -123,8 +154,9 @@ impl Capture {
         let staging = {
             let dir = data_dir.clone();
             tokio::task::spawn_blocking(move || {
+                remove_stale_staging(&dir);
                 tempfile::Builder::new()
-                    .prefix(".backup-staging-")
+                    .prefix(STAGING_PREFIX)
                     .tempdir_in(&dir)
                     .map_err(|e| io(e, &dir))
             })
@@ -306,23 +338,85 @@ fn link_lance(lance: &Path, into: &Path) -> Result<Vec<FileSource>> {
     Ok(manifests)
 }
 
+/// The environment variable [`RepositoryAccess::from_sources`] reads a backup repository's
+/// password from (as restic's `RESTIC_PASSWORD`).
+pub const PASSWORD_ENV: &str = "HYBRIDSTORE_BACKUP_PASSWORD";
+
+/// How a backup repository is opened: its password (an encrypted repository needs it, a new
+/// one is encrypted under it), and whether a new `s3://` repository may go unencrypted.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct RepositoryAccess {
+    /// The repository password.
+    pub password: Option<Password>,
+    /// Lets [`open_repository`] create an `s3://` repository without a password (restic's
+    /// `--insecure-no-password`); a directory repository needs no such consent.
+    pub insecure_no_password: bool,
+}
+
+impl RepositoryAccess {
+    /// No password: opens unencrypted repositories and creates unencrypted directory ones.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// With `password`.
+    pub fn with_password(mut self, password: Password) -> Self {
+        self.password = Some(password);
+        self
+    }
+
+    /// Consents to a new unencrypted `s3://` repository.
+    pub fn with_insecure_no_password(mut self, insecure: bool) -> Self {
+        self.insecure_no_password = insecure;
+        self
+    }
+
+    /// The password from `password_file` (its first line) if given, else from
+    /// [`PASSWORD_ENV`] if set, else none (as restic resolves `--password-file` and
+    /// `RESTIC_PASSWORD`).
+    ///
+    /// # Errors
+    /// `InvalidInput` for a password file that cannot be read or an empty password.
+    pub fn from_sources(password_file: Option<&Path>) -> Result<Self> {
+        let password = match password_file {
+            Some(path) => Some(Password::from_file(path)?),
+            None => match std::env::var(PASSWORD_ENV) {
+                Ok(text) => Some(Password::new(text).map_err(|_| {
+                    Error::invalid_input(format!("{PASSWORD_ENV} is set but empty"))
+                })?),
+                Err(_) => None,
+            },
+        };
+        Ok(RepositoryAccess {
+            password,
+            insecure_no_password: false,
+        })
+    }
+}
+
 /// Opens the backup repository at `location`: `s3://BUCKET/PREFIX` (through `ObjectStoreKv`,
 /// with the configuration's S3 endpoint, region and credentials) or a local directory
 /// (through `FileStore`, created if needed). S3 options are the configuration's plus those of
-/// `options` (credentials an application holds). With `create`, a repository is created
-/// there if there is none.
+/// `options` (credentials an application holds). An encrypted repository is unlocked with
+/// `access`'s password. With `create`, a repository is created there if there is none,
+/// encrypted if `access` has a password; a new `s3://` repository must be (unless
+/// `access.insecure_no_password`).
 ///
 /// # Errors
-/// `NotFound` if there is no repository and `create` is off; `InvalidInput` for a bad URL;
-/// `Unsupported` for `s3://` without the `sync` feature; `Locked` if another process has the
-/// directory open; errors of the store.
+/// `NotFound` if there is no repository and `create` is off; `InvalidInput` for a bad URL,
+/// a missing or wrong password, or a new `s3://` repository without one; `Unsupported` for
+/// `s3://` without the `sync` feature; `Locked` if another process has the directory open;
+/// errors of the store.
 pub async fn open_repository(
     config: &StorageConfig,
     options: &crate::OpenOptions,
     location: &str,
     create: bool,
+    access: &RepositoryAccess,
 ) -> Result<Repository> {
-    let store: Arc<dyn KvStore> = if location.starts_with("s3://") {
+    let remote = location.starts_with("s3://");
+    let store: Arc<dyn KvStore> = if remote {
         #[cfg(feature = "sync")]
         {
             let url: hybridstore_sync::RemoteUrl = location.parse()?;
@@ -357,10 +451,20 @@ pub async fn open_repository(
             ));
         }
     };
-    if create {
-        Repository::open_or_init(store).await
-    } else {
-        Repository::open(store).await
+    let password = access.password.as_ref();
+    match Repository::open_with(store.clone(), password).await {
+        Err(e) if e.kind() == ErrorKind::NotFound && create => {
+            if remote && password.is_none() && !access.insecure_no_password {
+                return Err(Error::invalid_input(format!(
+                    "{location}: a new s3:// backup repository is encrypted: give a password \
+                     (--password-file FILE or {PASSWORD_ENV}), or --insecure-no-password to \
+                     store it in the clear"
+                ))
+                .with_retryable(false));
+            }
+            Repository::open_or_init_with(store, password).await
+        }
+        other => other,
     }
 }
 
@@ -626,7 +730,15 @@ async fn scheduled_backup(
     schedule: &crate::BackupSchedule,
     options: &crate::OpenOptions,
 ) -> Result<(String, u64)> {
-    let repo = open_repository(&capture.config, options, &schedule.repository, true).await?;
+    let access = RepositoryAccess::from_sources(schedule.password_file.as_deref())?;
+    let repo = open_repository(
+        &capture.config,
+        options,
+        &schedule.repository,
+        true,
+        &access,
+    )
+    .await?;
     let report = capture
         .backup_to(&repo, vec!["scheduled".to_string()], &|_| {})
         .await?;

@@ -5,5 +5,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers report failures by panicking
 
 mod crash;
+mod crypto;
 mod policy;
 mod repo;

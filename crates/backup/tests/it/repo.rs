@@ -19,24 +19,24 @@ use hybridstore_core::{ErrorKind, Key, KeyRange, KvStore, MemoryStore, ObjectMet
 use hybridstore_dedup::{DedupOptions, DedupStore, Manifest};
 use hybridstore_file::FileStore;
 
-type Dedup = DedupStore<Arc<dyn KvStore>>;
+pub(crate) type Dedup = DedupStore<Arc<dyn KvStore>>;
 
-fn key(s: &str) -> Key {
+pub(crate) fn key(s: &str) -> Key {
     Key::new(s.to_string()).unwrap()
 }
 
-async fn repo_at(dir: &Path) -> Repository {
+pub(crate) async fn repo_at(dir: &Path) -> Repository {
     let store: Arc<dyn KvStore> = Arc::new(FileStore::open(dir).await.unwrap());
     Repository::open_or_init(store).await.unwrap()
 }
 
 /// The repository opened again on the same store: a fresh index, as another process (or a
 /// later run) has. (A FileStore directory has one owner at a time, so the handles share it.)
-async fn reopen(repo: &Repository) -> Repository {
+pub(crate) async fn reopen(repo: &Repository) -> Repository {
     Repository::open(repo.store().clone()).await.unwrap()
 }
 
-async fn dedup_store() -> Dedup {
+pub(crate) async fn dedup_store() -> Dedup {
     let manifests: Arc<dyn KvStore> = Arc::new(MemoryStore::new());
     DedupStore::open(
         manifests,
@@ -48,7 +48,11 @@ async fn dedup_store() -> Dedup {
 }
 
 /// The source a facade would capture: every key's metadata and manifest.
-async fn source_of(store: &Dedup, files: Vec<FileSource>, tags: &[&str]) -> BackupSource {
+pub(crate) async fn source_of(
+    store: &Dedup,
+    files: Vec<FileSource>,
+    tags: &[&str],
+) -> BackupSource {
     let metas: Vec<_> = store
         .scan_meta(KeyRange::all(), None)
         .try_collect()
@@ -81,7 +85,7 @@ async fn source_of(store: &Dedup, files: Vec<FileSource>, tags: &[&str]) -> Back
 }
 
 /// Every key with its value and metadata.
-async fn contents(store: &dyn KvStore) -> BTreeMap<Vec<u8>, (Bytes, ObjectMeta)> {
+pub(crate) async fn contents(store: &dyn KvStore) -> BTreeMap<Vec<u8>, (Bytes, ObjectMeta)> {
     let entries: Vec<_> = store
         .scan(KeyRange::all(), None)
         .try_collect()
@@ -101,7 +105,7 @@ fn same_meta(a: &ObjectMeta, b: &ObjectMeta) -> bool {
         && a.modified == b.modified
 }
 
-async fn assert_restores_to(
+pub(crate) async fn assert_restores_to(
     repo: &Repository,
     id: &str,
     expected: &BTreeMap<Vec<u8>, (Bytes, ObjectMeta)>,
@@ -127,7 +131,7 @@ fn write_file(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
     path
 }
 
-async fn fill(store: &Dedup) {
+pub(crate) async fn fill(store: &Dedup) {
     let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
     store
         .put_with(
@@ -314,7 +318,7 @@ async fn values_read_from_a_plain_store_are_cut_and_checked() {
 }
 
 /// The FileStore record file holding `needle`, and where.
-fn find_in_files(root: &Path, needle: &[u8]) -> Option<(PathBuf, usize)> {
+pub(crate) fn find_in_files(root: &Path, needle: &[u8]) -> Option<(PathBuf, usize)> {
     for entry in walk(root) {
         let bytes = std::fs::read(&entry).ok()?;
         if let Some(at) = bytes.windows(needle.len()).position(|w| w == needle) {
@@ -324,7 +328,7 @@ fn find_in_files(root: &Path, needle: &[u8]) -> Option<(PathBuf, usize)> {
     None
 }
 
-fn walk(root: &Path) -> Vec<PathBuf> {
+pub(crate) fn walk(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut dirs = vec![root.to_path_buf()];
     while let Some(dir) = dirs.pop() {
@@ -340,7 +344,7 @@ fn walk(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-fn flip(path: &Path, at: usize) {
+pub(crate) fn flip(path: &Path, at: usize) {
     let mut bytes = std::fs::read(path).unwrap();
     bytes[at] ^= 0x40;
     std::fs::write(path, bytes).unwrap();

@@ -17,6 +17,7 @@ fn run_with_stdin(data: &Path, args: &[&str], stdin: Option<&[u8]>) -> Output {
         .args(args)
         .env_remove("HYBRIDSTORE_DATA_DIR")
         .env_remove("HYBRIDSTORE_CONFIG")
+        .env_remove("HYBRIDSTORE_BACKUP_PASSWORD")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -783,6 +784,105 @@ fn ingest_and_export_stream_a_large_file() {
 
 /// `backup`: create, list, diff, verify, restore and forget + prune, with the exit codes a
 /// script relies on.
+/// An encrypted repository: created under `--password-file`, refused without its password
+/// or with a wrong one (exit code 2), opened by `HYBRIDSTORE_BACKUP_PASSWORD` too.
+#[test]
+fn encrypted_backup_repositories_open_only_with_their_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let repo = dir.path().join("repo");
+    let repo_s = repo.to_str().unwrap();
+    let pw = dir.path().join("pw");
+    std::fs::write(&pw, "hunter2-but-longer\n").unwrap();
+    let pw_s = pw.to_str().unwrap();
+    let o = run_with_stdin(
+        &data,
+        &["put", "secret/note"],
+        Some(b"the plaintext marker"),
+    );
+    assert_eq!(code(&o), 0);
+    let o = hybridstore(
+        &data,
+        &["backup", "init", "--repo", repo_s, "--password-file", pw_s],
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).contains("(encrypted)"), "{}", stdout(&o));
+    let o = hybridstore(
+        &data,
+        &[
+            "backup",
+            "create",
+            "--repo",
+            repo_s,
+            "--password-file",
+            pw_s,
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    for file in walk_files(&repo) {
+        let bytes = std::fs::read(&file).unwrap();
+        assert!(
+            !bytes.windows(20).any(|w| w == b"the plaintext marker"),
+            "plaintext in {}",
+            file.display()
+        );
+    }
+
+    let o = hybridstore(&data, &["backup", "list", "--repo", repo_s]);
+    assert_eq!(
+        code(&o),
+        2,
+        "no password: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("password"));
+    let list = |password: &str| {
+        Command::new(env!("CARGO_BIN_EXE_hybridstore"))
+            .args([
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--json",
+                "backup",
+                "list",
+            ])
+            .args(["--repo", repo_s])
+            .env_remove("HYBRIDSTORE_CONFIG")
+            .env("HYBRIDSTORE_BACKUP_PASSWORD", password)
+            .output()
+            .unwrap()
+    };
+    let o = list("wrong");
+    assert_eq!(
+        code(&o),
+        2,
+        "a wrong password: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = list("hunter2-but-longer");
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let snapshots: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(snapshots.as_array().unwrap().len(), 1);
+
+    let restored = dir.path().join("restored");
+    let o = hybridstore(
+        &data,
+        &[
+            "backup",
+            "restore",
+            "latest",
+            "--repo",
+            repo_s,
+            "--password-file",
+            pw_s,
+            "--to",
+            restored.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = hybridstore(&restored, &["get", "secret/note"]);
+    assert_eq!((code(&o), stdout(&o).as_str()), (0, "the plaintext marker"));
+}
+
 #[test]
 fn backup_create_list_verify_restore_forget_prune() {
     let dir = tempfile::tempdir().unwrap();

@@ -289,7 +289,7 @@ async fn each_snapshot_restores_the_whole_system_as_it_was() {
 #[tokio::test]
 async fn backups_to_s3_restore_each_snapshot() {
     use hybridstore::OpenOptions;
-    use hybridstore::snapshots::open_repository;
+    use hybridstore::snapshots::{Password, RepositoryAccess, open_repository};
     use hybridstore_core::services::SeaweedS3;
 
     let Some(s3) = SeaweedS3::start() else {
@@ -303,9 +303,24 @@ async fn backups_to_s3_restore_each_snapshot() {
         .with_s3_option("aws_access_key_id", "hybridstore")
         .with_s3_option("aws_secret_access_key", "hybridstore");
     let location = format!("s3://{}/backups/main", s3.buckets()[0]);
-    let repo = open_repository(&config, &credentials, &location, true)
+    // A new s3:// repository is encrypted: without a password (or consent) it is refused.
+    let err = open_repository(
+        &config,
+        &credentials,
+        &location,
+        true,
+        &RepositoryAccess::new(),
+    )
+    .await
+    .expect_err("an s3:// repository without a password");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    assert!(err.to_string().contains("password"), "{err}");
+    let access =
+        RepositoryAccess::new().with_password(Password::new("s3 repository password").unwrap());
+    let repo = open_repository(&config, &credentials, &location, true, &access)
         .await
         .unwrap();
+    assert!(repo.is_encrypted());
 
     let system = HybridStorageSystem::open(config.clone()).await.unwrap();
     system
@@ -330,8 +345,18 @@ async fn backups_to_s3_restore_each_snapshot() {
     let at_two = keys_of(&system).await;
     system.shutdown().await.unwrap();
 
-    // A fresh handle, as another process would open it.
-    let repo = open_repository(&config, &credentials, &location, false)
+    // A fresh handle, as another process would open it: only with the password.
+    let err = open_repository(
+        &config,
+        &credentials,
+        &location,
+        false,
+        &RepositoryAccess::new(),
+    )
+    .await
+    .expect_err("an encrypted repository without its password");
+    assert_eq!(err.kind(), ErrorKind::InvalidInput, "{err}");
+    let repo = open_repository(&config, &credentials, &location, false, &access)
         .await
         .unwrap();
     let report = verify(&repo, ReadData::All, &|_, _| {}).await.unwrap();
@@ -350,12 +375,15 @@ async fn backups_to_s3_restore_each_snapshot() {
 #[tokio::test]
 async fn scheduled_backups_run_every_interval_and_stop_on_shutdown() {
     use hybridstore::BackupSchedule;
-    use hybridstore::snapshots::open_repository;
+    use hybridstore::snapshots::{Password, RepositoryAccess, open_repository};
 
     let base = tempfile::tempdir().unwrap();
     let repo_dir = base.path().join("repo");
+    let password_file = base.path().join("password");
+    std::fs::write(&password_file, "scheduled secret\n").unwrap();
     let mut config = StorageConfig::with_data_dir(base.path().join("data"));
     let mut schedule = BackupSchedule::new(repo_dir.to_str().unwrap());
+    schedule.password_file = Some(password_file);
     schedule.interval_seconds = 1;
     schedule.retention_days = 30;
     config.backup_schedule = Some(schedule.clone());
@@ -384,15 +412,18 @@ async fn scheduled_backups_run_every_interval_and_stop_on_shutdown() {
     system.shutdown().await.unwrap();
     let taken = status.borrow().snapshots;
 
-    // Stopped: the repository holds what the status says, and the latest restores.
+    // Stopped: the repository (encrypted under the schedule's password) holds what the
+    // status says, and the latest restores.
     let repo = open_repository(
         &config,
         &hybridstore::OpenOptions::command(),
         repo_dir.to_str().unwrap(),
         false,
+        &RepositoryAccess::new().with_password(Password::new("scheduled secret").unwrap()),
     )
     .await
     .unwrap();
+    assert!(repo.is_encrypted());
     assert_eq!(repo.snapshot_ids().await.unwrap().len() as u64, taken);
     let (_, restored) = restore_and_open(&repo, "latest", base.path().join("restored")).await;
     assert_eq!(
@@ -412,4 +443,36 @@ async fn scheduled_backups_run_every_interval_and_stop_on_shutdown() {
         .await
         .expect_err("incremental = false");
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
+}
+
+/// A backup killed midway leaves its staging directory (database copies, LanceDB links) in
+/// the data directory; the next backup removes it, and leaves none of its own.
+#[tokio::test]
+async fn a_backup_removes_the_staging_a_killed_backup_left() {
+    let base = tempfile::tempdir().unwrap();
+    let data = base.path().join("data");
+    let system = HybridStorageSystem::open(StorageConfig::with_data_dir(&data))
+        .await
+        .unwrap();
+    system
+        .kv()
+        .put(&Key::new("k").unwrap(), Bytes::from_static(b"v"))
+        .await
+        .unwrap();
+    let stale = data.join(".backup-staging-killed");
+    std::fs::create_dir_all(stale.join("lance")).unwrap();
+    std::fs::write(stale.join("sql.db"), vec![0u8; 1 << 20]).unwrap();
+
+    let repo_store: Arc<dyn KvStore> =
+        Arc::new(FileStore::open(base.path().join("repo")).await.unwrap());
+    let repo = Repository::open_or_init(repo_store).await.unwrap();
+    system.backup_to(&repo, vec![], &|_| {}).await.unwrap();
+    let left: Vec<_> = std::fs::read_dir(&data)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".backup-staging-"))
+        .collect();
+    assert!(left.is_empty(), "staging directories left: {left:?}");
+    system.shutdown().await.unwrap();
 }
