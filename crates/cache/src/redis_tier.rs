@@ -248,6 +248,19 @@ impl RedisTier {
         }
     }
 
+    /// Sends `PING` (<https://redis.io/docs/latest/commands/ping/>) within the call timeout,
+    /// for health checks: `Ok` once Redis answers, else why not. It neither counts as a
+    /// failure nor feeds the breaker, so probing never changes how the cache behaves.
+    pub(crate) async fn ping(&self) -> std::result::Result<(), String> {
+        let mut conn = self.conn.clone();
+        let ping = redis::cmd("PING");
+        match tokio::time::timeout(self.timeout, ping.query_async::<String>(&mut conn)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(format!("no answer within {} ms", self.timeout.as_millis())),
+        }
+    }
+
     fn failed(&self, what: &str, e: &dyn std::fmt::Display) {
         Counters::one(&self.counters.redis_errors);
         self.breaker.on_error();

@@ -221,6 +221,16 @@ impl<S: KvStore> CachedStore<S> {
         &self.config
     }
 
+    /// Pings the Redis tier (`PING`, within the Redis timeout) for a health check: `None`
+    /// without one, else `Ok` or why it did not answer. The breaker and the counters are
+    /// left as they were.
+    pub async fn ping_l2(&self) -> Option<std::result::Result<(), String>> {
+        match &self.l2 {
+            Some(l2) => Some(l2.ping().await),
+            None => None,
+        }
+    }
+
     /// The counters since the store was opened, with L1's current size.
     pub fn cache_stats(&self) -> CacheStats {
         let mut stats = CacheStats::from_counters(&self.counters);

@@ -19,6 +19,11 @@ pub enum ExitCode {
     Damaged = 4,
     /// The data directory is in use by another process.
     Busy = 5,
+    /// `health`: the system works, but an engine is slow, short of space or down while the
+    /// key/value path still answers.
+    Degraded = 6,
+    /// `health`: a critical engine (the primary, the chunk store, the disk) is down.
+    Down = 7,
 }
 
 /// A command's failure: the error to print and the exit code it maps to, or the reader of

@@ -121,6 +121,9 @@ enum Command {
     },
     /// Key count and sizes; with dedup on, chunk count and dedup and compression ratios
     Stats,
+    /// Probe every engine: ok / degraded / down with latency and reason (exit code 0 ok,
+    /// 6 degraded, 7 down)
+    Health,
     /// Reclaim chunks no key references any more (dedup garbage collection)
     Gc {
         /// Leave chunk packs younger than this alone, so writes in flight in another
@@ -250,6 +253,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         }
         Command::Search { query, limit } => search::search(&system, query, limit, &ui).await,
         Command::Stats => upkeep::stats(&system, &ui).await,
+        Command::Health => upkeep::health(&system, &ui).await,
         Command::Gc { grace } => upkeep::gc(&system, grace, &ui).await,
         Command::Verify => upkeep::verify(&system, &ui).await,
         Command::Sync { command } => sync::run(&system, command, &ui).await,

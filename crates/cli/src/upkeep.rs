@@ -22,6 +22,32 @@ pub(crate) fn init(system: &HybridStorageSystem, ui: &Ui) -> Result<ExitCode, Fa
 }
 
 /// `stats`: sizes of every store.
+/// `health`: one line per engine (or the report as JSON); the exit code is the system's
+/// status.
+pub(crate) async fn health(system: &HybridStorageSystem, ui: &Ui) -> Result<ExitCode, Failure> {
+    use hybridstore::health::HealthStatus;
+    let report = system.health().await;
+    if ui.json {
+        ui.print_json(&report)?;
+    } else {
+        for e in &report.engines {
+            println!(
+                "{:<14} {:<9} {:>9.1} ms  {}",
+                e.engine,
+                e.status.as_str(),
+                e.latency_ms,
+                e.reason.as_deref().unwrap_or("")
+            );
+        }
+        println!("system         {}", report.status.as_str());
+    }
+    Ok(match report.status {
+        HealthStatus::Ok => ExitCode::Ok,
+        HealthStatus::Degraded => ExitCode::Degraded,
+        HealthStatus::Down => ExitCode::Down,
+    })
+}
+
 pub(crate) async fn stats(system: &HybridStorageSystem, ui: &Ui) -> Result<ExitCode, Failure> {
     let stats = system.stats().await?;
     if ui.json {

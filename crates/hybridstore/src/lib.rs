@@ -46,6 +46,7 @@
 //!   [`backup`](mod@backup)); implies `sql`.
 
 mod config;
+pub mod health;
 #[cfg(feature = "analytics")]
 mod metrics;
 mod modes;
@@ -167,6 +168,9 @@ pub struct HybridStorageSystem {
     config: StorageConfig,
     /// The whole stack: cache (if on) over dedup (if on) over the primary.
     kv: Arc<dyn KvStore>,
+    /// The primary alone (under the write barrier): what health probes read, so they record
+    /// no access event and skip the cache.
+    primary: Arc<dyn KvStore>,
     /// The stack without the cache: what `verify` and `export` read, so they check the
     /// medium and do not flood the cache.
     uncached: Arc<dyn KvStore>,
@@ -304,6 +308,7 @@ impl HybridStorageSystem {
         let primary = WriteBarrier::new(primary);
         let barrier = primary.barrier();
         let primary: Arc<dyn KvStore> = Arc::new(primary);
+        let probe = primary.clone();
         let cache_config = config.cache_config()?;
         tracing::debug!(
             data_dir = %config.data_dir.display(),
@@ -346,6 +351,7 @@ impl HybridStorageSystem {
         };
         let system = HybridStorageSystem {
             config,
+            primary: probe,
             kv,
             uncached,
             dedup,

@@ -784,6 +784,56 @@ fn ingest_and_export_stream_a_large_file() {
 
 /// `backup`: create, list, diff, verify, restore and forget + prune, with the exit codes a
 /// script relies on.
+/// `health` prints each engine and exits by the system's status: 0 ok; with a Redis tier
+/// that does not answer, 6 (degraded: keys are still served).
+#[test]
+fn health_reports_each_engine_and_exits_by_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let o = hybridstore(&data, &["--json", "health"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(report["status"], "ok", "{report}");
+    let engines: Vec<&str> = report["engines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["engine"].as_str().unwrap())
+        .collect();
+    assert!(
+        engines.contains(&"sqlite") && engines.contains(&"disk"),
+        "{engines:?}"
+    );
+
+    let dead = hybridstore_core::services::PortLease::new();
+    let o = Command::new(env!("CARGO_BIN_EXE_hybridstore"))
+        .args(["--data-dir", data.to_str().unwrap(), "health"])
+        .env_remove("HYBRIDSTORE_CONFIG")
+        .env(
+            "HYBRIDSTORE_REDIS_URL",
+            format!("redis://127.0.0.1:{}", dead.port()),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(
+        code(&o),
+        6,
+        "{}{}",
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout(&o).contains("redis") && stdout(&o).contains("down"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(
+        stdout(&o).contains("system         degraded"),
+        "{}",
+        stdout(&o)
+    );
+}
+
 /// An encrypted repository: created under `--password-file`, refused without its password
 /// or with a wrong one (exit code 2), opened by `HYBRIDSTORE_BACKUP_PASSWORD` too.
 #[test]

@@ -10,6 +10,7 @@ use hybridstore::{HybridStorageSystem, PrimaryStore, StorageConfig};
 
 #[cfg(feature = "backup")]
 mod backup;
+mod health;
 #[cfg(feature = "sync")]
 mod modes;
 mod streaming;
