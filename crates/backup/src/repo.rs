@@ -179,10 +179,11 @@ impl Repository {
     ) -> Result<Repository> {
         let files = key_files(store.as_ref()).await?;
         if files.is_empty() {
+            let repo = Self::open_sealed(store.clone(), store).await?;
             if password.is_some() {
                 tracing::warn!("the backup repository is not encrypted; the password is not used");
             }
-            return Self::open_sealed(store.clone(), store).await;
+            return Ok(repo);
         }
         let Some(password) = password else {
             return Err(Error::invalid_input(
