@@ -173,13 +173,13 @@ impl MasterKey {
         MasterKey(Zeroizing::new(rand::random()))
     }
 
-    /// A key file that unwraps this master key with `password`, with the RFC 9106 Argon2id
-    /// parameters ([`ARGON2_MEMORY_KIB`] …). Runs Argon2id (about a second of CPU); call it
-    /// off the async workers.
+    /// A key file that unwraps this master key with `password`, recording `host` as where it
+    /// was added, with the RFC 9106 Argon2id parameters ([`ARGON2_MEMORY_KIB`] …). Runs
+    /// Argon2id (about a second of CPU); call it off the async workers.
     ///
     /// # Errors
     /// `Backend` if the key derivation fails (it does not for these parameters).
-    pub fn wrap(&self, password: &Password) -> Result<KeyFile> {
+    pub fn wrap(&self, password: &Password, host: String) -> Result<KeyFile> {
         let salt: [u8; 16] = rand::random();
         let mut file = KeyFile {
             version: KEY_FILE_VERSION,
@@ -190,7 +190,7 @@ impl MasterKey {
             salt: hex::encode(salt),
             data: String::new(),
             created: chrono::Local::now().to_rfc3339(),
-            host: crate::repo::host_name(),
+            host,
         };
         let kek = derive(password, &file)?;
         let nonce: [u8; 24] = rand::random();
@@ -275,14 +275,19 @@ fn derive(password: &Password, file: &KeyFile) -> Result<Zeroizing<[u8; 32]>> {
     Ok(out)
 }
 
-/// Writes a new key file for `master` under `keys/<random>` in `raw` and returns its key.
-/// Argon2id runs on the blocking pool.
+/// Writes a new key file for `master` under `keys/<random>` in `raw`, recording `host`, and
+/// returns its key. Argon2id runs on the blocking pool.
 ///
 /// # Errors
 /// Errors of the store.
-pub async fn add_key(raw: &dyn KvStore, master: &MasterKey, password: &Password) -> Result<Key> {
+pub async fn add_key(
+    raw: &dyn KvStore,
+    master: &MasterKey,
+    password: &Password,
+    host: String,
+) -> Result<Key> {
     let (master, password) = (master.clone(), password.clone());
-    let file = spawn_cpu(move || master.wrap(&password)).await??;
+    let file = spawn_cpu(move || master.wrap(&password, host)).await??;
     let bytes = serde_json::to_vec_pretty(&file)
         .map_err(|e| Error::backend(format!("encoding a key file: {e}")))?;
     let key = Key::new(format!("{KEY_PREFIX}{:032x}", rand::random::<u128>()))?;

@@ -129,7 +129,7 @@ impl Repository {
         let (sealed, key_file): (Arc<dyn KvStore>, _) = match password {
             Some(password) => {
                 let master = MasterKey::generate();
-                let key_file = add_key(store.as_ref(), &master, password).await?;
+                let key_file = add_key(store.as_ref(), &master, password, host_name()).await?;
                 (
                     Arc::new(EncryptedStore::new(store.clone(), &master)),
                     Some(key_file),
@@ -288,7 +288,7 @@ impl Repository {
         let Some(master) = masters.into_iter().next() else {
             return Err(Error::invalid_input("the current password opens no key"));
         };
-        add_key(self.raw.as_ref(), &master, password).await
+        add_key(self.raw.as_ref(), &master, password, host_name()).await
     }
 
     /// The store the repository's records are read from and written to: the encryption

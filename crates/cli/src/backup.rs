@@ -39,6 +39,22 @@ impl RepoArg {
                 .with_insecure_no_password(self.insecure_no_password),
         )
     }
+
+    /// The repository, opened (or, with `create`, created if absent) with that access.
+    async fn open(
+        &self,
+        config: &StorageConfig,
+        create: bool,
+    ) -> Result<hybridstore::backup::Repository, Error> {
+        open_repository(
+            config,
+            &OpenOptions::command(),
+            &self.repo,
+            create,
+            &self.access()?,
+        )
+        .await
+    }
 }
 
 /// The backup subcommands.
@@ -249,14 +265,7 @@ pub(crate) async fn run(
             Ok(ExitCode::Ok)
         }
         BackupCommand::Create { repo, tags } => {
-            let repository = open_repository(
-                config,
-                &OpenOptions::command(),
-                &repo.repo,
-                true,
-                &repo.access()?,
-            )
-            .await?;
+            let repository = repo.open(config, true).await?;
             let system =
                 HybridStorageSystem::open_with(config.clone(), OpenOptions::command()).await?;
             let bar = ui.bar("backup");
@@ -289,14 +298,7 @@ pub(crate) async fn run(
             Ok(ExitCode::Ok)
         }
         BackupCommand::List(repo) => {
-            let repository = open_repository(
-                config,
-                &OpenOptions::command(),
-                &repo.repo,
-                false,
-                &repo.access()?,
-            )
-            .await?;
+            let repository = repo.open(config, false).await?;
             let snapshots = repository.snapshots().await?;
             if ui.json {
                 let list: Vec<_> = snapshots
@@ -333,14 +335,7 @@ pub(crate) async fn run(
             read_data,
             read_data_subset,
         } => {
-            let repository = open_repository(
-                config,
-                &OpenOptions::command(),
-                &repo.repo,
-                false,
-                &repo.access()?,
-            )
-            .await?;
+            let repository = repo.open(config, false).await?;
             let mode = match (read_data, read_data_subset) {
                 (true, _) => ReadData::All,
                 (false, Some(p)) => ReadData::Subset(p),
@@ -395,14 +390,7 @@ pub(crate) async fn run(
             prefix,
             force,
         } => {
-            let repository = open_repository(
-                config,
-                &OpenOptions::command(),
-                &repo.repo,
-                false,
-                &repo.access()?,
-            )
-            .await?;
+            let repository = repo.open(config, false).await?;
             let mut target = config.clone();
             target.data_dir = to;
             let mut options = RestoreOptions::default().with_force(force);
@@ -438,14 +426,7 @@ pub(crate) async fn run(
             dry_run,
             grace,
         } => {
-            let repository = open_repository(
-                config,
-                &OpenOptions::command(),
-                &repo.repo,
-                false,
-                &repo.access()?,
-            )
-            .await?;
+            let repository = repo.open(config, false).await?;
             let report = forget(&repository, &policy.policy(), dry_run).await?;
             let pruned = if then_prune {
                 Some(
@@ -490,14 +471,7 @@ pub(crate) async fn run(
             dry_run,
             grace,
         } => {
-            let repository = open_repository(
-                config,
-                &OpenOptions::command(),
-                &repo.repo,
-                false,
-                &repo.access()?,
-            )
-            .await?;
+            let repository = repo.open(config, false).await?;
             let report = prune(
                 &repository,
                 &PruneOptions::with_grace(grace).with_dry_run(dry_run),
@@ -511,14 +485,7 @@ pub(crate) async fn run(
             Ok(ExitCode::Ok)
         }
         BackupCommand::Diff { a, b, repo } => {
-            let repository = open_repository(
-                config,
-                &OpenOptions::command(),
-                &repo.repo,
-                false,
-                &repo.access()?,
-            )
-            .await?;
+            let repository = repo.open(config, false).await?;
             let (_, older) = repository.resolve(&a).await?;
             let (_, newer) = repository.resolve(&b).await?;
             let report = diff(&repository, &older, &newer).await?;
