@@ -88,7 +88,13 @@ fn main() -> ExitCode {
 }
 
 pub(crate) fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // `cargo run` sets CARGO_MANIFEST_DIR for the program it runs (the Cargo Book,
+    // "Environment variables Cargo sets for crates"): the checkout being worked in. The path
+    // compiled in is only a fallback: with one target directory shared by two checkouts,
+    // `target/debug/xtask` may be the other checkout's build.
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))

@@ -72,7 +72,7 @@ pub struct HealthReport {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HealthOptions {
-    /// A probe with no answer after this long is down (default 5,000 ms).
+    /// A probe with no answer within this long is down (default 5,000 ms).
     pub timeout: Duration,
     /// A probe that answers slower than this is degraded (default 1,000 ms).
     pub slow: Duration,
@@ -141,6 +141,16 @@ async fn timed(
     let outcome = tokio::time::timeout(options.timeout, probe).await;
     let elapsed = started.elapsed();
     let (status, reason) = match outcome {
+        // An answer that came in past the bound counts as none (the timer fires only at
+        // the next tick, so a probe may finish after the bound without timing out).
+        Ok(_) if elapsed > options.timeout => (
+            HealthStatus::Down,
+            Some(format!(
+                "answered in {:.1} ms, past the bound of {} ms",
+                elapsed.as_secs_f64() * 1000.0,
+                options.timeout.as_millis()
+            )),
+        ),
         Err(_) => (
             HealthStatus::Down,
             Some(format!(
