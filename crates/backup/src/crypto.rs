@@ -30,6 +30,7 @@
 //! times and content types.
 
 use std::fmt;
+use std::io::Read;
 use std::ops::Range;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -104,18 +105,17 @@ impl Password {
     /// [`MAX_PASSWORD_FILE_LEN`] bytes, is not UTF-8 or holds an empty first line.
     pub fn from_file(path: &Path) -> Result<Password> {
         let invalid = |what: String| Error::invalid_input(format!("{}: {what}", path.display()));
-        let len = std::fs::metadata(path)
-            .map_err(|e| invalid(format!("cannot read the password file: {e}")))?
-            .len();
-        if len > MAX_PASSWORD_FILE_LEN {
+        // One bounded read (one byte past the limit tells a longer file), into a buffer
+        // reserved up front so no reallocation leaves an unwiped copy behind.
+        let mut bytes = Zeroizing::new(Vec::with_capacity(MAX_PASSWORD_FILE_LEN as usize + 1));
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_PASSWORD_FILE_LEN + 1).read_to_end(&mut bytes))
+            .map_err(|e| invalid(format!("cannot read the password file: {e}")))?;
+        if bytes.len() as u64 > MAX_PASSWORD_FILE_LEN {
             return Err(invalid(format!(
-                "{len} bytes; a password file holds at most {MAX_PASSWORD_FILE_LEN}"
+                "longer than {MAX_PASSWORD_FILE_LEN} bytes, the most a password file holds"
             )));
         }
-        let bytes = Zeroizing::new(
-            std::fs::read(path)
-                .map_err(|e| invalid(format!("cannot read the password file: {e}")))?,
-        );
         let text = std::str::from_utf8(&bytes).map_err(|_| invalid("not UTF-8".into()))?;
         let line = text.lines().next().unwrap_or("");
         Password::new(line).map_err(|_| invalid("the first line is empty".into()))
@@ -398,6 +398,31 @@ impl Header {
     }
 }
 
+/// The segments a non-empty plaintext `range` of the value `header` describes covers: the
+/// first and last positions, and the sealed bytes holding them.
+fn covering(header: &Header, range: &Range<u64>) -> (u64, u64, Range<u64>) {
+    let segment = SEGMENT_LEN as u64;
+    let (first, last) = (range.start / segment, (range.end - 1) / segment);
+    let start = HEADER_LEN + first * SEALED_SEGMENT;
+    let end = (HEADER_LEN + (last + 1) * SEALED_SEGMENT).min(header.sealed - TRAILER_LEN);
+    (first, last, start..end)
+}
+
+/// Sealed bytes of segment `position` of a value of `len` plaintext bytes (the last one may
+/// be short).
+fn sealed_segment_len(len: u64, position: u64) -> usize {
+    let plain = (len - position * SEGMENT_LEN as u64).min(SEGMENT_LEN as u64);
+    (plain + TAG_LEN) as usize
+}
+
+/// The part of segment `position`'s plaintext `plain` that lies in `range`.
+fn trim<'a>(plain: &'a [u8], position: u64, range: &Range<u64>) -> &'a [u8] {
+    let base = position * SEGMENT_LEN as u64;
+    let from = range.start.saturating_sub(base) as usize;
+    let to = ((range.end - base) as usize).min(plain.len());
+    &plain[from..to]
+}
+
 fn parse_header(bytes: &[u8]) -> Result<[u8; PREFIX_LEN]> {
     if bytes.len() < HEADER_LEN as usize || &bytes[..MAGIC.len()] != MAGIC {
         return Err(Error::corrupted(
@@ -630,15 +655,10 @@ impl EncryptedStore {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        let (first, last) = (
-            range.start / SEGMENT_LEN as u64,
-            (range.end - 1) / SEGMENT_LEN as u64,
-        );
-        let start = HEADER_LEN + first * SEALED_SEGMENT;
-        let end = (HEADER_LEN + (last + 1) * SEALED_SEGMENT).min(header.sealed - TRAILER_LEN);
+        let (first, _, sealed_range) = covering(&header, &range);
         let sealed = self
             .inner
-            .get_range(key, start..end)
+            .get_range(key, sealed_range)
             .await?
             .ok_or_else(|| Error::new(ErrorKind::Unavailable, "key removed while it was read"))?;
         let sealing = Sealing::new(&self.cipher, &header.prefix, key);
@@ -646,10 +666,7 @@ impl EncryptedStore {
         for (i, segment) in sealed.chunks(SEALED_SEGMENT as usize).enumerate() {
             let position = first + i as u64;
             let plain = sealing.open(position, false, segment)?;
-            let base = position * SEGMENT_LEN as u64;
-            let from = range.start.saturating_sub(base) as usize;
-            let to = ((range.end - base) as usize).min(plain.len());
-            out.extend_from_slice(&plain[from..to]);
+            out.extend_from_slice(trim(&plain, position, &range));
         }
         Ok(out.freeze())
     }
@@ -840,8 +857,7 @@ impl EncryptedStore {
             let mut hasher = Sha256::new();
             let k = segments(len);
             for position in 0..k {
-                let plain_here = (len - position * SEGMENT_LEN as u64).min(SEGMENT_LEN as u64);
-                let want = (plain_here + TAG_LEN) as usize;
+                let want = sealed_segment_len(len, position);
                 fill(&mut buf, &mut inner, want).await?;
                 let plain = sealing.open(position, false, &buf.split_to(want)).map_err(|e| e.with_context("key", &key))?;
                 hasher.update(&plain);
@@ -868,33 +884,25 @@ impl EncryptedStore {
         if range.is_empty() {
             return Ok(Some(ValueStream::once(Bytes::new())));
         }
-        let (first, last) = (
-            range.start / SEGMENT_LEN as u64,
-            (range.end - 1) / SEGMENT_LEN as u64,
-        );
-        let start = HEADER_LEN + first * SEALED_SEGMENT;
-        let end = (HEADER_LEN + (last + 1) * SEALED_SEGMENT).min(header.sealed - TRAILER_LEN);
-        let Some(stream) = self.inner.get_stream(key, Some(start..end)).await? else {
+        let (first, last, sealed_range) = covering(&header, &range);
+        let Some(stream) = self.inner.get_stream(key, Some(sealed_range)).await? else {
             return Ok(None);
         };
         let sealing = Sealing::new(&self.cipher, &header.prefix, key);
         let key = key.clone();
         let mut inner = stream.body;
+        let wanted = range.end - range.start;
         let body = async_stream::try_stream! {
             let mut buf = BytesMut::new();
             for position in first..=last {
-                let base = position * SEGMENT_LEN as u64;
-                let plain_here = (len - base).min(SEGMENT_LEN as u64);
-                let want = (plain_here + TAG_LEN) as usize;
+                let want = sealed_segment_len(len, position);
                 fill(&mut buf, &mut inner, want).await?;
                 let plain = sealing.open(position, false, &buf.split_to(want)).map_err(|e| e.with_context("key", &key))?;
-                let from = range.start.saturating_sub(base) as usize;
-                let to = ((range.end - base) as usize).min(plain.len());
-                yield Bytes::copy_from_slice(&plain[from..to]);
+                yield Bytes::copy_from_slice(trim(&plain, position, &range));
             }
         };
         Ok(Some(ValueStream {
-            len: range.end - range.start,
+            len: wanted,
             body: body.boxed(),
         }))
     }
