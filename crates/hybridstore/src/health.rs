@@ -274,19 +274,17 @@ impl HybridStorageSystem {
         #[cfg(not(feature = "analytics"))]
         let analytics = async { None };
         let redis = async {
-            let cache = self.cache.as_ref()?;
-            let l2 = cache.ping_l2();
+            // Only a cache with a Redis tier has one to probe.
+            let cache = self.cache.as_ref().filter(|c| c.config().redis.is_some())?;
             Some(
                 timed("redis", false, options, async {
-                    match l2.await {
-                        Some(Ok(())) => Ok(None),
+                    match cache.ping_l2().await {
                         Some(Err(e)) => Err((HealthStatus::Down, e)),
-                        None => Ok(None),
+                        Some(Ok(())) | None => Ok(None),
                     }
                 })
                 .await,
             )
-            .filter(|_| self.config.redis_url.is_some())
         };
         #[cfg(feature = "sync")]
         let remote = async {

@@ -462,7 +462,13 @@ pub async fn open_repository(
                 ))
                 .with_retryable(false));
             }
-            Repository::open_or_init_with(store, password).await
+            // Another process may create it meanwhile: then it is opened.
+            match Repository::init_with(store.clone(), password).await {
+                Err(e) if e.kind() == ErrorKind::Conflict => {
+                    Repository::open_with(store, password).await
+                }
+                other => other,
+            }
         }
         other => other,
     }
