@@ -7,15 +7,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hybridstore_backup::crypto::{MasterKey, Password, sealed_len};
-use hybridstore_backup::{
-    EncryptedStore, ReadData, Repository, backup, read_tree, restore_keys, verify,
-};
+use hybridstore_backup::{EncryptedStore, ReadData, Repository, backup, restore_keys, verify};
 use hybridstore_core::conformance::{Fixture, incompressible};
 use hybridstore_core::{ErrorKind, KeyRange, KvStore, MemoryStore};
 use hybridstore_file::FileStore;
 
 use crate::repo::{
-    assert_restores_to, contents, dedup_store, fill, find_in_files, flip, key, source_of, walk,
+    assert_restores_to, contents, dedup_store, fill, find_in_files, first_chunk_of, flip, key,
+    source_of, walk,
 };
 
 mod memory_conformance {
@@ -188,9 +187,7 @@ async fn a_flipped_byte_in_an_encrypted_pack_is_named_by_verify_and_fails_the_re
         .unwrap();
     // The pack of big/two: flip a byte in the middle of its sealed file.
     let snapshot = repo.load_snapshot(&done.id).await.unwrap();
-    let tree = read_tree(&repo, &snapshot).await.unwrap();
-    let entry = tree.iter().find(|e| e.display_key() == "big/two").unwrap();
-    let (pack, range) = repo.chunks().locate(&entry.chunks[0].0).unwrap();
+    let (pack, range) = first_chunk_of(&repo, &snapshot, "big/two").await;
     let sealed = repo.raw_store().get(&pack).await.unwrap().unwrap();
     // The sealed bytes of the chunk's middle (plaintext offset + header + one tag per
     // segment before it).

@@ -344,6 +344,17 @@ pub(crate) fn walk(root: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// The pack and byte range of the first chunk of `key` in `snapshot`.
+pub(crate) async fn first_chunk_of(
+    repo: &Repository,
+    snapshot: &hybridstore_backup::Snapshot,
+    key: &str,
+) -> (Key, std::ops::Range<u64>) {
+    let tree = read_tree(repo, snapshot).await.unwrap();
+    let entry = tree.iter().find(|e| e.display_key() == key).unwrap();
+    repo.chunks().locate(&entry.chunks[0].0).unwrap()
+}
+
 pub(crate) fn flip(path: &Path, at: usize) {
     let mut bytes = std::fs::read(path).unwrap();
     bytes[at] ^= 0x40;
@@ -362,9 +373,7 @@ async fn a_flipped_byte_in_a_chunk_is_named_by_verify_and_fails_the_restore() {
         .unwrap();
     // Damage one chunk of big/two inside its pack.
     let snapshot = repo.load_snapshot(&done.id).await.unwrap();
-    let tree = read_tree(&repo, &snapshot).await.unwrap();
-    let entry = tree.iter().find(|e| e.display_key() == "big/two").unwrap();
-    let (pack, range) = repo.chunks().locate(&entry.chunks[0].0).unwrap();
+    let (pack, range) = first_chunk_of(&repo, &snapshot, "big/two").await;
     let blob = repo
         .store()
         .get_range(&pack, range.clone())
