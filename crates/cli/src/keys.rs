@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use futures::TryStreamExt;
 use hybridstore::core::{Error, Key, KeyRange, KvStore, PutOptions};
-use tokio::io::AsyncWriteExt;
+use hybridstore::{WriteStreamError, write_stream};
 
 use crate::Ui;
 use crate::failure::{ExitCode, Failure, output};
@@ -71,10 +71,10 @@ pub(crate) async fn get(
         .get_stream(&key, None)
         .await?
         .ok_or_else(|| Error::not_found(format!("no key {key}")))?;
-    let mut body = stream.body;
     match output_path {
         // Into a temporary file beside the target, renamed over it once every byte is
         // written and synced: a failed or damaged read never leaves a partial file there.
+        // `sync_data` every 64 MiB has the disk write while the value is still being read.
         Some(path) => {
             let io = |e: std::io::Error| Error::from(e).with_context("path", path.display());
             let dir = match path.parent() {
@@ -85,21 +85,24 @@ pub(crate) async fn get(
                 .prefix(".hybridstore-get-")
                 .tempfile_in(&dir)
                 .map_err(io)?;
-            let mut file = tokio::fs::File::from_std(partial.as_file().try_clone().map_err(io)?);
-            while let Some(piece) = body.try_next().await? {
-                file.write_all(&piece).await.map_err(io)?;
-            }
-            file.sync_all().await.map_err(io)?;
-            drop(file);
+            let file = partial.as_file().try_clone().map_err(io)?;
+            let (file, _) = write_stream(stream.body, file, Some(std::fs::File::sync_data))
+                .await
+                .map_err(|e| match e {
+                    WriteStreamError::Read(e) => e,
+                    WriteStreamError::Write(e) => io(e),
+                })?;
+            tokio::task::spawn_blocking(move || file.sync_all())
+                .await
+                .map_err(|e| Error::backend(format!("get worker failed: {e}")))?
+                .map_err(io)?;
             partial.persist(&path).map_err(|e| io(e.error))?;
         }
-        None => {
-            let mut out = tokio::io::stdout();
-            while let Some(piece) = body.try_next().await? {
-                output(out.write_all(&piece).await)?;
-            }
-            output(out.flush().await)?;
-        }
+        None => match write_stream(stream.body, std::io::stdout(), None).await {
+            Ok(_) => {}
+            Err(WriteStreamError::Read(e)) => return Err(e.into()),
+            Err(WriteStreamError::Write(e)) => output(Err(e))?,
+        },
     }
     Ok(ExitCode::Ok)
 }

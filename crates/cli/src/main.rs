@@ -6,8 +6,10 @@
 
 mod analytics;
 mod backup;
+mod configuration;
 mod failure;
 mod keys;
+mod migrate;
 mod output;
 mod search;
 mod sync;
@@ -165,6 +167,32 @@ enum Command {
         #[command(subcommand)]
         command: backup::BackupCommand,
     },
+    /// Copy every key with its metadata from one store to another, each verified by reading
+    /// it back; run again to resume (keys already copied are skipped). Nothing is deleted.
+    /// SRC and DST: a data directory, file://DIR, sqlite://FILE, postgres://…, s3://BUCKET/PREFIX.
+    /// Exit code 4 if some keys failed
+    Migrate {
+        /// Where the keys are
+        #[arg(long, value_name = "SRC")]
+        from: String,
+        /// Where they go
+        #[arg(long, value_name = "DST")]
+        to: String,
+        /// Only report what would be copied
+        #[arg(long)]
+        dry_run: bool,
+        /// Only keys with this prefix
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Write batches or large values in flight at once (1 to 64)
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+    },
+    /// The effective configuration: `config show` prints every setting with its source
+    Config {
+        #[command(subcommand)]
+        command: configuration::ConfigCommand,
+    },
 }
 
 struct Ui {
@@ -208,11 +236,38 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         json: cli.json,
         quiet: cli.quiet,
     };
-    let mut config = StorageConfig::load(cli.config.as_deref()).map_err(Failure::input)?;
+    let (mut config, mut explanation) =
+        StorageConfig::load_explained(cli.config.as_deref()).map_err(Failure::input)?;
     if let Some(dir) = cli.data_dir {
+        // clap reads HYBRIDSTORE_DATA_DIR into the flag too: name the variable when it was.
+        let from_env = std::env::var_os("HYBRIDSTORE_DATA_DIR").is_some_and(|v| v == dir);
+        if !from_env {
+            explanation.set_by_code("data_dir", dir.display().to_string(), "flag --data-dir");
+        }
         config.data_dir = dir;
     }
     let command = match cli.command {
+        // Two stores of its own, not the data directory of --data-dir.
+        Command::Migrate {
+            from,
+            to,
+            dry_run,
+            prefix,
+            concurrency,
+        } => {
+            let args = migrate::MigrateArgs {
+                from,
+                to,
+                dry_run,
+                prefix,
+                concurrency,
+            };
+            return migrate::run(&config, args, &ui).await;
+        }
+        // The configuration alone: nothing is opened.
+        Command::Config { command } => {
+            return configuration::run(&config, &explanation, command, &ui);
+        }
         // Reads the analytics database alone, without the data directory's lock.
         Command::Analytics { command } => {
             analytics::run(&config, command, &ui).await?;
@@ -260,6 +315,9 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         // Handled above, before the data directory opens (restore must not open it).
         Command::Backup { .. } => {
             Err(Error::backend("backup commands run before the data directory opens").into())
+        }
+        Command::Config { .. } | Command::Migrate { .. } => {
+            Err(Error::backend("config and migrate run before the data directory opens").into())
         }
     }
 }

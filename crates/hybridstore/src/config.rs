@@ -63,6 +63,7 @@ pub const SEED_ENV_VARS: &[&str] = &[
     "S3_BACKUP_ENABLED",
     "SYNC_ON_STARTUP",
     "LANCEDB_URI",
+    "LANCEDB_CHUNKS_TABLE_NAME",
 ];
 
 /// Where the data lives: the four modes of the design's seed, chosen by
@@ -207,6 +208,11 @@ pub struct StorageConfig {
     /// directory or an `s3://bucket/prefix` URI (reached with the S3 region and endpoint
     /// above).
     pub lancedb_uri: Option<String>,
+    /// The LanceDB collection holding the passages `ingest` cuts from text files and `search`
+    /// queries (`LANCEDB_CHUNKS_TABLE_NAME`, seed 002's chunks table; default `passages`,
+    /// [`PASSAGES_COLLECTION`](crate::PASSAGES_COLLECTION)). 1 to 64 ASCII letters, digits,
+    /// `_` or `-`, as collection names are.
+    pub lancedb_chunks_table_name: String,
     /// Scheduled snapshots of the whole system (seed 001's `backup_schedule`; default none):
     /// a long-running process takes one every `interval_seconds` into `repository` and
     /// applies `retention_days` (feature `backup`; `[backup_schedule]` in the TOML file).
@@ -330,6 +336,7 @@ impl Default for StorageConfig {
             s3_backup_interval_secs: 300,
             sync_on_startup: true,
             lancedb_uri: None,
+            lancedb_chunks_table_name: "passages".to_string(),
             backup_schedule: None,
         }
     }
@@ -355,6 +362,17 @@ impl StorageConfig {
     /// type or a key is unknown: the message names the key and where it came from (the file,
     /// or the environment variable, e.g. `HYBRIDSTORE_DATA_DRI`).
     pub fn load(file: Option<&Path>) -> Result<Self> {
+        Self::load_explained(file).map(|(config, _)| config)
+    }
+
+    /// As [`load`](Self::load), and also where each value came from: a default, the file,
+    /// or which environment variable. A value that fails [`validate`](Self::validate) is
+    /// reported with the source of each field the error names ("… (sql_url from environment
+    /// variable HYBRIDSTORE_SQL_URL)").
+    ///
+    /// # Errors
+    /// As [`load`](Self::load).
+    pub fn load_explained(file: Option<&Path>) -> Result<(Self, ConfigExplanation)> {
         let mut figment = Figment::from(Serialized::defaults(StorageConfig::default()));
         if let Some(path) = file {
             if !path.exists() {
@@ -372,8 +390,11 @@ impl StorageConfig {
                     .filter(|k| is_config_env_var(&format!("{ENV_PREFIX}{}", k.as_str()))),
             );
         let config: StorageConfig = figment.extract().map_err(config_error)?;
-        config.validate()?;
-        Ok(config)
+        let explanation = ConfigExplanation::new(&config, &figment)?;
+        config
+            .validate()
+            .map_err(|e| Error::new(e.kind(), explanation.annotate(e.message())))?;
+        Ok((config, explanation))
     }
 
     /// Checks values that deserialize but make no sense.
@@ -383,7 +404,8 @@ impl StorageConfig {
     /// `primary` is not `sql`, `dedup` is on with a PostgreSQL `sql_url` (its chunks would
     /// stay on this machine while its manifests are shared), or the cache settings are
     /// invalid (see
-    /// [`cache_config`](Self::cache_config)), or the S3 flags do not make one of the four
+    /// [`cache_config`](Self::cache_config)), `lancedb_chunks_table_name` is not a collection
+    /// name, or the S3 flags do not make one of the four
     /// modes (see [`mode`](Self::mode)).
     pub fn validate(&self) -> Result<()> {
         self.mode()?;
@@ -406,6 +428,8 @@ impl StorageConfig {
             )));
         }
         self.cache_config()?;
+        hybridstore_core::vector::validate_collection_name(&self.lancedb_chunks_table_name)
+            .map_err(|e| Error::invalid_input(format!("lancedb_chunks_table_name: {e}")))?;
         if let Some(schedule) = &self.backup_schedule {
             schedule.validate()?;
         }
@@ -534,6 +558,206 @@ impl StorageConfig {
         cache.validate()?;
         Ok(Some(cache))
     }
+}
+
+/// Where one configuration value came from (see [`StorageConfig::load_explained`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum ValueSource {
+    /// The documented default.
+    Default,
+    /// The TOML file at this path.
+    File(PathBuf),
+    /// This environment variable (`HYBRIDSTORE_DATA_DIR`, `S3_BUCKET`, …).
+    Env(String),
+    /// The program itself, e.g. a command-line flag (`--data-dir`).
+    Code(String),
+}
+
+impl std::fmt::Display for ValueSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ValueSource::Default => f.write_str("default"),
+            ValueSource::File(path) => write!(f, "file {}", path.display()),
+            ValueSource::Env(name) => write!(f, "environment variable {name}"),
+            ValueSource::Code(what) => f.write_str(what),
+        }
+    }
+}
+
+/// One field of the effective configuration: its dotted name (`backup_schedule.repository`),
+/// its value as TOML would spell it with passwords in URLs as `***`, and its source.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConfigEntry {
+    /// The field, as in the TOML file; nested tables joined by `.`.
+    pub field: String,
+    /// The value (`none` for an unset optional field); URL passwords shown as `***`.
+    pub value: String,
+    /// Where the value came from.
+    pub source: ValueSource,
+}
+
+/// Every field of a loaded configuration with where its value came from, for `hybridstore
+/// config show`. Built by [`StorageConfig::load_explained`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ConfigExplanation {
+    /// The fields in declaration order.
+    pub entries: Vec<ConfigEntry>,
+}
+
+/// Fields whose values are URLs that may hold a password, shown redacted.
+const SECRET_URL_FIELDS: &[&str] = &["sql_url", "redis_url"];
+
+impl ConfigExplanation {
+    /// Reads every leaf of `config` and asks `figment` where each came from.
+    fn new(config: &StorageConfig, figment: &Figment) -> Result<Self> {
+        use figment::value::Value;
+        let tree = Value::serialize(config)
+            .map_err(|e| Error::invalid_input(format!("configuration does not serialize: {e}")))?;
+        let mut leaves = Vec::new();
+        fn walk(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
+            match value {
+                Value::Dict(_, dict) => {
+                    for (key, value) in dict {
+                        let path = if prefix.is_empty() {
+                            key.clone()
+                        } else {
+                            format!("{prefix}.{key}")
+                        };
+                        walk(&path, value, out);
+                    }
+                }
+                leaf => out.push((prefix.to_string(), leaf.clone())),
+            }
+        }
+        walk("", &tree, &mut leaves);
+        // Fields left unset serialize to nothing: list every declared field, unset ones too.
+        let declared = Value::serialize(StorageConfig::default())
+            .ok()
+            .and_then(|v| v.as_dict().map(|d| d.keys().cloned().collect::<Vec<_>>()))
+            .unwrap_or_default();
+        let mut entries = Vec::new();
+        for field in declared {
+            let mut found = false;
+            for (path, value) in &leaves {
+                if path == &field || path.starts_with(&format!("{field}.")) {
+                    found = true;
+                    entries.push(ConfigEntry {
+                        field: path.clone(),
+                        value: display_value(path, value),
+                        source: source_of(figment, path),
+                    });
+                }
+            }
+            if !found {
+                entries.push(ConfigEntry {
+                    field: field.clone(),
+                    value: "none".to_string(),
+                    source: source_of(figment, &field),
+                });
+            }
+        }
+        Ok(ConfigExplanation { entries })
+    }
+
+    /// The source of `field` (a top-level or dotted name), `Default` for unknown fields.
+    pub fn source(&self, field: &str) -> ValueSource {
+        self.entries
+            .iter()
+            .find(|e| e.field == field)
+            .map_or(ValueSource::Default, |e| e.source.clone())
+    }
+
+    /// Records that the program set `field` itself (e.g. from a `--data-dir` flag), with
+    /// `value` as its new display value.
+    pub fn set_by_code(&mut self, field: &str, value: impl Into<String>, what: impl Into<String>) {
+        let entry = ConfigEntry {
+            field: field.to_string(),
+            value: value.into(),
+            source: ValueSource::Code(what.into()),
+        };
+        match self.entries.iter_mut().find(|e| e.field == field) {
+            Some(existing) => *existing = entry,
+            None => self.entries.push(entry),
+        }
+    }
+
+    /// `message`, followed by where each field it names was set, for fields not at their
+    /// default: "… (sql_url from environment variable HYBRIDSTORE_SQL_URL)".
+    fn annotate(&self, message: &str) -> String {
+        let named: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|e| e.source != ValueSource::Default && names_field(message, &e.field))
+            .map(|e| format!("{} from {}", e.field, e.source))
+            .collect();
+        if named.is_empty() {
+            message.to_string()
+        } else {
+            format!("{message} ({})", named.join("; "))
+        }
+    }
+}
+
+/// Whether `message` names `field` as a whole word.
+fn names_field(message: &str, field: &str) -> bool {
+    message.match_indices(field).any(|(at, _)| {
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
+        let before = message[..at].chars().next_back();
+        let after = message[at + field.len()..].chars().next();
+        !before.is_some_and(word) && !after.is_some_and(word)
+    })
+}
+
+/// A leaf as TOML spells it; strings bare, URL passwords as `***`.
+fn display_value(path: &str, value: &figment::value::Value) -> String {
+    use figment::value::Value;
+    match value {
+        Value::String(_, s) if SECRET_URL_FIELDS.contains(&path) => {
+            SecretUrl::from(s.clone()).redacted()
+        }
+        Value::String(_, s) => s.clone(),
+        Value::Char(_, c) => c.to_string(),
+        Value::Bool(_, b) => b.to_string(),
+        Value::Num(..) => match (value.to_u128(), value.to_i128(), value.to_f64()) {
+            (Some(u), _, _) => u.to_string(),
+            (None, Some(i), _) => i.to_string(),
+            (None, None, Some(f)) => f.to_string(),
+            (None, None, None) => "?".to_string(),
+        },
+        Value::Empty(..) => "none".to_string(),
+        Value::Array(_, items) => format!(
+            "[{}]",
+            items
+                .iter()
+                .map(|v| display_value(path, v))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Value::Dict(..) => "{…}".to_string(),
+    }
+}
+
+/// Where `figment` took `path` from.
+fn source_of(figment: &Figment, path: &str) -> ValueSource {
+    let Some(metadata) = figment.find_metadata(path) else {
+        return ValueSource::Default;
+    };
+    if let Some(figment::Source::File(file)) = &metadata.source {
+        return ValueSource::File(file.clone());
+    }
+    if metadata.name.contains("environment") {
+        let keys: Vec<&str> = path.split('.').collect();
+        let var = metadata.interpolate(&figment::Profile::Default, &keys);
+        let prefixed = metadata.name.contains(ENV_PREFIX);
+        return ValueSource::Env(if prefixed {
+            format!("{ENV_PREFIX}{var}")
+        } else {
+            var
+        });
+    }
+    ValueSource::Default
 }
 
 /// A figment error as `InvalidInput`, naming the environment variable when one caused it.

@@ -49,6 +49,7 @@ mod config;
 pub mod health;
 #[cfg(feature = "analytics")]
 mod metrics;
+pub mod migrate;
 mod modes;
 #[cfg(feature = "vectors")]
 pub mod passages;
@@ -80,11 +81,15 @@ use serde::Serialize;
 use stack::{Layer, Stack, StackBuilder};
 
 pub use config::{
-    BackupSchedule, ENV_PREFIX, PrimaryStore, SEED_ENV_VARS, StorageConfig, StorageMode,
+    BackupSchedule, ConfigEntry, ConfigExplanation, ENV_PREFIX, PrimaryStore, SEED_ENV_VARS,
+    StorageConfig, StorageMode, ValueSource,
 };
 pub use modes::{OpenOptions, S3_CACHE_DIR};
 pub use source_tree::FileError;
-pub use transfer::{Progress, TransferReport, export_path};
+pub use transfer::{
+    CHECKPOINT_EVERY_BYTES, Progress, TransferReport, WRITE_BATCH_BYTES, WRITE_QUEUE_BATCHES,
+    WriteStreamError, export_path, write_stream,
+};
 
 #[cfg(feature = "analytics")]
 #[doc(inline)]
@@ -112,6 +117,10 @@ pub use hybridstore_sync as sync;
 pub use hybridstore_vector as vector;
 #[cfg(feature = "analytics")]
 pub use metrics::MeteredStore;
+pub use migrate::{
+    DualReadStore, MigrateOptions, MigrateProgress, MigrationEndpoint, MigrationReport,
+    StorageMigrator,
+};
 #[cfg(feature = "vectors")]
 pub use search::{PASSAGES_COLLECTION, PassageHit, PassageReport, passages_spec};
 #[cfg(feature = "sync")]
@@ -453,7 +462,9 @@ impl HybridStorageSystem {
     #[cfg(feature = "vectors")]
     pub async fn search(&self, query: &str, k: usize) -> Result<Vec<PassageHit>> {
         match &self.vectors {
-            Some(store) => search::search(store, query, k).await,
+            Some(store) => {
+                search::search(store, &self.config.lancedb_chunks_table_name, query, k).await
+            }
             None => Err(Error::new(
                 ErrorKind::Unsupported,
                 "search needs vectors = true",
@@ -535,7 +546,15 @@ impl HybridStorageSystem {
         .await?;
         #[cfg(feature = "vectors")]
         if let Some(store) = &self.vectors {
-            report.passages = Some(search::index_tree(store, source, prefix).await?);
+            report.passages = Some(
+                search::index_tree(
+                    store,
+                    &self.config.lancedb_chunks_table_name,
+                    source,
+                    prefix,
+                )
+                .await?,
+            );
         }
         Ok(report)
     }

@@ -21,7 +21,8 @@ use serde::Serialize;
 use crate::passages::{TextKind, passages};
 use crate::source_tree::walk;
 
-/// The collection holding document passages.
+/// The default name of the collection holding document passages (seed 002's chunks table,
+/// `LANCEDB_CHUNKS_TABLE_NAME`).
 pub const PASSAGES_COLLECTION: &str = "passages";
 
 /// Files read and cut per blocking task.
@@ -53,9 +54,11 @@ pub struct PassageReport {
     pub elapsed_ms: u64,
 }
 
-/// The `passages` collection: text-only, with the document key and position.
-pub fn passages_spec() -> CollectionSpec {
-    CollectionSpec::text_only(PASSAGES_COLLECTION)
+/// The passages collection named `collection` (default [`PASSAGES_COLLECTION`], set by
+/// [`StorageConfig::lancedb_chunks_table_name`](crate::StorageConfig::lancedb_chunks_table_name)):
+/// text-only, with the document key (`doc_key`) and position (`passage`).
+pub fn passages_spec(collection: &str) -> CollectionSpec {
+    CollectionSpec::text_only(collection)
         .with_field("doc_key", FieldType::String)
         .with_field("passage", FieldType::Integer)
 }
@@ -64,20 +67,21 @@ pub fn passages_spec() -> CollectionSpec {
 /// gives them), then brings the full-text index up to date.
 pub(crate) async fn index_tree(
     store: &LanceVectorStore,
+    collection: &str,
     source: &Path,
     prefix: &str,
 ) -> Result<PassageReport> {
     let started = Instant::now();
-    store.create_collection(&passages_spec()).await?;
+    store.create_collection(&passages_spec(collection)).await?;
     // Old passages can only exist under this prefix if any passage key falls in its range:
     // when none does (a first ingest, or a new prefix), nothing is deleted at all.
     let may_replace = match prefix_upper_bound(prefix) {
         Some(end) => {
             let under = Filter::range("doc_key", prefix, end);
-            store.count(PASSAGES_COLLECTION, Some(&under)).await? > 0
+            store.count(collection, Some(&under)).await? > 0
         }
         // No prefix (or no string above it): any passage may be replaced.
-        None => store.count(PASSAGES_COLLECTION, None).await? > 0,
+        None => store.count(collection, None).await? > 0,
     };
     // The walk is blocking file-system work: on the blocking pool, not the async worker.
     let (source_owned, prefix_owned) = (source.to_path_buf(), prefix.to_string());
@@ -118,26 +122,24 @@ pub(crate) async fn index_tree(
             pending.push(key, texts);
         }
         if pending.is_full() {
-            pending.write(store, may_replace).await?;
+            pending.write(store, collection, may_replace).await?;
         }
     }
-    pending.write(store, may_replace).await?;
+    pending.write(store, collection, may_replace).await?;
     if report.passages > 0 {
-        update_text_index(store).await?;
+        update_text_index(store, collection).await?;
     }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
 }
 
 /// Creates the passages' full-text index, or folds new passages into the one there is.
-async fn update_text_index(store: &LanceVectorStore) -> Result<()> {
-    let info = store.describe_collection(PASSAGES_COLLECTION).await?;
+async fn update_text_index(store: &LanceVectorStore, collection: &str) -> Result<()> {
+    let info = store.describe_collection(collection).await?;
     if info.indexes.is_empty() {
-        store
-            .create_index(PASSAGES_COLLECTION, &IndexSpec::FullText)
-            .await
+        store.create_index(collection, &IndexSpec::FullText).await
     } else {
-        store.optimize(PASSAGES_COLLECTION).await
+        store.optimize(collection).await
     }
 }
 
@@ -147,6 +149,7 @@ async fn update_text_index(store: &LanceVectorStore) -> Result<()> {
 /// paths with a text extension have no passages.
 pub(crate) async fn index_keys(
     store: &LanceVectorStore,
+    collection: &str,
     kv: &dyn hybridstore_core::KvStore,
     changed: &[hybridstore_core::Key],
     deleted: &[hybridstore_core::Key],
@@ -168,13 +171,10 @@ pub(crate) async fn index_keys(
     if changed.is_empty() && gone.is_empty() {
         return Ok(report);
     }
-    store.create_collection(&passages_spec()).await?;
+    store.create_collection(&passages_spec(collection)).await?;
     for keys in gone.chunks(DOCUMENTS_PER_DELETE) {
         store
-            .delete_where(
-                PASSAGES_COLLECTION,
-                &Filter::is_in("doc_key", keys.to_vec()),
-            )
+            .delete_where(collection, &Filter::is_in("doc_key", keys.to_vec()))
             .await?;
     }
     let mut pending = PendingPassages::default();
@@ -199,12 +199,12 @@ pub(crate) async fn index_keys(
             pending.push(key, texts);
         }
         if pending.is_full() {
-            pending.write(store, true).await?;
+            pending.write(store, collection, true).await?;
         }
     }
-    pending.write(store, true).await?;
+    pending.write(store, collection, true).await?;
     if report.passages > 0 {
-        update_text_index(store).await?;
+        update_text_index(store, collection).await?;
     }
     report.elapsed_ms = started.elapsed().as_millis() as u64;
     Ok(report)
@@ -245,16 +245,21 @@ impl PendingPassages {
 
     /// Deletes the old passages of the pending documents (if there may be any), then writes
     /// the new ones.
-    async fn write(&mut self, store: &LanceVectorStore, may_replace: bool) -> Result<()> {
+    async fn write(
+        &mut self,
+        store: &LanceVectorStore,
+        collection: &str,
+        may_replace: bool,
+    ) -> Result<()> {
         let keys = std::mem::take(&mut self.keys);
         let records = std::mem::take(&mut self.records);
         if may_replace && !keys.is_empty() {
             store
-                .delete_where(PASSAGES_COLLECTION, &Filter::is_in("doc_key", keys))
+                .delete_where(collection, &Filter::is_in("doc_key", keys))
                 .await?;
         }
         if !records.is_empty() {
-            store.add(PASSAGES_COLLECTION, records).await?;
+            store.add(collection, records).await?;
         }
         Ok(())
     }
@@ -285,6 +290,7 @@ fn prefix_upper_bound(prefix: &str) -> Option<String> {
 /// [`MAX_K`]) until `k` distinct passages are found or there are no more.
 pub(crate) async fn search(
     store: &LanceVectorStore,
+    collection: &str,
     query: &str,
     k: usize,
 ) -> Result<Vec<PassageHit>> {
@@ -293,7 +299,7 @@ pub(crate) async fn search(
     loop {
         let hits = match store
             .text_search(
-                PASSAGES_COLLECTION,
+                collection,
                 &TextQuery {
                     text: query.to_string(),
                     k: fetch,

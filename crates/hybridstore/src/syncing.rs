@@ -292,6 +292,7 @@ impl HybridStorageSystem {
         {
             crate::search::index_keys(
                 store,
+                &self.config.lancedb_chunks_table_name,
                 self.uncached.as_ref(),
                 &report.written_local,
                 &report.deleted_local_keys,

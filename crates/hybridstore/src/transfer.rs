@@ -198,6 +198,119 @@ async fn ingest_large(
 /// Bytes read from a source file per read when it is streamed: 1 MiB.
 const READ_BUFFER_BYTES: usize = 1 << 20;
 
+/// Bytes gathered from a value's stream before one write to its destination: 4 MiB. The
+/// dedup layer yields chunks of 16 KiB on average; one write per chunk, each handed to a
+/// blocking thread and back, cost `get -o` more than half its time.
+pub const WRITE_BATCH_BYTES: usize = 4 << 20;
+
+/// Batches queued for the writing thread by [`write_stream`]: 8, so at most
+/// 8 × [`WRITE_BATCH_BYTES`] = 32 MiB wait in memory while the thread writes or syncs.
+pub const WRITE_QUEUE_BATCHES: usize = 8;
+
+/// Bytes [`write_stream`] writes between two `checkpoint` calls (64 MiB). For a file,
+/// `File::sync_data` there makes the disk write while the store is still being read,
+/// instead of all at the final sync.
+pub const CHECKPOINT_EVERY_BYTES: u64 = 64 << 20;
+
+/// Where [`write_stream`] failed.
+#[derive(Debug)]
+pub enum WriteStreamError {
+    /// Reading the value failed (or its checksum did not match): the store's error.
+    Read(Error),
+    /// Writing, or a checkpoint, failed: the destination's error.
+    Write(std::io::Error),
+}
+
+impl From<WriteStreamError> for Error {
+    fn from(e: WriteStreamError) -> Self {
+        match e {
+            WriteStreamError::Read(e) => e,
+            WriteStreamError::Write(e) => Error::from(e),
+        }
+    }
+}
+
+/// Writes a value's stream to `writer` in bounded memory: pieces are gathered into batches of
+/// [`WRITE_BATCH_BYTES`], which a blocking thread writes while the next are read (at most
+/// [`WRITE_QUEUE_BATCHES`] queued). Every [`CHECKPOINT_EVERY_BYTES`] written the thread calls
+/// `checkpoint` if given (e.g. `File::sync_data`), then `flush` at the end. Returns the writer
+/// and the bytes written.
+///
+/// Dropping the future part-way stops reading; the thread writes what was queued and ends.
+///
+/// # Errors
+/// [`WriteStreamError::Read`] with the store's error if the stream yields one (the batches
+/// before it may have been written); [`WriteStreamError::Write`] if a write, checkpoint or the
+/// flush fails (reading stops at the next batch).
+pub async fn write_stream<W>(
+    mut body: futures::stream::BoxStream<'_, Result<Bytes>>,
+    writer: W,
+    checkpoint: Option<fn(&W) -> std::io::Result<()>>,
+) -> std::result::Result<(W, u64), WriteStreamError>
+where
+    W: std::io::Write + Send + 'static,
+{
+    let (queue, mut batches) = tokio::sync::mpsc::channel::<Bytes>(WRITE_QUEUE_BATCHES);
+    let worker = tokio::task::spawn_blocking(move || {
+        let mut writer = writer;
+        let (mut written, mut since_checkpoint) = (0u64, 0u64);
+        while let Some(batch) = batches.blocking_recv() {
+            writer.write_all(&batch)?;
+            written += batch.len() as u64;
+            since_checkpoint += batch.len() as u64;
+            if let Some(checkpoint) = checkpoint
+                && since_checkpoint >= CHECKPOINT_EVERY_BYTES
+            {
+                checkpoint(&writer)?;
+                since_checkpoint = 0;
+            }
+        }
+        writer.flush()?;
+        Ok::<_, std::io::Error>((writer, written))
+    });
+    // A failed send means the thread stopped taking batches: it failed, and its error is
+    // the answer, so reading stops there without one of its own.
+    let read = async {
+        let mut batch = bytes::BytesMut::new();
+        while let Some(piece) = body.try_next().await? {
+            // A batch is sent before a piece would overflow it, so it never reallocates.
+            if !batch.is_empty()
+                && batch.len() + piece.len() > WRITE_BATCH_BYTES
+                && queue
+                    .send(std::mem::take(&mut batch).freeze())
+                    .await
+                    .is_err()
+            {
+                return Ok(());
+            }
+            if piece.len() >= WRITE_BATCH_BYTES {
+                if queue.send(piece).await.is_err() {
+                    return Ok(());
+                }
+                continue;
+            }
+            if batch.is_empty() {
+                batch.reserve(WRITE_BATCH_BYTES);
+            }
+            batch.extend_from_slice(&piece);
+        }
+        if !batch.is_empty() {
+            let _ = queue.send(batch.freeze()).await;
+        }
+        Ok::<_, Error>(())
+    }
+    .await;
+    drop(queue);
+    let written = worker
+        .await
+        .map_err(|e| WriteStreamError::Write(std::io::Error::other(e)))?;
+    match (read, written) {
+        (Err(e), _) => Err(WriteStreamError::Read(e)),
+        (Ok(_), Err(e)) => Err(WriteStreamError::Write(e)),
+        (Ok(_), Ok(done)) => Ok(done),
+    }
+}
+
 /// Writes the value of `key` to `target` as a stream, into a temporary file beside it that
 /// is renamed over it once every byte is written: a damaged or failed read leaves no file,
 /// and at most a few pieces of the value are in memory.
@@ -206,7 +319,6 @@ async fn export_large(
     key: &hybridstore_core::Key,
     target: &Path,
 ) -> Result<u64> {
-    use tokio::io::AsyncWriteExt;
     let io = |e: std::io::Error| Error::from(e).with_context("path", target.display());
     let stream = store
         .get_stream(key, None)
@@ -224,14 +336,12 @@ async fn export_large(
     .map_err(|e| Error::backend(format!("export worker failed: {e}")))?
     .map_err(io)?;
     let (file, partial) = partial.into_parts();
-    let mut file = tokio::fs::File::from_std(file);
-    let mut body = stream.body;
-    let mut written = 0u64;
-    while let Some(piece) = body.try_next().await? {
-        file.write_all(&piece).await.map_err(io)?;
-        written += piece.len() as u64;
-    }
-    file.flush().await.map_err(io)?;
+    let (file, written) = write_stream(stream.body, file, None)
+        .await
+        .map_err(|e| match e {
+            WriteStreamError::Read(e) => e,
+            WriteStreamError::Write(e) => io(e),
+        })?;
     drop(file);
     let target = target.to_path_buf();
     tokio::task::spawn_blocking(move || {

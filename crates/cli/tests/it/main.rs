@@ -1099,3 +1099,118 @@ fn backup_create_list_verify_restore_forget_prune() {
     assert_eq!(code(&o), 4, "{}", stdout(&o));
     assert!(stdout(&o).contains(&second_id[..12]), "{}", stdout(&o));
 }
+
+/// `config show` prints every setting with its source, hides URL passwords, opens nothing,
+/// and `--json` gives the same as data.
+#[test]
+fn config_show_prints_each_value_with_its_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let file = dir.path().join("store.toml");
+    std::fs::write(&file, "io_concurrency = 3\n").unwrap();
+    let o = hybridstore_env(
+        &data,
+        &["--config", file.to_str().unwrap(), "config", "show"],
+        &[
+            ("HYBRIDSTORE_REDIS_URL", "redis://:hunter2@127.0.0.1:1/"),
+            ("LANCEDB_URI", "/srv/lance"),
+        ],
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let text = stdout(&o);
+    assert!(!text.contains("hunter2"), "a password leaked: {text}");
+    let line = |field: &str| {
+        text.lines()
+            .find(|l| l.split_whitespace().next() == Some(field))
+            .unwrap_or_else(|| panic!("no line for {field}: {text}"))
+            .to_string()
+    };
+    assert!(
+        line("io_concurrency").contains(&format!("file {}", file.display())),
+        "{text}"
+    );
+    assert!(
+        line("redis_url").contains("environment variable HYBRIDSTORE_REDIS_URL"),
+        "{text}"
+    );
+    assert!(
+        line("redis_url").contains("redis://:***@127.0.0.1:1/"),
+        "{text}"
+    );
+    assert!(
+        line("lancedb_uri").contains("environment variable LANCEDB_URI"),
+        "{text}"
+    );
+    assert!(line("data_dir").contains("flag --data-dir"), "{text}");
+    assert!(line("dedup").ends_with("default"), "{text}");
+    assert!(!data.exists(), "config show opened the data directory");
+
+    let o = hybridstore_env(&data, &["--json", "config", "show"], &[]);
+    let shown = json(&o);
+    assert_eq!(shown["mode"], "local", "{shown}");
+    let dedup = shown["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["field"] == "dedup")
+        .unwrap();
+    assert_eq!(dedup["value"], "true");
+    assert_eq!(dedup["source"]["kind"], "default");
+}
+
+/// `migrate` copies a FileStore data directory into a new SQLite one with every key's
+/// metadata, verified; `--dry-run` writes nothing; a second run copies nothing.
+#[test]
+fn migrate_copies_a_data_directory_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (from, to) = (dir.path().join("files"), dir.path().join("sqlite"));
+    let file_primary = [("HYBRIDSTORE_PRIMARY", "file")];
+    let src = dir.path().join("src");
+    std::fs::create_dir_all(src.join("book")).unwrap();
+    std::fs::write(src.join("book/a.html"), "<p>a</p>".repeat(100)).unwrap();
+    std::fs::write(src.join("b.txt"), incompressible(3 << 20, 9)).unwrap();
+    let o = hybridstore_env(&from, &["ingest", src.to_str().unwrap()], &file_primary);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let (f, t) = (from.to_str().unwrap(), to.to_str().unwrap());
+
+    let dry = json(&hybridstore_env(
+        &from,
+        &["--json", "migrate", "--from", f, "--to", t, "--dry-run"],
+        &[],
+    ));
+    assert_eq!(dry["report"]["to_copy"], 2, "{dry}");
+    assert_eq!(dry["report"]["copied"], 0, "{dry}");
+
+    let done = json(&hybridstore_env(
+        &from,
+        &["--json", "migrate", "--from", f, "--to", t],
+        &[],
+    ));
+    assert_eq!(done["report"]["copied"], 2, "{done}");
+    assert!(done["from"].as_str().unwrap().contains("file"), "{done}");
+    assert!(done["to"].as_str().unwrap().contains("sqlite"), "{done}");
+    let o = hybridstore(&to, &["get", "b.txt"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.stdout == incompressible(3 << 20, 9),
+        "b.txt differs after the migration"
+    );
+    let head_from = json(&hybridstore_env(
+        &from,
+        &["--json", "head", "book/a.html"],
+        &file_primary,
+    ));
+    let head_to = json(&hybridstore(&to, &["--json", "head", "book/a.html"]));
+    assert_eq!(head_from, head_to, "metadata differs after the migration");
+
+    let again = json(&hybridstore_env(
+        &from,
+        &["--json", "migrate", "--from", f, "--to", t],
+        &[],
+    ));
+    assert_eq!(again["report"]["already_migrated"], 2, "{again}");
+    assert_eq!(again["report"]["copied"], 0, "{again}");
+
+    let o = hybridstore_env(&from, &["migrate", "--from", f, "--to", "ftp://x/y"], &[]);
+    assert_eq!(code(&o), 2, "{}", String::from_utf8_lossy(&o.stderr));
+}

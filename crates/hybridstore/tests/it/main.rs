@@ -11,6 +11,7 @@ use hybridstore::{HybridStorageSystem, PrimaryStore, StorageConfig};
 #[cfg(feature = "backup")]
 mod backup;
 mod health;
+mod migrate;
 #[cfg(feature = "sync")]
 mod modes;
 mod streaming;
@@ -494,6 +495,75 @@ fn variables_for_other_purposes_are_not_configuration() {
     });
 }
 
+/// `load_explained` tells where each value came from (default, the file, a `HYBRIDSTORE_*`
+/// variable, a seed variable), shows URL passwords as `***`, and a validation error names the
+/// source of the fields it is about.
+#[test]
+#[allow(clippy::result_large_err)] // figment's Jail closure returns figment::Error by design
+fn explained_configuration_names_each_source() {
+    use hybridstore::ValueSource;
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "store.toml",
+            "io_concurrency = 5\nredis_url = \"redis://:hunter2@10.0.0.1:6379/\"\n\n\
+             [backup_schedule]\nrepository = \"/backups\"\n",
+        )?;
+        let path = jail.directory().join("store.toml");
+        jail.set_env("HYBRIDSTORE_VERIFY_READS", "false");
+        jail.set_env("S3_BUCKET", "seed-bucket");
+        let (config, explained) = StorageConfig::load_explained(Some(&path)).unwrap();
+        assert_eq!(config.io_concurrency, 5);
+        let entry = |field: &str| {
+            explained
+                .entries
+                .iter()
+                .find(|e| e.field == field)
+                .unwrap_or_else(|| panic!("no entry for {field}: {explained:?}"))
+                .clone()
+        };
+        assert_eq!(
+            entry("io_concurrency").source,
+            ValueSource::File(path.clone())
+        );
+        assert_eq!(entry("io_concurrency").value, "5");
+        assert_eq!(
+            entry("backup_schedule.repository").source,
+            ValueSource::File(path.clone())
+        );
+        assert_eq!(
+            entry("verify_reads").source,
+            ValueSource::Env("HYBRIDSTORE_VERIFY_READS".into())
+        );
+        assert_eq!(entry("verify_reads").value, "false");
+        assert_eq!(
+            entry("s3_bucket").source,
+            ValueSource::Env("S3_BUCKET".into())
+        );
+        assert_eq!(entry("s3_bucket").value, "seed-bucket");
+        assert_eq!(entry("dedup").source, ValueSource::Default);
+        assert_eq!(entry("dedup").value, "true");
+        assert_eq!(
+            entry("sql_url").value,
+            "none",
+            "unset optional fields are listed"
+        );
+        assert_eq!(entry("redis_url").value, "redis://:***@10.0.0.1:6379/");
+        let all = format!("{explained:?}");
+        assert!(!all.contains("hunter2"), "a password leaked: {all}");
+
+        // A validation error names the offending field's source.
+        jail.set_env("HYBRIDSTORE_IO_CONCURRENCY", "0");
+        let err = StorageConfig::load_explained(Some(&path)).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        assert!(
+            err.to_string()
+                .contains("io_concurrency from environment variable HYBRIDSTORE_IO_CONCURRENCY"),
+            "{err}"
+        );
+        Ok(())
+    });
+}
+
 /// `verify` and `export` read the stores, not the cache: damage under a cached value is
 /// still found.
 #[tokio::test]
@@ -714,6 +784,47 @@ async fn ingested_documents_are_searchable_by_their_words() {
     assert_eq!(count().await, 2 * before);
     let empty = system.search("   ", 3).await.unwrap_err();
     assert_eq!(empty.kind(), ErrorKind::InvalidInput);
+}
+
+/// `lancedb_chunks_table_name` (seed 002's `LANCEDB_CHUNKS_TABLE_NAME`) names the passages
+/// collection: ingest writes there, search reads there, the default name stays unused; a
+/// name LanceDB could not take is refused when the configuration is checked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passages_live_in_the_configured_chunks_table() {
+    use hybridstore::core::vector::VectorStore;
+    let base = tempfile::tempdir().unwrap();
+    let src = base.path().join("src");
+    make_source(&src);
+    let mut config = StorageConfig::with_data_dir(base.path().join("d"));
+    config.lancedb_chunks_table_name = "doc_chunks".to_string();
+    let system = HybridStorageSystem::open(config.clone()).await.unwrap();
+    let report = system.ingest_dir(&src, "docs/", |_| {}).await.unwrap();
+    let passages = report.passages.expect("vectors are on by default");
+    assert!(passages.passages > 0, "{passages:?}");
+    let store = system.vectors().unwrap();
+    assert_eq!(
+        store.count("doc_chunks", None).await.unwrap(),
+        passages.passages
+    );
+    assert_eq!(
+        store
+            .count(hybridstore::PASSAGES_COLLECTION, None)
+            .await
+            .unwrap_err()
+            .kind(),
+        ErrorKind::NotFound,
+        "nothing was written under the default name"
+    );
+    let hits = system.search("chapter", 3).await.unwrap();
+    assert_eq!(hits[0].key, "docs/book/ch01.html", "{hits:?}");
+
+    config.lancedb_chunks_table_name = "no spaces".to_string();
+    let err = config.validate().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidInput);
+    assert!(
+        err.to_string().contains("lancedb_chunks_table_name"),
+        "{err}"
+    );
 }
 
 /// Every error of the default stack names its operation, key and backend once, whichever

@@ -157,3 +157,128 @@ fn a_2_gib_value_streams_through_the_default_stack_in_bounded_memory() {
         (end - start) >> 20
     );
 }
+
+/// Pieces of the sizes a stream may yield: many small (dedup chunks), one larger than a batch.
+fn pieces() -> Vec<bytes::Bytes> {
+    let mut out = Vec::new();
+    let mut next = 0u8;
+    let mut piece = |len: usize| {
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                next = next.wrapping_add(7);
+                next
+            })
+            .collect();
+        bytes::Bytes::from(bytes)
+    };
+    for len in [1, 16 << 10, 3 << 20, 5 << 20, 17, (1 << 20) + 3] {
+        out.push(piece(len));
+    }
+    for _ in 0..600 {
+        out.push(piece(16 << 10));
+    }
+    out
+}
+
+/// `write_stream` hands every byte over in order, in batches of at most `WRITE_BATCH_BYTES`
+/// unless a piece alone is larger, and checkpoints on the way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_stream_writes_every_byte_in_order_in_batches() {
+    use futures::StreamExt;
+    #[derive(Default)]
+    struct Recorder {
+        bytes: Vec<u8>,
+        writes: Vec<usize>,
+        checkpoints: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    }
+    impl std::io::Write for Recorder {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.bytes.extend_from_slice(buf);
+            self.writes.push(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let pieces = pieces();
+    let expected: Vec<u8> = pieces.iter().flat_map(|p| p.iter().copied()).collect();
+    let body = futures::stream::iter(pieces.into_iter().map(Ok)).boxed();
+    let (recorder, written) = hybridstore::write_stream(
+        body,
+        Recorder::default(),
+        Some(|r: &Recorder| {
+            r.checkpoints
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            Ok(())
+        }),
+    )
+    .await
+    .expect("written");
+    assert_eq!(written, expected.len() as u64);
+    assert!(recorder.bytes == expected, "bytes differ from the stream's");
+    let oversized = recorder
+        .writes
+        .iter()
+        .filter(|&&w| w > hybridstore::WRITE_BATCH_BYTES)
+        .count();
+    assert_eq!(
+        oversized, 1,
+        "only the 5 MiB piece is a write above a batch"
+    );
+    assert!(
+        recorder.writes.len() < 10,
+        "{} writes for {} bytes: pieces were not gathered",
+        recorder.writes.len(),
+        expected.len()
+    );
+    // The test's value is below CHECKPOINT_EVERY_BYTES: no checkpoint is due.
+    assert!((expected.len() as u64) < hybridstore::CHECKPOINT_EVERY_BYTES);
+    assert_eq!(
+        recorder
+            .checkpoints
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+/// A stream error comes back as `Read` with the store's error; a failing destination as
+/// `Write`, and reading stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_stream_tells_read_failures_from_write_failures() {
+    use futures::StreamExt;
+    let mut items: Vec<hybridstore::core::Result<bytes::Bytes>> =
+        pieces().into_iter().map(Ok).collect();
+    items.insert(
+        3,
+        Err(hybridstore::core::Error::corrupted("checksum mismatch")),
+    );
+    let failed = hybridstore::write_stream(futures::stream::iter(items).boxed(), Vec::new(), None)
+        .await
+        .expect_err("the stream failed");
+    assert!(
+        matches!(&failed, hybridstore::WriteStreamError::Read(e) if e.kind() == hybridstore::core::ErrorKind::Corrupted),
+        "{failed:?}"
+    );
+
+    #[derive(Debug)]
+    struct Full;
+    impl std::io::Write for Full {
+        fn write(&mut self, _: &[u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::from(std::io::ErrorKind::StorageFull))
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    // An endless stream: only the writer's failure can end this call.
+    let endless =
+        futures::stream::repeat_with(|| Ok(bytes::Bytes::from(vec![1u8; 64 << 10]))).boxed();
+    let failed = hybridstore::write_stream(endless, Full, None)
+        .await
+        .expect_err("the destination is full");
+    assert!(
+        matches!(&failed, hybridstore::WriteStreamError::Write(e) if e.kind() == std::io::ErrorKind::StorageFull),
+        "{failed:?}"
+    );
+}
