@@ -760,7 +760,9 @@ hybridstore_core::kv_store_impl! {
 ///   dedup setting are read off the directory when it holds a store (`kv/` a file primary,
 ///   `kv.db` SQLite, `chunks/` dedup), else taken from the base configuration. Its stack
 ///   below the cache is what is read and written, so the copy is verified against the
-///   medium, not the cache.
+///   medium, not the cache. Only the key/value store migrates: the directory's LanceDB
+///   collections (passages included) and analytics database stay where they are, and the
+///   copy records no access events.
 pub enum MigrationEndpoint {
     /// A data directory.
     System(Box<crate::HybridStorageSystem>),
@@ -877,11 +879,15 @@ impl MigrationEndpoint {
     }
 }
 
-/// `base` with `data_dir` = `dir`, and the primary and dedup setting the directory already
+/// `base` with `data_dir` = `dir`, analytics and vectors off, and the primary and dedup setting the directory already
 /// holds, when it holds a store.
 fn data_dir_config(dir: &std::path::Path, base: &crate::StorageConfig) -> crate::StorageConfig {
     let mut config = base.clone();
     config.data_dir = dir.to_path_buf();
+    // The key/value store is what migrates: no access events for the copy, and LanceDB is
+    // left where it is (it stays in the directory it was written to).
+    config.analytics = false;
+    config.vectors = false;
     let file_primary = dir.join(crate::KV_DIR).is_dir();
     let sqlite_primary = dir.join(crate::KV_SQLITE_FILE).is_file();
     if file_primary || sqlite_primary {
