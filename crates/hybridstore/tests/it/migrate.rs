@@ -17,19 +17,6 @@ fn key(s: &str) -> Key {
     Key::new(s.to_string()).unwrap()
 }
 
-/// Incompressible bytes (xorshift64), so dedup and LZ4 cannot shorten them.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// A source with what a migration must carry: many small values, a streamed one (17 MiB),
 /// an empty one, a binary key, content types and times far in the past.
 async fn fill(store: &dyn KvStore, small: usize) {
@@ -51,7 +38,7 @@ async fn fill(store: &dyn KvStore, small: usize) {
     store
         .put_with(
             &key("big/video.bin"),
-            noise(17 << 20, 7).into(),
+            hybridstore_core::conformance::incompressible(17 << 20, 7),
             &PutOptions::with_content_type("video/mp4"),
         )
         .await
