@@ -213,6 +213,21 @@ pub struct StorageConfig {
     /// [`PASSAGES_COLLECTION`](crate::PASSAGES_COLLECTION)). 1 to 64 ASCII letters, digits,
     /// `_` or `-`, as collection names are.
     pub lancedb_chunks_table_name: String,
+    /// Seconds between two deletions of expired rows of the SQL `sessions` table by the
+    /// background upkeep (default 3,600; `0` off). See [`upkeep`](crate::upkeep).
+    pub upkeep_session_expiry_secs: u64,
+    /// Seconds between two purges of expired records from every LanceDB collection
+    /// (default 3,600; `0` off).
+    pub upkeep_vector_purge_secs: u64,
+    /// Seconds between two LanceDB optimizes of every collection: compaction, index update,
+    /// old versions pruned (default 86,400: daily; `0` off).
+    pub upkeep_lancedb_optimize_secs: u64,
+    /// Seconds between two chunk garbage collections of the dedup layer (default 86,400:
+    /// daily; `0` off).
+    pub upkeep_chunk_gc_secs: u64,
+    /// Grace of the background chunk GC in seconds: younger packs are never swept (default
+    /// 3,600, `hybridstore_dedup::GcOptions`'s, git's `gc.pruneExpire` idea).
+    pub upkeep_chunk_gc_grace_secs: u64,
     /// Scheduled snapshots of the whole system (seed 001's `backup_schedule`; default none):
     /// a long-running process takes one every `interval_seconds` into `repository` and
     /// applies `retention_days` (feature `backup`; `[backup_schedule]` in the TOML file).
@@ -337,6 +352,11 @@ impl Default for StorageConfig {
             sync_on_startup: true,
             lancedb_uri: None,
             lancedb_chunks_table_name: "passages".to_string(),
+            upkeep_session_expiry_secs: 3_600,
+            upkeep_vector_purge_secs: 3_600,
+            upkeep_lancedb_optimize_secs: 86_400,
+            upkeep_chunk_gc_secs: 86_400,
+            upkeep_chunk_gc_grace_secs: 3_600,
             backup_schedule: None,
         }
     }

@@ -62,6 +62,7 @@ pub mod stack;
 #[cfg(feature = "sync")]
 mod syncing;
 mod transfer;
+pub mod upkeep;
 
 /// The README's examples, compiled as doc tests so they stay true.
 #[cfg(doctest)]
@@ -208,6 +209,8 @@ pub struct HybridStorageSystem {
     /// The scheduled backups' task, when [`StorageConfig::backup_schedule`] is set.
     #[cfg(feature = "backup")]
     schedule: Option<Arc<snapshots::Scheduler>>,
+    /// The background upkeep task, when background tasks are on.
+    upkeep_task: Option<Arc<upkeep::Upkeep>>,
     /// Holds the primary's writes back while a backup takes its moment.
     #[cfg_attr(not(feature = "backup"), allow(dead_code))]
     barrier: Barrier,
@@ -380,6 +383,7 @@ impl HybridStorageSystem {
             sync_lock: Arc::default(),
             #[cfg(feature = "backup")]
             schedule: None,
+            upkeep_task: None,
             barrier,
             upkeep: Arc::default(),
             _owner: owner,
@@ -388,6 +392,7 @@ impl HybridStorageSystem {
         let system = system.start_backup().await;
         #[cfg(feature = "backup")]
         let system = system.start_schedule();
+        let system = system.start_upkeep();
         Ok(system)
     }
 
@@ -402,7 +407,8 @@ impl HybridStorageSystem {
         self.disk_cache.as_ref()
     }
 
-    /// Stops the system cleanly: scheduled backups stop (one under way finishes); in
+    /// Stops the system cleanly: background upkeep stops (a job under way finishes), then
+    /// scheduled backups stop (one under way finishes); in
     /// [`StorageMode::LocalWithS3Backup`] the background push
     /// stops (a push under way finishes) and one last push sends what changed since (its
     /// outcome in the report; a failure does not fail the shutdown), then the access-event
@@ -418,6 +424,7 @@ impl HybridStorageSystem {
     pub async fn shutdown(self) -> Result<ShutdownReport> {
         #[allow(unused_mut)] // fields exist per feature
         let mut report = ShutdownReport::default();
+        self.stop_upkeep().await;
         #[cfg(feature = "backup")]
         self.stop_schedule().await;
         #[cfg(feature = "sync")]

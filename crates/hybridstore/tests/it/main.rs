@@ -15,6 +15,7 @@ mod migrate;
 #[cfg(feature = "sync")]
 mod modes;
 mod streaming;
+mod upkeep;
 
 /// Relative path -> contents of every regular file under `root`.
 fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
