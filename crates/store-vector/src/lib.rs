@@ -41,6 +41,7 @@ mod query;
 mod schema;
 mod store;
 mod text;
+mod versions;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -73,6 +74,7 @@ pub use indexes::{IndexSpec, MIN_ROWS_FOR_VECTOR_INDEX};
 use query::{check_k, distance_type, hits};
 pub use schema::SPEC_METADATA_KEY;
 pub use text::{HybridQuery, TextQuery};
+pub use versions::{CollectionAtVersion, CollectionVersion};
 /// Settings of a [`LanceVectorStore`].
 #[derive(Clone, Debug)]
 pub struct LanceOptions {

@@ -10,3 +10,4 @@ mod s3;
 mod search;
 mod support;
 mod tenants;
+mod versions;
