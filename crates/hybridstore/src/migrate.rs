@@ -308,7 +308,7 @@ impl<'a> StorageMigrator<'a> {
                 outcomes.push(failed(&p.key, &changed()));
                 continue;
             }
-            batch.put_with(p.key.clone(), value, options_of(&p.meta));
+            batch.put_with(p.key.clone(), value, PutOptions::preserving(&p.meta));
             written.push(p);
         }
         if written.is_empty() {
@@ -354,7 +354,7 @@ impl<'a> StorageMigrator<'a> {
             );
             let written = self
                 .target
-                .put_stream(&key, &mut reader, &options_of(&meta))
+                .put_stream(&key, &mut reader, &PutOptions::preserving(&meta))
                 .await?;
             // The target hashed what it received: another value than the plan's means the
             // source changed in between (its metadata went along, so it must be redone).
@@ -404,11 +404,6 @@ fn check_copy(len: u64, digest: Sha256Digest, meta: &ObjectMeta) -> Result<()> {
 
 fn gone_after_copy() -> Error {
     Error::corrupted("missing from the target right after its copy")
-}
-
-/// The options that give the copy the source's content type and times.
-fn options_of(meta: &ObjectMeta) -> PutOptions {
-    PutOptions::preserving(meta)
 }
 
 /// Whether the target's copy is the source's value with its metadata.
@@ -558,7 +553,7 @@ impl<O: KvStore, N: KvStore> DualReadStore<O, N> {
                 .map_err(|e| std::io::Error::other(e.to_string())),
         );
         self.new
-            .put_stream(key, &mut reader, &options_of(&meta))
+            .put_stream(key, &mut reader, &PutOptions::preserving(&meta))
             .await?;
         Ok(())
     }
