@@ -45,6 +45,7 @@
 //!   ([`HybridStorageSystem::backup_to`], [`snapshots::restore_system`],
 //!   [`backup`](mod@backup)); implies `sql`.
 
+mod background;
 mod config;
 pub mod health;
 #[cfg(feature = "analytics")]
@@ -208,9 +209,9 @@ pub struct HybridStorageSystem {
     sync_lock: Arc<tokio::sync::Mutex<()>>,
     /// The scheduled backups' task, when [`StorageConfig::backup_schedule`] is set.
     #[cfg(feature = "backup")]
-    schedule: Option<Arc<snapshots::Scheduler>>,
+    schedule: Option<Arc<background::BackgroundTask<snapshots::ScheduleStatus>>>,
     /// The background upkeep task, when background tasks are on.
-    upkeep_task: Option<Arc<upkeep::Upkeep>>,
+    upkeep_task: Option<Arc<background::BackgroundTask<upkeep::UpkeepStatus>>>,
     /// Holds the primary's writes back while a backup takes its moment.
     #[cfg_attr(not(feature = "backup"), allow(dead_code))]
     barrier: Barrier,

@@ -713,23 +713,6 @@ pub struct ScheduleStatus {
     pub forgotten: u64,
 }
 
-/// The scheduled backups' task.
-pub(crate) struct Scheduler {
-    /// Dropping it (the system dropped) or sending `true` (shutdown) stops the task; a
-    /// backup under way finishes first.
-    stop: tokio::sync::watch::Sender<bool>,
-    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    status: Arc<tokio::sync::watch::Sender<ScheduleStatus>>,
-}
-
-impl std::fmt::Debug for Scheduler {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Scheduler")
-            .field("status", &*self.status.borrow())
-            .finish_non_exhaustive()
-    }
-}
-
 /// One scheduled backup, then the retention if the schedule has one.
 async fn scheduled_backup(
     capture: &Capture,
@@ -815,41 +798,22 @@ impl HybridStorageSystem {
         if !self.options.background_tasks() {
             return self;
         }
-        let status = Arc::new(tokio::sync::watch::Sender::new(ScheduleStatus {
+        let initial = ScheduleStatus {
             repository: schedule.repository.clone(),
             ..ScheduleStatus::default()
-        }));
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(schedule_loop(
-            self.capture(),
-            schedule,
-            self.options.clone(),
-            stop_rx,
-            status.clone(),
-        ));
-        self.schedule = Some(Arc::new(Scheduler {
-            stop,
-            task: std::sync::Mutex::new(Some(task)),
-            status,
-        }));
+        };
+        let (capture, options) = (self.capture(), self.options.clone());
+        self.schedule = Some(Arc::new(crate::background::BackgroundTask::spawn(
+            initial,
+            |stop, status| schedule_loop(capture, schedule, options, stop, status),
+        )));
         self
     }
 
     /// Stops the scheduled backups (one under way finishes first).
     pub(crate) async fn stop_schedule(&self) {
-        let Some(scheduler) = &self.schedule else {
-            return;
-        };
-        let task = scheduler
-            .task
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        let _ = scheduler.stop.send(true);
-        if let Some(task) = task
-            && let Err(e) = task.await
-        {
-            tracing::warn!(error = %e, "the scheduled backup task failed");
+        if let Some(scheduler) = &self.schedule {
+            scheduler.stop("scheduled backup").await;
         }
     }
 
@@ -857,6 +821,6 @@ impl HybridStorageSystem {
     /// background tasks are on (else `None`): a receiver that sees every update, so a caller
     /// can wait for the next snapshot with `changed()`.
     pub fn backup_schedule_status(&self) -> Option<tokio::sync::watch::Receiver<ScheduleStatus>> {
-        self.schedule.as_ref().map(|s| s.status.subscribe())
+        self.schedule.as_ref().map(|s| s.subscribe())
     }
 }

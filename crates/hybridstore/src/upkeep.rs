@@ -23,6 +23,7 @@ use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
+use crate::background::BackgroundTask;
 use crate::{HybridStorageSystem, StorageConfig};
 
 /// What the upkeep task has done since the system opened. Read with
@@ -184,22 +185,6 @@ impl Context {
     }
 }
 
-/// The running task: dropping it (the system dropped) or sending `true` (shutdown) stops it
-/// after the job under way.
-pub(crate) struct Upkeep {
-    stop: tokio::sync::watch::Sender<bool>,
-    task: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    status: Arc<tokio::sync::watch::Sender<UpkeepStatus>>,
-}
-
-impl std::fmt::Debug for Upkeep {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upkeep")
-            .field("status", &*self.status.borrow())
-            .finish_non_exhaustive()
-    }
-}
-
 /// The task: every job that applies on its interval (the first one interval after opening),
 /// one job at a time.
 async fn upkeep_loop(
@@ -256,32 +241,17 @@ impl HybridStorageSystem {
             #[cfg(feature = "vectors")]
             vectors: self.vectors.clone(),
         };
-        let status = Arc::new(tokio::sync::watch::Sender::new(UpkeepStatus::default()));
-        let (stop, stop_rx) = tokio::sync::watch::channel(false);
-        let task = tokio::spawn(upkeep_loop(context, stop_rx, status.clone()));
-        self.upkeep_task = Some(Arc::new(Upkeep {
-            stop,
-            task: std::sync::Mutex::new(Some(task)),
-            status,
-        }));
+        self.upkeep_task = Some(Arc::new(BackgroundTask::spawn(
+            UpkeepStatus::default(),
+            |stop, status| upkeep_loop(context, stop, status),
+        )));
         self
     }
 
     /// Stops the upkeep task (a job under way finishes first).
     pub(crate) async fn stop_upkeep(&self) {
-        let Some(upkeep) = &self.upkeep_task else {
-            return;
-        };
-        let task = upkeep
-            .task
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        let _ = upkeep.stop.send(true);
-        if let Some(task) = task
-            && let Err(e) = task.await
-        {
-            tracing::warn!(error = %e, "the upkeep task failed");
+        if let Some(upkeep) = &self.upkeep_task {
+            upkeep.stop("upkeep").await;
         }
     }
 
@@ -289,6 +259,6 @@ impl HybridStorageSystem {
     /// background tasks are on (else `None`): a receiver that sees every update, so a caller
     /// can wait for the next job with `changed()`.
     pub fn upkeep_status(&self) -> Option<tokio::sync::watch::Receiver<UpkeepStatus>> {
-        self.upkeep_task.as_ref().map(|u| u.status.subscribe())
+        self.upkeep_task.as_ref().map(|u| u.subscribe())
     }
 }
