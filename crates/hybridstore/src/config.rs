@@ -63,6 +63,7 @@ pub const SEED_ENV_VARS: &[&str] = &[
     "S3_BACKUP_ENABLED",
     "SYNC_ON_STARTUP",
     "LANCEDB_URI",
+    "LANCEDB_TABLE_NAME",
     "LANCEDB_CHUNKS_TABLE_NAME",
 ];
 
@@ -213,6 +214,15 @@ pub struct StorageConfig {
     /// [`PASSAGES_COLLECTION`](crate::PASSAGES_COLLECTION)). 1 to 64 ASCII letters, digits,
     /// `_` or `-`, as collection names are.
     pub lancedb_chunks_table_name: String,
+    /// The LanceDB collection holding the passages of documents stored with
+    /// [`HybridStorageSystem::documents`](crate::HybridStorageSystem::documents)
+    /// (`LANCEDB_TABLE_NAME`, seed 002's documents table; default `documents`); each
+    /// modality's embeddings live in `<name>_text`, `<name>_image` and `<name>_audio`. 1 to
+    /// 58 ASCII letters, digits, `_` or `-` (a collection name with room for the suffix).
+    pub lancedb_table_name: String,
+    /// The documents store's shape: each modality's embedding dimension and the declared
+    /// metadata fields (`[documents]` in the TOML file; default: no embeddings, no fields).
+    pub documents: DocumentsConfig,
     /// Seconds between two deletions of expired rows of the SQL `sessions` table by the
     /// background upkeep (default 3,600; `0` off). See [`upkeep`](crate::upkeep).
     pub upkeep_session_expiry_secs: u64,
@@ -304,6 +314,153 @@ impl BackupSchedule {
     }
 }
 
+/// Longest [`StorageConfig::lancedb_table_name`]: a collection name (64 bytes) less the
+/// longest modality suffix (`_image`, `_audio`: 6 bytes).
+pub const MAX_DOCUMENTS_TABLE_NAME_LEN: usize = hybridstore_core::vector::MAX_NAME_LEN - 6;
+
+/// Metadata field names the documents store uses itself on every LanceDB record.
+pub const RESERVED_DOCUMENT_FIELDS: &[&str] = &["doc_id", "generation", "passage"];
+
+/// A kind of embedding a document may carry (seed 004's `MultimodalDocument`): each has its
+/// own collection, dimension and index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Modality {
+    /// An embedding of the document's text.
+    Text,
+    /// An embedding of an image.
+    Image,
+    /// An embedding of audio.
+    Audio,
+}
+
+impl Modality {
+    /// Every modality, in order.
+    pub const ALL: [Modality; 3] = [Modality::Text, Modality::Image, Modality::Audio];
+
+    /// The name used in configuration, collection names and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Modality::Text => "text",
+            Modality::Image => "image",
+            Modality::Audio => "audio",
+        }
+    }
+}
+
+impl std::fmt::Display for Modality {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The shape of the documents store ([`StorageConfig::documents`]): which modalities carry
+/// embeddings and of what dimension, how they are compared, and the metadata fields
+/// documents may carry (typed, filterable in `list` and `search`).
+///
+/// ```
+/// use hybridstore::{DocumentsConfig, Modality};
+/// use hybridstore::core::vector::FieldType;
+/// let shape = DocumentsConfig::default()
+///     .with_modality(Modality::Text, 384)
+///     .with_modality(Modality::Image, 512)
+///     .with_field("author", FieldType::String);
+/// assert_eq!(shape.dimension(Modality::Image), 512);
+/// assert_eq!(shape.dimension(Modality::Audio), 0);
+/// shape.validate()?;
+/// # Ok::<(), hybridstore::core::Error>(())
+/// ```
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+#[non_exhaustive]
+pub struct DocumentsConfig {
+    /// Dimension of text embeddings, 1 to 16,384 (default 0: documents carry none).
+    pub text_dimension: usize,
+    /// Dimension of image embeddings (default 0: none).
+    pub image_dimension: usize,
+    /// Dimension of audio embeddings (default 0: none).
+    pub audio_dimension: usize,
+    /// How embeddings are compared (default cosine).
+    pub distance: hybridstore_core::vector::Distance,
+    /// Metadata fields documents may carry, by name (`[a-z][a-z0-9_]*`, not one of the
+    /// vector store's reserved names nor [`RESERVED_DOCUMENT_FIELDS`]).
+    pub fields: std::collections::BTreeMap<String, hybridstore_core::vector::FieldType>,
+}
+
+impl DocumentsConfig {
+    /// This shape with `modality`'s embeddings of `dimension` components (0: none).
+    pub fn with_modality(mut self, modality: Modality, dimension: usize) -> Self {
+        match modality {
+            Modality::Text => self.text_dimension = dimension,
+            Modality::Image => self.image_dimension = dimension,
+            Modality::Audio => self.audio_dimension = dimension,
+        }
+        self
+    }
+
+    /// This shape with a metadata field.
+    pub fn with_field(
+        mut self,
+        name: impl Into<String>,
+        field_type: hybridstore_core::vector::FieldType,
+    ) -> Self {
+        self.fields.insert(name.into(), field_type);
+        self
+    }
+
+    /// This shape with `distance` comparing embeddings.
+    pub fn with_distance(mut self, distance: hybridstore_core::vector::Distance) -> Self {
+        self.distance = distance;
+        self
+    }
+
+    /// The dimension of `modality`'s embeddings (0: documents carry none).
+    pub fn dimension(&self, modality: Modality) -> usize {
+        match modality {
+            Modality::Text => self.text_dimension,
+            Modality::Image => self.image_dimension,
+            Modality::Audio => self.audio_dimension,
+        }
+    }
+
+    /// The modalities with embeddings.
+    pub fn modalities(&self) -> Vec<Modality> {
+        Modality::ALL
+            .into_iter()
+            .filter(|m| self.dimension(*m) > 0)
+            .collect()
+    }
+
+    /// Checks dimensions and field names.
+    ///
+    /// # Errors
+    /// `InvalidInput` for a dimension above 16,384 or a field name that is invalid or
+    /// reserved.
+    pub fn validate(&self) -> Result<()> {
+        use hybridstore_core::vector::{CollectionSpec, MAX_DIMENSION};
+        for m in Modality::ALL {
+            let d = self.dimension(m);
+            if d > MAX_DIMENSION {
+                return Err(Error::invalid_input(format!(
+                    "documents.{m}_dimension must be at most {MAX_DIMENSION}, got {d}"
+                )));
+            }
+        }
+        let mut spec = CollectionSpec::text_only("documents");
+        for (name, ty) in &self.fields {
+            if RESERVED_DOCUMENT_FIELDS.contains(&name.as_str()) {
+                return Err(Error::invalid_input(format!(
+                    "documents.fields: {name:?} is reserved (reserved: {})",
+                    RESERVED_DOCUMENT_FIELDS.join(", ")
+                )));
+            }
+            spec = spec.with_field(name.clone(), *ty);
+        }
+        spec.validate()
+            .map_err(|e| Error::invalid_input(format!("documents.fields: {}", e.message())))
+    }
+}
+
 /// The primary key/value store of a [`HybridStorageSystem`](crate::HybridStorageSystem).
 /// Configured as `primary = "file"` or `primary = "sql"` (`HYBRIDSTORE_PRIMARY=sql`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -352,6 +509,8 @@ impl Default for StorageConfig {
             sync_on_startup: true,
             lancedb_uri: None,
             lancedb_chunks_table_name: "passages".to_string(),
+            lancedb_table_name: "documents".to_string(),
+            documents: DocumentsConfig::default(),
             upkeep_session_expiry_secs: 3_600,
             upkeep_vector_purge_secs: 3_600,
             upkeep_lancedb_optimize_secs: 86_400,
@@ -363,6 +522,12 @@ impl Default for StorageConfig {
 }
 
 impl StorageConfig {
+    /// This configuration with `documents` as the documents store's shape.
+    pub fn with_documents(mut self, documents: DocumentsConfig) -> Self {
+        self.documents = documents;
+        self
+    }
+
     /// A default configuration with `data_dir` set.
     pub fn with_data_dir(data_dir: impl Into<PathBuf>) -> Self {
         StorageConfig {
@@ -424,8 +589,9 @@ impl StorageConfig {
     /// `primary` is not `sql`, `dedup` is on with a PostgreSQL `sql_url` (its chunks would
     /// stay on this machine while its manifests are shared), or the cache settings are
     /// invalid (see
-    /// [`cache_config`](Self::cache_config)), `lancedb_chunks_table_name` is not a collection
-    /// name, or the S3 flags do not make one of the four
+    /// [`cache_config`](Self::cache_config)), `lancedb_chunks_table_name` or
+    /// `lancedb_table_name` is not a collection name, `documents` is invalid (see
+    /// [`DocumentsConfig::validate`]), or the S3 flags do not make one of the four
     /// modes (see [`mode`](Self::mode)).
     pub fn validate(&self) -> Result<()> {
         self.mode()?;
@@ -450,6 +616,16 @@ impl StorageConfig {
         self.cache_config()?;
         hybridstore_core::vector::validate_collection_name(&self.lancedb_chunks_table_name)
             .map_err(|e| Error::invalid_input(format!("lancedb_chunks_table_name: {e}")))?;
+        if self.lancedb_table_name.len() > MAX_DOCUMENTS_TABLE_NAME_LEN {
+            return Err(Error::invalid_input(format!(
+                "lancedb_table_name is {} bytes; at most {MAX_DOCUMENTS_TABLE_NAME_LEN} leave room \
+                 for the modality suffix (`_image`)",
+                self.lancedb_table_name.len()
+            )));
+        }
+        hybridstore_core::vector::validate_collection_name(&self.lancedb_table_name)
+            .map_err(|e| Error::invalid_input(format!("lancedb_table_name: {e}")))?;
+        self.documents.validate()?;
         if let Some(schedule) = &self.backup_schedule {
             schedule.validate()?;
         }

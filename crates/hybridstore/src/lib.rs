@@ -47,6 +47,8 @@
 
 mod background;
 mod config;
+#[cfg(all(feature = "sql", feature = "vectors"))]
+pub mod documents;
 pub mod health;
 #[cfg(feature = "analytics")]
 mod metrics;
@@ -83,7 +85,8 @@ use serde::Serialize;
 use stack::{Layer, Stack, StackBuilder};
 
 pub use config::{
-    BackupSchedule, ConfigEntry, ConfigExplanation, ENV_PREFIX, PrimaryStore, SEED_ENV_VARS,
+    BackupSchedule, ConfigEntry, ConfigExplanation, DocumentsConfig, ENV_PREFIX,
+    MAX_DOCUMENTS_TABLE_NAME_LEN, Modality, PrimaryStore, RESERVED_DOCUMENT_FIELDS, SEED_ENV_VARS,
     StorageConfig, StorageMode, ValueSource,
 };
 pub use modes::{OpenOptions, S3_CACHE_DIR};
@@ -191,6 +194,9 @@ pub struct HybridStorageSystem {
     analytics: Option<Arc<hybridstore_analytics::AnalyticsStore>>,
     #[cfg(feature = "vectors")]
     vectors: Option<hybridstore_vector::LanceVectorStore>,
+    /// Documents across SQL, the stack and LanceDB (when vectors are on).
+    #[cfg(all(feature = "sql", feature = "vectors"))]
+    documents: Option<documents::DocumentStore>,
     /// The SQL primary, kept apart so `shutdown` can close its connections.
     #[cfg(feature = "sql")]
     sql: Option<Arc<hybridstore_sql::SqlStore>>,
@@ -362,6 +368,23 @@ impl HybridStorageSystem {
         } else {
             None
         };
+        #[cfg(all(feature = "sql", feature = "vectors"))]
+        let documents = vectors.as_ref().map(|lance| {
+            let home = match &sql {
+                Some(sql) => documents::SqlHome::Primary(sql.clone()),
+                None => {
+                    documents::SqlHome::File(config.data_dir.join(documents::DOCUMENTS_SQLITE_FILE))
+                }
+            };
+            documents::DocumentStore::new(
+                kv.clone(),
+                lance.clone(),
+                home,
+                config.documents.clone(),
+                config.lancedb_table_name.clone(),
+                config.verify_reads,
+            )
+        });
         let system = HybridStorageSystem {
             config,
             primary: probe,
@@ -373,6 +396,8 @@ impl HybridStorageSystem {
             analytics,
             #[cfg(feature = "vectors")]
             vectors,
+            #[cfg(all(feature = "sql", feature = "vectors"))]
+            documents,
             #[cfg(feature = "sql")]
             sql,
             mode,
@@ -447,6 +472,10 @@ impl HybridStorageSystem {
                 })?;
             report.analytics = Some(stats);
         }
+        #[cfg(all(feature = "sql", feature = "vectors"))]
+        if let Some(documents) = &self.documents {
+            documents.close().await;
+        }
         #[cfg(feature = "sql")]
         if let Some(sql) = &self.sql {
             sql.close().await;
@@ -478,6 +507,20 @@ impl HybridStorageSystem {
                 "search needs vectors = true",
             )),
         }
+    }
+
+    /// Documents across engines: content and text through the key/value stack, a row in
+    /// the SQL `documents` table, passages and per-modality embeddings in LanceDB, searched
+    /// by keywords, vectors or both ([`documents`](mod@documents)). The shape (dimensions,
+    /// fields) is [`StorageConfig::documents`].
+    ///
+    /// # Errors
+    /// `Unsupported` if vectors are off.
+    #[cfg(all(feature = "sql", feature = "vectors"))]
+    pub fn documents(&self) -> Result<&documents::DocumentStore> {
+        self.documents
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorKind::Unsupported, "documents need vectors = true"))
     }
 
     /// The analytics store (access events, reports), if [`StorageConfig::analytics`] is on.

@@ -51,6 +51,9 @@ use crate::{
 
 /// Name in a snapshot of the SQLite database (the primary's `kv.db`, every table).
 pub const SQL_ITEM: &str = KV_SQLITE_FILE;
+/// Name in a snapshot of the documents store's own SQLite database (`documents.db`, when the
+/// primary is not a `SqlStore`).
+pub const DOCUMENTS_ITEM: &str = "documents.db";
 /// Name in a snapshot of the analytics database.
 pub const ANALYTICS_ITEM: &str = ANALYTICS_FILE;
 /// Prefix of the LanceDB files' names in a snapshot (`lance/<path under <data_dir>/lance>`).
@@ -76,6 +79,8 @@ pub(crate) struct Capture {
     sql: Option<Arc<hybridstore_sql::SqlStore>>,
     #[cfg(feature = "analytics")]
     analytics: Option<Arc<hybridstore_analytics::AnalyticsStore>>,
+    #[cfg(all(feature = "sql", feature = "vectors"))]
+    documents: Option<crate::documents::DocumentStore>,
 }
 
 impl HybridStorageSystem {
@@ -90,6 +95,8 @@ impl HybridStorageSystem {
             sql: self.sql.clone(),
             #[cfg(feature = "analytics")]
             analytics: self.analytics.clone(),
+            #[cfg(all(feature = "sql", feature = "vectors"))]
+            documents: self.documents.clone(),
         }
     }
 
@@ -163,6 +170,12 @@ impl Capture {
             .await
             .map_err(|e| Error::backend(format!("creating the staging directory: {e}")))??
         };
+        // Opened (and repaired, which writes through the stack) before the barrier is held.
+        #[cfg(all(feature = "sql", feature = "vectors"))]
+        let documents_sql = match &self.documents {
+            Some(documents) => documents.own_sql_for_backup().await?,
+            None => None,
+        };
         let hold = self.barrier.hold().await;
         let time = chrono::Local::now().fixed_offset();
         let keys = self.capture_keys().await?;
@@ -175,6 +188,15 @@ impl Capture {
             sql.copy_into(&path).await?;
             files.push(FileSource {
                 name: SQL_ITEM.to_string(),
+                path,
+            });
+        }
+        #[cfg(all(feature = "sql", feature = "vectors"))]
+        if let Some(sql) = documents_sql {
+            let path = staging.path().join(DOCUMENTS_ITEM);
+            sql.copy_into(&path).await?;
+            files.push(FileSource {
+                name: DOCUMENTS_ITEM.to_string(),
                 path,
             });
         }
@@ -598,6 +620,7 @@ async fn restore_locked(
             let target = match item.name.as_str() {
                 SQL_ITEM if by_files => data_dir.join(KV_SQLITE_FILE),
                 SQL_ITEM => continue,
+                DOCUMENTS_ITEM => data_dir.join(DOCUMENTS_ITEM),
                 ANALYTICS_ITEM if config.analytics => data_dir.join(ANALYTICS_FILE),
                 n if n.starts_with(LANCE_ITEM_PREFIX) && config.vectors => {
                     let rel = &n[LANCE_ITEM_PREFIX.len()..];

@@ -10,6 +10,8 @@ use hybridstore::{HybridStorageSystem, PrimaryStore, StorageConfig};
 
 #[cfg(feature = "backup")]
 mod backup;
+#[cfg(all(feature = "sql", feature = "vectors"))]
+mod documents;
 mod health;
 mod migrate;
 #[cfg(feature = "sync")]

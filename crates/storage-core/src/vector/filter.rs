@@ -199,4 +199,154 @@ impl Filter {
             Filter::Not(x) => x.validate(spec),
         }
     }
+    /// Whether a record whose field values are `values` (absent fields are null) matches,
+    /// with SQL's three-valued logic as the engines evaluate it: a comparison with a null
+    /// field is unknown, `NOT unknown` is unknown, `AND`/`OR` follow Kleene's tables, and
+    /// only a filter that is true matches (ISO/IEC 9075 §8.1–8.2; so `Ne("kind", x)` and
+    /// `Not(Eq("kind", x))` both skip records without `kind`, as in LanceDB). Integers and
+    /// floats compare numerically; strings bytewise. Call [`validate`](Self::validate)
+    /// first: a comparison of values of other types is unknown.
+    pub fn matches(&self, values: &std::collections::BTreeMap<String, FieldValue>) -> bool {
+        self.truth(values) == Some(true)
+    }
+
+    /// The filter's truth value: `None` is SQL's unknown.
+    fn truth(&self, values: &std::collections::BTreeMap<String, FieldValue>) -> Option<bool> {
+        use std::cmp::Ordering;
+        let cmp = |field: &str, value: &FieldValue| -> Option<Ordering> {
+            compare(values.get(field)?, value)
+        };
+        match self {
+            Filter::Eq(f, v) => cmp(f, v).map(Ordering::is_eq),
+            Filter::Ne(f, v) => cmp(f, v).map(Ordering::is_ne),
+            Filter::Gt(f, v) => cmp(f, v).map(Ordering::is_gt),
+            Filter::Ge(f, v) => cmp(f, v).map(Ordering::is_ge),
+            Filter::Lt(f, v) => cmp(f, v).map(Ordering::is_lt),
+            Filter::Le(f, v) => cmp(f, v).map(Ordering::is_le),
+            Filter::In(f, vs) => {
+                let mut unknown = false;
+                for v in vs {
+                    match cmp(f, v) {
+                        Some(Ordering::Equal) => return Some(true),
+                        None => unknown = true,
+                        Some(_) => {}
+                    }
+                }
+                if unknown { None } else { Some(false) }
+            }
+            Filter::Contains(f, s) => match values.get(f.as_str())? {
+                FieldValue::StringList(list) => Some(list.iter().any(|x| x == s)),
+                _ => None,
+            },
+            Filter::IsNull(f) => Some(!values.contains_key(f.as_str())),
+            Filter::And(all) => {
+                let mut unknown = false;
+                for x in all {
+                    match x.truth(values) {
+                        Some(false) => return Some(false),
+                        None => unknown = true,
+                        Some(true) => {}
+                    }
+                }
+                if unknown { None } else { Some(true) }
+            }
+            Filter::Or(all) => {
+                let mut unknown = false;
+                for x in all {
+                    match x.truth(values) {
+                        Some(true) => return Some(true),
+                        None => unknown = true,
+                        Some(false) => {}
+                    }
+                }
+                if unknown { None } else { Some(false) }
+            }
+            Filter::Not(x) => x.truth(values).map(|t| !t),
+        }
+    }
+}
+
+/// The order of two values of comparable types (`None` for other pairs and NaN).
+fn compare(a: &FieldValue, b: &FieldValue) -> Option<std::cmp::Ordering> {
+    use FieldValue::{Float, Integer, String as Text, Timestamp};
+    match (a, b) {
+        (Text(x), Text(y)) => Some(x.as_bytes().cmp(y.as_bytes())),
+        (Integer(x), Integer(y)) | (Timestamp(x), Timestamp(y)) => Some(x.cmp(y)),
+        (Float(x), Float(y)) => x.partial_cmp(y),
+        #[allow(clippy::cast_precision_loss)] // SQL compares mixed numbers as floats too
+        (Integer(x), Float(y)) => (*x as f64).partial_cmp(y),
+        #[allow(clippy::cast_precision_loss)]
+        (Float(x), Integer(y)) => x.partial_cmp(&(*y as f64)),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+
+    fn record(pairs: &[(&str, FieldValue)]) -> BTreeMap<String, FieldValue> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), v.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn matches_follows_three_valued_logic() {
+        let full = record(&[
+            ("kind", "guide".into()),
+            ("year", 2024i64.into()),
+            ("score", 0.5f64.into()),
+            ("tags", vec!["rust".to_string(), "db".to_string()].into()),
+        ]);
+        let bare = record(&[]);
+        assert!(Filter::eq("kind", "guide").matches(&full));
+        assert!(!Filter::eq("kind", "api").matches(&full));
+        assert!(Filter::range("year", 2020i64, 2025i64).matches(&full));
+        assert!(
+            Filter::gt("score", 0i64).matches(&full),
+            "integers compare with floats"
+        );
+        assert!(Filter::contains("tags", "db").matches(&full));
+        assert!(!Filter::contains("tags", "go").matches(&full));
+        assert!(Filter::is_in("kind", ["api", "guide"]).matches(&full));
+        // A null field: every comparison is unknown, and so is its negation.
+        for f in [
+            Filter::eq("kind", "guide"),
+            Filter::ne("kind", "guide"),
+            Filter::eq("kind", "guide").not(),
+            Filter::contains("tags", "db"),
+            Filter::is_in("kind", ["guide"]),
+        ] {
+            assert!(!f.matches(&bare), "{f:?}");
+        }
+        assert!(Filter::is_null("kind").matches(&bare));
+        assert!(!Filter::is_null("kind").matches(&full));
+        // Kleene: unknown OR true is true; unknown AND false is false (so NOT of it matches).
+        let unknown = Filter::eq("missing", "x");
+        assert!(
+            unknown
+                .clone()
+                .or(Filter::eq("kind", "guide"))
+                .matches(&full)
+        );
+        assert!(
+            unknown
+                .clone()
+                .and(Filter::eq("kind", "api"))
+                .not()
+                .matches(&full)
+        );
+        assert!(
+            !unknown
+                .clone()
+                .and(Filter::eq("kind", "guide"))
+                .matches(&full)
+        );
+        assert!(Filter::And(vec![]).matches(&bare));
+        assert!(!Filter::Or(vec![]).matches(&bare));
+    }
 }
