@@ -476,3 +476,67 @@ async fn a_backup_removes_the_staging_a_killed_backup_left() {
     assert!(left.is_empty(), "staging directories left: {left:?}");
     system.shutdown().await.unwrap();
 }
+
+/// Documents on a FileStore primary keep their rows in `documents.db`: a backup takes that
+/// file too, and the restored system has every document whole (row, content, passages and
+/// embeddings); a document stored after the snapshot is not in it.
+#[cfg(feature = "vectors")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_beside_a_file_primary_are_backed_up_and_restored() {
+    use hybridstore::documents::{MultimodalQuery, NewDocument};
+    use hybridstore::{DocumentsConfig, Modality};
+    let base = tempfile::tempdir().unwrap();
+    let shape = DocumentsConfig::default().with_modality(Modality::Image, 2);
+    let mut config = StorageConfig::with_data_dir(base.path().join("data")).with_documents(shape);
+    config.primary = PrimaryStore::File;
+    config.analytics = false;
+    let system = HybridStorageSystem::open(config.clone()).await.unwrap();
+    let docs = system.documents().unwrap();
+    docs.put(
+        NewDocument::new("kept")
+            .with_content(vec![5u8; 70_000], "application/octet-stream")
+            .with_text("lighthouse keepers log the weather")
+            .with_embedding(Modality::Image, vec![1.0, 0.0]),
+    )
+    .await
+    .unwrap();
+    let repo_store: Arc<dyn KvStore> =
+        Arc::new(FileStore::open(base.path().join("repo")).await.unwrap());
+    let repo = Repository::open_or_init(repo_store).await.unwrap();
+    let snapshot = system.backup_to(&repo, vec![], &|_| {}).await.unwrap();
+    docs.put(NewDocument::new("later").with_text("after the snapshot"))
+        .await
+        .unwrap();
+    system.shutdown().await.unwrap();
+
+    let mut target = config.clone();
+    target.data_dir = base.path().join("restored");
+    restore_system(
+        &repo,
+        &snapshot.id,
+        target.clone(),
+        &RestoreOptions::default(),
+        &|_| {},
+    )
+    .await
+    .unwrap();
+    let restored = HybridStorageSystem::open(target).await.unwrap();
+    let docs = restored.documents().unwrap();
+    assert_eq!(docs.count().await.unwrap(), 1);
+    assert_eq!(docs.get("later").await.unwrap(), None);
+    assert_eq!(
+        docs.content("kept").await.unwrap().unwrap().as_ref(),
+        &[5u8; 70_000][..]
+    );
+    let by_words = docs
+        .search(&MultimodalQuery::new(3).with_keywords("lighthouse"))
+        .await
+        .unwrap();
+    assert_eq!(by_words.len(), 1);
+    let by_image = docs
+        .search(&MultimodalQuery::new(3).with_vector(Modality::Image, vec![0.9, 0.1]))
+        .await
+        .unwrap();
+    assert_eq!(by_image[0].document.id, "kept");
+    restored.shutdown().await.unwrap();
+}
