@@ -35,6 +35,9 @@ use stream::*;
 /// Streamed chunks are hashed and compressed in groups of about this many bytes, one
 /// blocking task each.
 const STREAM_GROUP_BYTES: usize = 1024 * 1024;
+/// Buffer between a streamed value's source and the chunker, in bytes: tokio's own
+/// largest blocking read of a file (2 MiB, `tokio::fs::File`'s `DEFAULT_MAX_BUF_SIZE`).
+const STREAM_READ_BUFFER_BYTES: usize = 2 * 1024 * 1024;
 /// The most a reassembly allocates up front, whatever a manifest claims: the value's real
 /// bytes, each chunk checked against its id and length, grow it from there.
 const PREALLOC_MAX: usize = 64 * 1024 * 1024;

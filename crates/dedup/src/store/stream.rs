@@ -24,18 +24,24 @@ impl<S: KvStore> DedupStore<S> {
         self.check_put(key, options)?;
         let writer = self.chunks.writer();
         let ticket = self.order.begin([key]);
+        // Large reads of the source (a tokio file reads on the blocking pool: one round trip
+        // per read), not one per chunk the chunker asks for.
+        let reader = tokio::io::BufReader::with_capacity(STREAM_READ_BUFFER_BYTES, reader);
         let mut stream = std::pin::pin!(self.options.chunker.stream(reader));
-        let mut hasher = sha2::Sha256::new();
+        // Three stages at once: this task reads and cuts; one thread feeds the whole-value
+        // SHA-256 (in order); the chunks of the previous group are hashed and compressed on
+        // the CPU pool.
+        let (to_hasher, hashing) = whole_value_hasher();
         let mut list = Vec::new();
         let mut total = 0u64;
         let mut pending = PendingChunks::default();
         // A first chunk within `inline_max` is the whole value (`inline_max <= min_size`, and
         // only a value's last chunk is shorter than `min_size`): it is held back, not stored.
         let mut held: Option<Vec<u8>> = None;
-        // Chunks read but not hashed yet, hashed and compressed a group at a time (on the
-        // blocking pool unless the group is small), in order.
+        // Chunks read but not handed on yet, a group at a time.
         let mut group: Vec<Vec<u8>> = Vec::new();
         let mut group_bytes = 0usize;
+        let mut in_flight: Option<EncodingGroup> = None;
         loop {
             let next = stream.try_next().await?;
             let at_end = next.is_none();
@@ -46,6 +52,7 @@ impl<S: KvStore> DedupStore<S> {
                 // collector.
                 self.check_value_len(total)?;
                 if list.is_empty()
+                    && in_flight.is_none()
                     && group.is_empty()
                     && held.is_none()
                     && data.len() <= self.options.inline_max
@@ -62,26 +69,28 @@ impl<S: KvStore> DedupStore<S> {
                 }
             }
             if !group.is_empty() {
-                let taken = std::mem::take(&mut group);
-                let (h, encoded) = encode_group(hasher, taken, group_bytes, &self.chunks).await?;
-                hasher = h;
+                let taken = Arc::new(std::mem::take(&mut group));
+                to_hasher
+                    .send(taken.clone())
+                    .await
+                    .map_err(|_| Error::backend("the whole-value hasher stopped"))?;
+                let started = EncodingGroup::start(taken, group_bytes, &self.chunks);
                 group_bytes = 0;
-                for (id, data, blob) in encoded {
-                    pending.absorb(self.chunks.add([NewChunk {
-                        id,
-                        data: &data,
-                        blob,
-                    }]));
-                    list.push((id, data.len() as u32));
-                }
-                if self.chunks.open_pack_is_full() {
-                    self.chunks.commit(std::mem::take(&mut pending)).await?;
+                if let Some(previous) = in_flight.replace(started) {
+                    self.absorb_group(previous, &mut pending, &mut list).await?;
                 }
             }
             if at_end {
                 break;
             }
         }
+        if let Some(last) = in_flight.take() {
+            self.absorb_group(last, &mut pending, &mut list).await?;
+        }
+        drop(to_hasher);
+        let hasher = hashing
+            .await
+            .map_err(|e| Error::backend(format!("the whole-value hasher failed: {e}")))?;
         self.chunks.commit(pending).await?;
         let (manifest, checksum) = match (held, list.len()) {
             (Some(small), 0) => (Manifest::encode_inline(&small), Sha256Digest::of(&small)),
@@ -188,30 +197,78 @@ impl<S: KvStore> DedupStore<S> {
     }
 }
 
-/// A streamed chunk: id, plaintext, and its blob unless the store holds it already.
-pub(super) type StreamedChunk = (ChunkId, Vec<u8>, Option<Vec<u8>>);
+/// Groups of a streamed value's chunks queued for the whole-value hasher.
+const HASHER_QUEUE_GROUPS: usize = 4;
 
-/// Feeds `group` (consecutive chunks of a streamed value, `bytes` in all) to the whole-value
-/// `hasher` and hashes and compresses each chunk (through [`cpu_bound`]).
-pub(super) async fn encode_group(
-    mut hasher: sha2::Sha256,
-    group: Vec<Vec<u8>>,
-    bytes: usize,
-    store: &ChunkStore,
-) -> Result<(sha2::Sha256, Vec<StreamedChunk>)> {
-    let work = move |store: &ChunkStore| {
-        let encoded = group
-            .into_iter()
-            .map(|data| {
-                hasher.update(&data);
-                let (id, blob) = hash_and_encode(&data, store);
-                (id, data, blob)
+/// Consecutive chunks of a streamed value, shared by the hasher and the encoder.
+type ChunkGroup = Arc<Vec<Vec<u8>>>;
+/// Per chunk of a group: its id and its blob unless the store holds it already.
+type EncodedGroup = Vec<(ChunkId, Option<Vec<u8>>)>;
+
+/// A thread that feeds every group it is sent, in order, to one SHA-256 and returns it once
+/// the sender is dropped (on the blocking pool: hashing never runs on an async worker).
+fn whole_value_hasher() -> (
+    tokio::sync::mpsc::Sender<ChunkGroup>,
+    tokio::task::JoinHandle<sha2::Sha256>,
+) {
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<ChunkGroup>(HASHER_QUEUE_GROUPS);
+    let handle = tokio::task::spawn_blocking(move || {
+        let mut hasher = sha2::Sha256::new();
+        while let Some(group) = rx.blocking_recv() {
+            for data in group.iter() {
+                hasher.update(data);
+            }
+        }
+        hasher
+    });
+    (tx, handle)
+}
+
+/// A group of consecutive chunks of a streamed value being hashed and compressed (through
+/// [`spawn_cpu`], as its own task, so the next group is read meanwhile).
+pub(super) struct EncodingGroup {
+    data: ChunkGroup,
+    encoded: tokio::task::JoinHandle<Result<EncodedGroup>>,
+}
+
+impl EncodingGroup {
+    fn start(data: ChunkGroup, bytes: usize, store: &ChunkStore) -> EncodingGroup {
+        let (shared, store) = (data.clone(), store.clone());
+        let encoded = tokio::spawn(async move {
+            cpu_bound(bytes, move || {
+                shared
+                    .iter()
+                    .map(|d| hash_and_encode(d, &store))
+                    .collect::<Vec<_>>()
             })
-            .collect::<Vec<_>>();
-        (hasher, encoded)
-    };
-    let store = store.clone();
-    cpu_bound(bytes, move || work(&store)).await
+            .await
+        });
+        EncodingGroup { data, encoded }
+    }
+}
+
+impl<S: KvStore> DedupStore<S> {
+    /// Adds a finished group's chunks to the open pack (in order), and commits the pack
+    /// once it is full.
+    async fn absorb_group(
+        &self,
+        group: EncodingGroup,
+        pending: &mut PendingChunks,
+        list: &mut Vec<(ChunkId, u32)>,
+    ) -> Result<()> {
+        let encoded = group
+            .encoded
+            .await
+            .map_err(|e| Error::backend(format!("chunk encoding failed: {e}")))??;
+        for (data, (id, blob)) in group.data.iter().zip(encoded) {
+            pending.absorb(self.chunks.add([NewChunk { id, data, blob }]));
+            list.push((id, data.len() as u32));
+        }
+        if self.chunks.open_pack_is_full() {
+            self.chunks.commit(std::mem::take(pending)).await?;
+        }
+        Ok(())
+    }
 }
 
 pub(super) fn check_len(id: &ChunkId, want: u32, data: &[u8]) -> Result<()> {
