@@ -160,10 +160,20 @@ impl<S: KvStore> DedupStore<S> {
         let mut pieces = futures::stream::iter(wanted)
             .map(move |(id, len, part)| {
                 let chunks = chunks.clone();
-                async move {
+                // Each read ahead is a task of its own, polled whether or not the consumer
+                // polls this stream: a read waits for one of the CPU permits (to decode), and
+                // a permit handed to a read that nobody polls (its stream suspended at a
+                // `yield` while its consumer waits for a permit too, as `verify`'s re-hash
+                // does) would never be released: with 16 streams at once, every permit ended
+                // up so and `verify` stalled for good.
+                let read = tokio::spawn(async move {
                     let data = chunks.read(&id).await?;
                     check_len(&id, len, &data)?;
                     Ok::<_, Error>((data, part))
+                });
+                async move {
+                    read.await
+                        .map_err(|e| Error::backend(format!("chunk read task failed: {e}")))?
                 }
             })
             .buffered(READ_AHEAD);

@@ -282,3 +282,39 @@ async fn write_stream_tells_read_failures_from_write_failures() {
         "{failed:?}"
     );
 }
+
+/// `verify` streams every value with `io_concurrency` of them at once: with many chunked
+/// values among small ones it finishes (a regression test: 16 at once once stalled for
+/// good on a tree of 659 files) and finds every key clean.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn verify_of_many_chunked_values_at_full_concurrency_finishes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = StorageConfig::with_data_dir(dir.path());
+    config.analytics = false;
+    config.vectors = false;
+    config.io_concurrency = 16;
+    let system = HybridStorageSystem::open(config).await.unwrap();
+    for i in 0..700u64 {
+        let len = if i % 5 == 0 {
+            300_000
+        } else {
+            3_000 + (i as usize * 37) % 20_000
+        };
+        let value = hybridstore_core::conformance::incompressible(len, i + 1);
+        system
+            .kv()
+            .put(&Key::new(format!("v/{i:04}")).unwrap(), value)
+            .await
+            .unwrap();
+    }
+    let report = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        system.verify(|_, _| {}),
+    )
+    .await
+    .expect("verify finishes")
+    .unwrap();
+    assert!(report.is_clean(), "{report:?}");
+    assert_eq!(report.checked_keys, 700);
+    system.shutdown().await.unwrap();
+}
