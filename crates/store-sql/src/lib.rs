@@ -330,10 +330,88 @@ impl SqlStore {
         self.engine.copy_into(text).await
     }
 
+    /// A consistent point in time of the whole database (seed 004's versioned reads): every
+    /// read through the snapshot sees the database as it was when this returned, whatever
+    /// is written meanwhile. It is one read transaction on a reader connection (SQLite: a
+    /// deferred transaction pinned by a first read, so WAL mode lets writers go on;
+    /// PostgreSQL: `REPEATABLE READ READ ONLY`), held until [`SqlSnapshot::close`] or drop.
+    /// Keep it short: it holds a reader connection, and on SQLite no checkpoint can fold the
+    /// write-ahead log past it (<https://www.sqlite.org/wal.html#avoiding_excessively_large_wal_files>).
+    ///
+    /// # Errors
+    /// `Unavailable` if no reader connection can be had; errors of the database.
+    pub async fn read_snapshot(&self) -> Result<SqlSnapshot> {
+        Ok(SqlSnapshot {
+            tx: tokio::sync::Mutex::new(self.engine.snapshot().await?),
+        })
+    }
+
     /// Waits for in-flight calls, then closes every connection (on SQLite this checkpoints
     /// the WAL into the database file). Calls made afterwards fail with `Unavailable`.
     pub async fn close(&self) {
         self.engine.close().await
+    }
+}
+
+/// The database at one point in time, from [`SqlStore::read_snapshot`]: key/value reads and
+/// the `documents` table, all answered by one read transaction. Calls are serialized (one
+/// connection).
+pub struct SqlSnapshot {
+    tx: tokio::sync::Mutex<Box<dyn crate::engine::SnapshotEngine>>,
+}
+
+impl fmt::Debug for SqlSnapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SqlSnapshot").finish_non_exhaustive()
+    }
+}
+
+impl SqlSnapshot {
+    /// The value of `key` at the snapshot.
+    ///
+    /// # Errors
+    /// `Corrupted` if the store verifies reads and the value does not match its SHA-256;
+    /// errors of the database.
+    pub async fn get(&self, key: &Key) -> Result<Option<Bytes>> {
+        self.tx.lock().await.get(key).await
+    }
+
+    /// Number of keys at the snapshot.
+    ///
+    /// # Errors
+    /// Errors of the database.
+    pub async fn key_count(&self) -> Result<u64> {
+        self.tx.lock().await.key_count().await
+    }
+
+    /// The `documents` row `doc_id` at the snapshot.
+    ///
+    /// # Errors
+    /// `InvalidInput` for an id outside 1 to [`MAX_ID_LEN`] bytes; errors of the database.
+    pub async fn document(&self, doc_id: &str) -> Result<Option<Document>> {
+        if doc_id.is_empty() || doc_id.len() > MAX_ID_LEN {
+            return Err(Error::invalid_input(format!(
+                "doc_id must be 1..={MAX_ID_LEN} bytes, got {}",
+                doc_id.len()
+            )));
+        }
+        self.tx.lock().await.document(doc_id).await
+    }
+
+    /// Number of `documents` rows at the snapshot.
+    ///
+    /// # Errors
+    /// Errors of the database.
+    pub async fn count_documents(&self) -> Result<u64> {
+        self.tx.lock().await.count_documents().await
+    }
+
+    /// Ends the read transaction (dropping the snapshot ends it too).
+    ///
+    /// # Errors
+    /// Errors of the database.
+    pub async fn close(self) -> Result<()> {
+        self.tx.into_inner().finish().await
     }
 }
 

@@ -30,6 +30,10 @@ where
         D::copy_into(&self.reader, path).await
     }
 
+    async fn snapshot(&self) -> Result<Box<dyn SnapshotEngine>> {
+        Ok(Box::new(self.begin_snapshot().await?))
+    }
+
     async fn close(&self) {
         if let Some(inline) = &self.inline_reader {
             inline.close();

@@ -89,6 +89,8 @@ pub(crate) trait KvEngine: Send + Sync + std::fmt::Debug {
     async fn keys_with_checksum(&self, checksum: &Sha256Digest, limit: usize) -> Result<Vec<Key>>;
     async fn copy_into(&self, path: &str) -> Result<()>;
     async fn close(&self);
+    /// A read transaction, its snapshot taken.
+    async fn snapshot(&self) -> Result<Box<dyn SnapshotEngine>>;
 }
 
 /// The operational tables: documents, sessions, settings.
@@ -131,6 +133,16 @@ pub(crate) trait TablesEngine: Send + Sync {
     async fn setting(&self, key: &str) -> Result<Option<Setting>>;
     async fn delete_setting(&self, key: &str) -> Result<bool>;
     async fn all_settings(&self) -> Result<Vec<Setting>>;
+}
+
+/// Reads inside one read transaction (see [`SqlSnapshot`](crate::SqlSnapshot)).
+#[async_trait]
+pub(crate) trait SnapshotEngine: Send {
+    async fn get(&mut self, key: &Key) -> Result<Option<Bytes>>;
+    async fn key_count(&mut self) -> Result<u64>;
+    async fn document(&mut self, doc_id: &str) -> Result<Option<Document>>;
+    async fn count_documents(&mut self) -> Result<u64>;
+    async fn finish(self: Box<Self>) -> Result<()>;
 }
 
 /// The store's operations on its database, object safe so [`SqlStore`](crate::SqlStore)
@@ -283,4 +295,5 @@ fn multi_row_upsert(rows: usize, replace_created: bool) -> String {
 
 // After the macro above, which both use.
 mod kv;
+mod snapshot;
 mod tables;

@@ -252,7 +252,7 @@ where
     }
 }
 
-fn document_row<R: Row>(row: &R) -> Result<Document>
+pub(super) fn document_row<R: Row>(row: &R) -> Result<Document>
 where
     usize: ColumnIndex<R>,
     for<'r> String: Decode<'r, R::Database> + Type<R::Database>,

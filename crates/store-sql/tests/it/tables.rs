@@ -207,3 +207,65 @@ async fn postgres_settings() {
     };
     settings(&store).await;
 }
+
+/// A read snapshot sees the database as it was when it was taken: keys and documents written,
+/// overwritten or deleted afterwards are invisible to it and visible to the store; a new
+/// snapshot sees the new state.
+async fn read_snapshot(store: &SqlStore) {
+    use hybridstore_core::{Key, KvStore};
+    let (a, b) = (Key::new("a").unwrap(), Key::new("b").unwrap());
+    store.put(&a, "one".into()).await.unwrap();
+    store
+        .documents()
+        .put(&doc("d1", "x.md", "h1"))
+        .await
+        .unwrap();
+    let snapshot = store.read_snapshot().await.unwrap();
+    store.put(&a, "two".into()).await.unwrap();
+    store.put(&b, "new".into()).await.unwrap();
+    store.documents().delete("d1").await.unwrap();
+    store
+        .documents()
+        .put(&doc("d2", "y.md", "h2"))
+        .await
+        .unwrap();
+
+    assert_eq!(snapshot.get(&a).await.unwrap().unwrap().as_ref(), b"one");
+    assert_eq!(snapshot.get(&b).await.unwrap(), None);
+    assert_eq!(snapshot.key_count().await.unwrap(), 1);
+    assert_eq!(
+        snapshot.document("d1").await.unwrap().unwrap().filename,
+        "x.md"
+    );
+    assert_eq!(snapshot.document("d2").await.unwrap(), None);
+    assert_eq!(snapshot.count_documents().await.unwrap(), 1);
+    assert_eq!(
+        snapshot.document("").await.unwrap_err().kind(),
+        ErrorKind::InvalidInput
+    );
+    assert_eq!(store.get(&a).await.unwrap().unwrap().as_ref(), b"two");
+    assert_eq!(store.documents().get("d1").await.unwrap(), None);
+    snapshot.close().await.unwrap();
+
+    let now = store.read_snapshot().await.unwrap();
+    assert_eq!(now.get(&a).await.unwrap().unwrap().as_ref(), b"two");
+    assert_eq!(now.key_count().await.unwrap(), 2);
+    assert_eq!(now.document("d2").await.unwrap().unwrap().filename, "y.md");
+    drop(now);
+    // The store goes on after snapshots end (closed or dropped).
+    store.put(&b, "after".into()).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_read_snapshot() {
+    let (store, _dir) = super::sqlite_store().await;
+    read_snapshot(&store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_read_snapshot() {
+    let Some((store, _db)) = super::postgres_store().await else {
+        return;
+    };
+    read_snapshot(&store).await;
+}
