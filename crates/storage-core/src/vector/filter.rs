@@ -223,47 +223,32 @@ impl Filter {
             Filter::Ge(f, v) => cmp(f, v).map(Ordering::is_ge),
             Filter::Lt(f, v) => cmp(f, v).map(Ordering::is_lt),
             Filter::Le(f, v) => cmp(f, v).map(Ordering::is_le),
-            Filter::In(f, vs) => {
-                let mut unknown = false;
-                for v in vs {
-                    match cmp(f, v) {
-                        Some(Ordering::Equal) => return Some(true),
-                        None => unknown = true,
-                        Some(_) => {}
-                    }
-                }
-                if unknown { None } else { Some(false) }
-            }
+            Filter::In(f, vs) => kleene(vs.iter().map(|v| cmp(f, v).map(Ordering::is_eq)), true),
             Filter::Contains(f, s) => match values.get(f.as_str())? {
                 FieldValue::StringList(list) => Some(list.iter().any(|x| x == s)),
                 _ => None,
             },
             Filter::IsNull(f) => Some(!values.contains_key(f.as_str())),
-            Filter::And(all) => {
-                let mut unknown = false;
-                for x in all {
-                    match x.truth(values) {
-                        Some(false) => return Some(false),
-                        None => unknown = true,
-                        Some(true) => {}
-                    }
-                }
-                if unknown { None } else { Some(true) }
-            }
-            Filter::Or(all) => {
-                let mut unknown = false;
-                for x in all {
-                    match x.truth(values) {
-                        Some(true) => return Some(true),
-                        None => unknown = true,
-                        Some(false) => {}
-                    }
-                }
-                if unknown { None } else { Some(false) }
-            }
+            Filter::And(all) => kleene(all.iter().map(|x| x.truth(values)), false),
+            Filter::Or(all) => kleene(all.iter().map(|x| x.truth(values)), true),
             Filter::Not(x) => x.truth(values).map(|t| !t),
         }
     }
+}
+
+/// Kleene's OR (`absorbing = true`) or AND (`absorbing = false`) of `truths`: the absorbing
+/// value if any is it, else unknown if any is unknown, else the other value (so an empty OR
+/// is false and an empty AND true).
+fn kleene(truths: impl Iterator<Item = Option<bool>>, absorbing: bool) -> Option<bool> {
+    let mut unknown = false;
+    for truth in truths {
+        match truth {
+            Some(t) if t == absorbing => return Some(absorbing),
+            None => unknown = true,
+            Some(_) => {}
+        }
+    }
+    if unknown { None } else { Some(!absorbing) }
 }
 
 /// The order of two values of comparable types (`None` for other pairs and NaN).
