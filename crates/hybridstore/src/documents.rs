@@ -483,7 +483,7 @@ impl DocumentStore {
     pub async fn get(&self, id: &str) -> Result<Option<Document>> {
         check_id(id)?;
         let ready = self.ready().await?;
-        Ok(row(&ready.sql, id).await?.map(|(doc, _)| doc))
+        row(&ready.sql, id).await
     }
 
     /// The content of document `id` (empty if it was stored without), if stored.
@@ -564,7 +564,7 @@ impl DocumentStore {
             let exhausted = rows.len() < LIST_SCAN_PAGE;
             for r in rows {
                 cursor = Some(r.doc_id.clone());
-                let doc = document_of(r)?.0;
+                let doc = document_of(r)?;
                 if filter.is_none_or(|f| f.matches(&doc.metadata)) {
                     documents.push(doc);
                     if documents.len() == limit {
@@ -730,7 +730,7 @@ impl DocumentStore {
         let found: Vec<(String, Option<Document>)> = stream::iter(missing)
             .map(|id| {
                 let sql = sql.clone();
-                async move { Ok::<_, Error>((id.clone(), row(&sql, &id).await?.map(|(d, _)| d))) }
+                async move { Ok::<_, Error>((id.clone(), row(&sql, &id).await?)) }
             })
             .buffer_unordered(ROW_LOOKUPS)
             .try_collect()
@@ -962,13 +962,13 @@ impl DocumentStore {
                 op: "put".to_string(),
                 doc_id: doc.id.clone(),
                 generation: format!("{:032x}", rand::random::<u128>()),
-                replaces: old.as_ref().map(|(d, _)| d.generation.clone()),
+                replaces: old.as_ref().map(|d| d.generation.clone()),
             };
             note(&ready.sql, &pending).await?;
             plans.push(Plan {
                 doc,
                 pending,
-                created_at: old.map(|(d, _)| d.created_at),
+                created_at: old.map(|d| d.created_at),
             });
         }
         match self.write_generations(ready, &plans).await {
@@ -989,7 +989,7 @@ impl DocumentStore {
                         .await
                         .ok()
                         .flatten()
-                        .is_some_and(|(d, _)| d.generation == plan.pending.generation);
+                        .is_some_and(|d| d.generation == plan.pending.generation);
                     let undo = if committed {
                         match &plan.pending.replaces {
                             Some(old) => self.remove_generation(old).await,
@@ -1110,7 +1110,7 @@ impl DocumentStore {
             };
             // The commit point of this document.
             ready.sql.documents().put(&record).await?;
-            stored.push(document_of(record)?.0);
+            stored.push(document_of(record)?);
         }
         Ok(stored)
     }
@@ -1118,7 +1118,7 @@ impl DocumentStore {
     async fn delete_now(&self, id: &str) -> Result<bool> {
         let ready = self.ready().await?;
         let _one_writer = self.shared.locks[self.stripe(id)].lock().await;
-        let Some((doc, _)) = row(&ready.sql, id).await? else {
+        let Some(doc) = row(&ready.sql, id).await? else {
             return Ok(false);
         };
         let pending = Pending {
@@ -1167,7 +1167,7 @@ impl DocumentStore {
             }
             let pending: Pending = serde_json::from_value(setting.value)
                 .map_err(|e| Error::corrupted(format!("unreadable note {:?}: {e}", setting.key)))?;
-            let current = row(sql, &pending.doc_id).await?.map(|(d, _)| d.generation);
+            let current = row(sql, &pending.doc_id).await?.map(|d| d.generation);
             let committed = current.as_deref() == Some(pending.generation.as_str());
             match (pending.op.as_str(), committed) {
                 // A put that committed: its old generation goes.
@@ -1272,16 +1272,14 @@ fn unix_millis(t: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// The row of `id` read as a document, with the row itself.
-async fn row(sql: &SqlStore, id: &str) -> Result<Option<(Document, hybridstore_sql::Document)>> {
-    match sql.documents().get(id).await? {
-        Some(r) => document_of(r).map(Some),
-        None => Ok(None),
-    }
+/// The row of `id` read as a document.
+async fn row(sql: &SqlStore, id: &str) -> Result<Option<Document>> {
+    sql.documents().get(id).await?.map(document_of).transpose()
 }
 
-fn document_of(r: hybridstore_sql::Document) -> Result<(Document, hybridstore_sql::Document)> {
-    let meta: RowMeta = serde_json::from_value(r.metadata.clone()).map_err(|e| {
+/// A `documents` row as the document it describes.
+fn document_of(r: hybridstore_sql::Document) -> Result<Document> {
+    let meta: RowMeta = serde_json::from_value(r.metadata).map_err(|e| {
         Error::new(
             ErrorKind::Corrupted,
             format!(
@@ -1292,12 +1290,12 @@ fn document_of(r: hybridstore_sql::Document) -> Result<(Document, hybridstore_sq
     })?;
     let updated_at = UNIX_EPOCH
         + std::time::Duration::from_millis(u64::try_from(meta.updated_at_ms).unwrap_or(0));
-    let doc = Document {
-        id: r.doc_id.clone(),
-        filename: r.filename.clone(),
+    Ok(Document {
+        id: r.doc_id,
+        filename: r.filename,
         content_type: meta.content_type,
         size: r.size,
-        sha256: r.content_hash.clone(),
+        sha256: r.content_hash,
         has_text: meta.has_text,
         passages: meta.passages,
         modalities: meta.modalities,
@@ -1305,8 +1303,7 @@ fn document_of(r: hybridstore_sql::Document) -> Result<(Document, hybridstore_sq
         created_at: r.created_at,
         updated_at,
         generation: meta.generation,
-    };
-    Ok((doc, r))
+    })
 }
 
 async fn note(sql: &SqlStore, pending: &Pending) -> Result<()> {
