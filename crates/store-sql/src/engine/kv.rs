@@ -48,23 +48,7 @@ where
         {
             return Ok(value);
         }
-        if self.verify_reads {
-            let row = sqlx::query(ENTRY_BY_KEY)
-                .bind(key.as_bytes())
-                .fetch_optional(&self.reader)
-                .await
-                .map_err(map_sqlx)?;
-            return row
-                .map(|r| entry_row(&r, true).map(|e| e.value))
-                .transpose();
-        }
-        let value: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT value FROM kv_objects WHERE key = $1")
-                .bind(key.as_bytes())
-                .fetch_optional(&self.reader)
-                .await
-                .map_err(map_sqlx)?;
-        Ok(value.map(codec::bytes))
+        value_by_key(&self.reader, key, self.verify_reads).await
     }
 
     /// `range` of the value of `key`, cut by the database (`substr` on a BLOB / `bytea`

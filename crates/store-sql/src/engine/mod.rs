@@ -157,6 +157,13 @@ const INSERT_ROWS_PER_STATEMENT: usize = 64;
 /// Metadata of one key: [`meta_row`]'s columns.
 const META_BY_KEY: &str = "SELECT key, size, created, modified, checksum, content_type, \
      dedup_hash FROM kv_objects WHERE key = $1";
+/// The value of one key, unchecked.
+const VALUE_BY_KEY: &str = "SELECT value FROM kv_objects WHERE key = $1";
+/// One `documents` row: `tables::document_row`'s columns.
+const DOCUMENT_BY_ID: &str = "SELECT doc_id, filename, size, content_hash, created_at, metadata \
+     FROM documents WHERE doc_id = $1";
+/// Rows of `documents`, as one BIGINT.
+const COUNT_DOCUMENTS: &str = "SELECT COUNT(*) FROM documents";
 /// Metadata and value of one key: [`entry_row`]'s columns.
 const ENTRY_BY_KEY: &str = "SELECT key, size, created, modified, checksum, content_type, \
      dedup_hash, value FROM kv_objects WHERE key = $1";
@@ -220,6 +227,39 @@ where
         content_type: row.try_get(5)?,
         dedup_hash: row.try_get(6)?,
     })
+}
+
+/// The value of `key` through `exec` (the reader pool, or a snapshot's transaction),
+/// re-hashed against its recorded SHA-256 when `verify`.
+async fn value_by_key<'e, DB, E>(exec: E, key: &'e Key, verify: bool) -> Result<Option<Bytes>>
+where
+    DB: Database,
+    E: Executor<'e, Database = DB>,
+    <DB as Database>::Arguments: IntoArguments<DB>,
+    usize: ColumnIndex<DB::Row>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'r> Vec<u8>: Decode<'r, DB> + Type<DB>,
+    for<'r> Option<Vec<u8>>: Decode<'r, DB> + Type<DB>,
+    for<'r> String: Decode<'r, DB> + Type<DB>,
+    for<'r> Option<String>: Decode<'r, DB> + Type<DB>,
+    for<'r> i64: Decode<'r, DB> + Type<DB>,
+{
+    if verify {
+        let row = sqlx::query(ENTRY_BY_KEY)
+            .bind(key.as_bytes())
+            .fetch_optional(exec)
+            .await
+            .map_err(map_sqlx)?;
+        return row
+            .map(|r| entry_row(&r, true).map(|e| e.value))
+            .transpose();
+    }
+    let value: Option<Vec<u8>> = sqlx::query_scalar(VALUE_BY_KEY)
+        .bind(key.as_bytes())
+        .fetch_optional(exec)
+        .await
+        .map_err(map_sqlx)?;
+    Ok(value.map(codec::bytes))
 }
 
 /// Decodes `META_COLUMNS, value` into an entry, re-hashing the value when asked to.

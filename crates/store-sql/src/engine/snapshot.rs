@@ -51,23 +51,7 @@ where
     for<'q> Json<serde_json::Value>: Decode<'q, D::Db> + Type<D::Db>,
 {
     async fn get(&mut self, key: &Key) -> Result<Option<Bytes>> {
-        if self.verify_reads {
-            let row = sqlx::query(ENTRY_BY_KEY)
-                .bind(key.as_bytes())
-                .fetch_optional(&mut *self.tx)
-                .await
-                .map_err(map_sqlx)?;
-            return row
-                .map(|r| entry_row(&r, true).map(|e| e.value))
-                .transpose();
-        }
-        let value: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT value FROM kv_objects WHERE key = $1")
-                .bind(key.as_bytes())
-                .fetch_optional(&mut *self.tx)
-                .await
-                .map_err(map_sqlx)?;
-        Ok(value.map(codec::bytes))
+        value_by_key(&mut *self.tx, key, self.verify_reads).await
     }
 
     async fn key_count(&mut self) -> Result<u64> {
@@ -79,19 +63,16 @@ where
     }
 
     async fn document(&mut self, doc_id: &str) -> Result<Option<Document>> {
-        let row = sqlx::query(
-            "SELECT doc_id, filename, size, content_hash, created_at, metadata \
-             FROM documents WHERE doc_id = $1",
-        )
-        .bind(doc_id)
-        .fetch_optional(&mut *self.tx)
-        .await
-        .map_err(map_sqlx)?;
+        let row = sqlx::query(DOCUMENT_BY_ID)
+            .bind(doc_id)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(map_sqlx)?;
         row.map(|r| tables::document_row(&r)).transpose()
     }
 
     async fn count_documents(&mut self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM documents")
+        let n: i64 = sqlx::query_scalar(COUNT_DOCUMENTS)
             .fetch_one(&mut *self.tx)
             .await
             .map_err(map_sqlx)?;

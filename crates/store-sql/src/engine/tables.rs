@@ -42,14 +42,11 @@ where
     }
 
     async fn document(&self, doc_id: &str) -> Result<Option<Document>> {
-        let row = sqlx::query(
-            "SELECT doc_id, filename, size, content_hash, created_at, metadata \
-             FROM documents WHERE doc_id = $1",
-        )
-        .bind(doc_id)
-        .fetch_optional(&self.reader)
-        .await
-        .map_err(map_sqlx)?;
+        let row = sqlx::query(DOCUMENT_BY_ID)
+            .bind(doc_id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(map_sqlx)?;
         row.map(|r| document_row(&r)).transpose()
     }
 
@@ -124,7 +121,7 @@ where
     }
 
     async fn count_documents(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM documents")
+        let n: i64 = sqlx::query_scalar(COUNT_DOCUMENTS)
             .fetch_one(&self.reader)
             .await
             .map_err(map_sqlx)?;
