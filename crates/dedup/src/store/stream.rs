@@ -235,7 +235,7 @@ fn whole_value_hasher() -> (
 }
 
 /// A group of consecutive chunks of a streamed value being hashed and compressed (through
-/// [`spawn_cpu`], as its own task, so the next group is read meanwhile).
+/// [`cpu_bound`], as its own task, so the next group is read meanwhile).
 pub(super) struct EncodingGroup {
     data: ChunkGroup,
     encoded: tokio::task::JoinHandle<Result<EncodedGroup>>,
