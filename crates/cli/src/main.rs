@@ -13,6 +13,7 @@ mod migrate;
 mod output;
 mod search;
 mod sync;
+mod tenants;
 mod transfer;
 mod upkeep;
 mod vectors;
@@ -57,6 +58,11 @@ struct Cli {
     /// No progress bars
     #[arg(long, short, global = true)]
     quiet: bool,
+
+    /// Run put, get, rm, ls and head in this tenant's namespace (its keys only, within its
+    /// quota)
+    #[arg(long, global = true, env = "HYBRIDSTORE_TENANT", value_name = "NAME")]
+    tenant: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -188,6 +194,12 @@ enum Command {
         #[arg(long, default_value_t = 4)]
         concurrency: usize,
     },
+    /// Tenants: list, usage on every engine, quotas (bytes, keys, vectors), delete across
+    /// every engine
+    Tenants {
+        #[command(subcommand)]
+        command: tenants::TenantsCommand,
+    },
     /// The effective configuration: `config show` prints every setting with its source
     Config {
         #[command(subcommand)]
@@ -279,7 +291,11 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     };
     // A command, not a long-running process: no background push, no pull at startup.
     let system = HybridStorageSystem::open_with(config, OpenOptions::command()).await?;
-    let kv = system.kv().as_ref();
+    let scoped = match &cli.tenant {
+        Some(name) => Some(system.tenant(name).await?),
+        None => None,
+    };
+    let kv = scoped.as_ref().map_or(system.kv(), |t| t.kv()).as_ref();
     match command {
         // Normally handled above, before the store opens; the same work either way.
         Command::Analytics { command } => {
@@ -312,6 +328,7 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         Command::Gc { grace } => upkeep::gc(&system, grace, &ui).await,
         Command::Verify => upkeep::verify(&system, &ui).await,
         Command::Sync { command } => sync::run(&system, command, &ui).await,
+        Command::Tenants { command } => tenants::run(&system, command, &ui).await,
         // Handled above, before the data directory opens (restore must not open it).
         Command::Backup { .. } => {
             Err(Error::backend("backup commands run before the data directory opens").into())

@@ -29,6 +29,13 @@
 //! processes). A put or delete runs to its end as its own task even if the caller stops
 //! waiting.
 //!
+//! **Tenants.** [`Tenant::documents`](crate::tenants::Tenant::documents) is the same store
+//! over one tenant: its rows of the `documents` table (keyed by tenant and id, so two
+//! tenants may use one id), its values in its key/value namespace (counted in its byte and
+//! key quotas), its LanceDB records (scoped, counted in its vector quota) and notes of intent
+//! named `hybridstore.tenants.<tenant>.documents.pending.<generation>`, repaired when the
+//! tenant's store is first used. The system's own store sees the documents of no tenant.
+//!
 //! **Search** ([`MultimodalQuery`]) runs a BM25 query over the passages and a k-NN query per
 //! modality, each with the same metadata filter, concurrently; the ranked lists are fused by
 //! weighted reciprocal rank fusion (RRF, k = 60; Cormack, Clarke and Büttcher, SIGIR 2009,
@@ -47,9 +54,9 @@ use hybridstore_core::vector::{
     CollectionSpec, FieldType, FieldValue, Filter, MAX_K, SearchHit, VectorQuery, VectorRecord,
     VectorStore, check_vector,
 };
-use hybridstore_core::{Error, ErrorKind, Key, KvStore, Result, Sha256Digest};
+use hybridstore_core::{Error, ErrorKind, Key, KvStore, Result, Sha256Digest, TenantId};
 use hybridstore_sql::SqlStore;
-use hybridstore_vector::{IndexSpec, LanceVectorStore, TextQuery};
+use hybridstore_vector::{IndexSpec, LanceVectorStore, TextQuery, VectorQuota};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, OnceCell};
 
@@ -63,6 +70,9 @@ pub const DOCUMENTS_SQLITE_FILE: &str = "documents.db";
 pub const DOCUMENT_KEY_PREFIX: &str = ".hybridstore/documents/";
 /// Prefix of the `settings` rows that note a document write in progress.
 pub const PENDING_SETTING_PREFIX: &str = "hybridstore.documents.pending.";
+/// Prefix of the `settings` rows of tenants' documents: a tenant's notes of intent are
+/// `hybridstore.tenants.<tenant>.documents.pending.<generation>`.
+pub const TENANT_SETTING_PREFIX: &str = "hybridstore.tenants.";
 /// Reciprocal rank fusion's constant `k` (Cormack, Clarke and Büttcher, SIGIR 2009).
 pub const RRF_K: f32 = 60.0;
 /// Longest document id, in bytes (the SQL `documents` table's limit).
@@ -366,6 +376,8 @@ struct Shared {
     /// The passages collection has its full-text index.
     text_index: AtomicBool,
     locks: Vec<Mutex<()>>,
+    /// The tenant whose documents these are (`None`: the documents of no tenant).
+    tenant: Option<TenantId>,
 }
 
 /// Documents across SQL, the key/value stack and LanceDB; see the [module docs](self).
@@ -397,8 +409,50 @@ impl DocumentStore {
                 ready: OnceCell::new(),
                 text_index: AtomicBool::new(false),
                 locks: (0..WRITE_LOCKS).map(|_| Mutex::new(())).collect(),
+                tenant: None,
             }),
         }
+    }
+
+    /// The documents of `tenant`: the same tables and collections, with the tenant's rows
+    /// (the SQL table is keyed by tenant and id), its values in `kv` (the tenant's
+    /// namespace) and its LanceDB records (scoped to the tenant, under `quota`).
+    ///
+    /// # Errors
+    /// As opening this store (the first call of any operation).
+    pub(crate) async fn for_tenant(
+        &self,
+        tenant: TenantId,
+        kv: Arc<dyn KvStore>,
+        quota: VectorQuota,
+    ) -> Result<DocumentStore> {
+        let parent = &self.shared;
+        // The tenant's store shares the parent's open database (closed by the parent).
+        let sql = self.ready().await?.sql.clone();
+        Ok(DocumentStore {
+            shared: Arc::new(Shared {
+                kv,
+                vectors: parent.vectors.for_tenant_with_quota(tenant.clone(), quota),
+                home: SqlHome::Primary(sql),
+                shape: parent.shape.clone(),
+                table: parent.table.clone(),
+                verify_reads: parent.verify_reads,
+                ready: OnceCell::new(),
+                text_index: AtomicBool::new(false),
+                locks: (0..WRITE_LOCKS).map(|_| Mutex::new(())).collect(),
+                tenant: Some(tenant),
+            }),
+        })
+    }
+
+    /// The tenant whose documents these are (`None`: the documents of no tenant).
+    pub fn tenant(&self) -> Option<&TenantId> {
+        self.shared.tenant.as_ref()
+    }
+
+    /// The SQL database of the `documents` table (opened if needed).
+    pub(crate) async fn sql(&self) -> Result<Arc<SqlStore>> {
+        Ok(self.ready().await?.sql.clone())
     }
 
     /// The shape the store was configured with.
@@ -483,7 +537,7 @@ impl DocumentStore {
     pub async fn get(&self, id: &str) -> Result<Option<Document>> {
         check_id(id)?;
         let ready = self.ready().await?;
-        row(&ready.sql, id).await
+        self.row(&ready.sql, id).await
     }
 
     /// The content of document `id` (empty if it was stored without), if stored.
@@ -556,9 +610,8 @@ impl DocumentStore {
         let mut cursor = after.map(str::to_string);
         let mut documents = Vec::new();
         loop {
-            let rows = ready
-                .sql
-                .documents()
+            let rows = self
+                .rows(&ready.sql)
                 .list(cursor.as_deref(), LIST_SCAN_PAGE)
                 .await?;
             let exhausted = rows.len() < LIST_SCAN_PAGE;
@@ -588,7 +641,7 @@ impl DocumentStore {
     /// # Errors
     /// Errors of the SQL engine.
     pub async fn count(&self) -> Result<u64> {
-        self.ready().await?.sql.documents().count().await
+        self.rows(&self.ready().await?.sql).count().await
     }
 
     /// The `k` documents that best match `query`, best first; see the [module docs](self)
@@ -692,7 +745,7 @@ impl DocumentStore {
                 let q = TextQuery {
                     text: query.keywords.clone().unwrap_or_default(),
                     k: fetch,
-                    filter: query.filter.clone(),
+                    filter: self.scoped_filter(query.filter.as_ref()),
                 };
                 self.shared
                     .vectors
@@ -704,7 +757,7 @@ impl DocumentStore {
                     return Ok(Vec::new());
                 };
                 let mut q = VectorQuery::new(v.vector.clone(), fetch);
-                q.filter = query.filter.clone();
+                q.filter = self.scoped_filter(query.filter.as_ref());
                 self.shared
                     .vectors
                     .search(&self.modality_collection(m), &q)
@@ -730,7 +783,7 @@ impl DocumentStore {
         let found: Vec<(String, Option<Document>)> = stream::iter(missing)
             .map(|id| {
                 let sql = sql.clone();
-                async move { Ok::<_, Error>((id.clone(), row(&sql, &id).await?)) }
+                async move { Ok::<_, Error>((id.clone(), self.row(&sql, &id).await?)) }
             })
             .buffer_unordered(ROW_LOOKUPS)
             .try_collect()
@@ -957,14 +1010,14 @@ impl DocumentStore {
         }
         let mut plans = Vec::with_capacity(batch.len());
         for doc in batch {
-            let old = row(&ready.sql, &doc.id).await?;
+            let old = self.row(&ready.sql, &doc.id).await?;
             let pending = Pending {
                 op: "put".to_string(),
                 doc_id: doc.id.clone(),
                 generation: format!("{:032x}", rand::random::<u128>()),
                 replaces: old.as_ref().map(|d| d.generation.clone()),
             };
-            note(&ready.sql, &pending).await?;
+            self.note(&ready.sql, &pending).await?;
             plans.push(Plan {
                 doc,
                 pending,
@@ -977,7 +1030,7 @@ impl DocumentStore {
                     if let Some(replaced) = &plan.pending.replaces {
                         self.remove_generation(replaced).await?;
                     }
-                    forget(&ready.sql, &plan.pending).await?;
+                    self.forget(&ready.sql, &plan.pending).await?;
                 }
                 Ok(stored)
             }
@@ -985,7 +1038,8 @@ impl DocumentStore {
                 // Undo what did not commit; if that fails too, the notes stay and the next
                 // open finishes the job.
                 for plan in &plans {
-                    let committed = row(&ready.sql, &plan.doc.id)
+                    let committed = self
+                        .row(&ready.sql, &plan.doc.id)
                         .await
                         .ok()
                         .flatten()
@@ -999,7 +1053,7 @@ impl DocumentStore {
                         self.remove_generation(&plan.pending.generation).await
                     };
                     if undo.is_ok() {
-                        forget(&ready.sql, &plan.pending).await.ok();
+                        self.forget(&ready.sql, &plan.pending).await.ok();
                     }
                 }
                 Err(e)
@@ -1109,7 +1163,7 @@ impl DocumentStore {
                     .map_err(|e| Error::backend(format!("document metadata: {e}")))?,
             };
             // The commit point of this document.
-            ready.sql.documents().put(&record).await?;
+            self.rows(&ready.sql).put(&record).await?;
             stored.push(document_of(record)?);
         }
         Ok(stored)
@@ -1118,7 +1172,7 @@ impl DocumentStore {
     async fn delete_now(&self, id: &str) -> Result<bool> {
         let ready = self.ready().await?;
         let _one_writer = self.shared.locks[self.stripe(id)].lock().await;
-        let Some(doc) = row(&ready.sql, id).await? else {
+        let Some(doc) = self.row(&ready.sql, id).await? else {
             return Ok(false);
         };
         let pending = Pending {
@@ -1127,11 +1181,11 @@ impl DocumentStore {
             generation: doc.generation.clone(),
             replaces: None,
         };
-        note(&ready.sql, &pending).await?;
+        self.note(&ready.sql, &pending).await?;
         // The commit point.
-        ready.sql.documents().delete(id).await?;
+        self.rows(&ready.sql).delete(id).await?;
         self.remove_generation(&doc.generation).await?;
-        forget(&ready.sql, &pending).await?;
+        self.forget(&ready.sql, &pending).await?;
         Ok(true)
     }
 
@@ -1162,12 +1216,12 @@ impl DocumentStore {
     /// Finishes or undoes every write a note of intent names.
     async fn repair(&self, sql: &SqlStore) -> Result<()> {
         for setting in sql.settings().list().await? {
-            if !setting.key.starts_with(PENDING_SETTING_PREFIX) {
+            if !setting.key.starts_with(&self.pending_prefix()) {
                 continue;
             }
             let pending: Pending = serde_json::from_value(setting.value)
                 .map_err(|e| Error::corrupted(format!("unreadable note {:?}: {e}", setting.key)))?;
-            let current = row(sql, &pending.doc_id).await?.map(|d| d.generation);
+            let current = self.row(sql, &pending.doc_id).await?.map(|d| d.generation);
             let committed = current.as_deref() == Some(pending.generation.as_str());
             match (pending.op.as_str(), committed) {
                 // A put that committed: its old generation goes.
@@ -1189,7 +1243,7 @@ impl DocumentStore {
                 committed,
                 "repaired an interrupted document write"
             );
-            forget(sql, &pending).await?;
+            self.forget(sql, &pending).await?;
         }
         Ok(())
     }
@@ -1208,6 +1262,64 @@ impl DocumentStore {
             self.shared.text_index.store(true, Ordering::Release);
         }
         Ok(has)
+    }
+
+    /// The `documents` rows this store reads and writes: its tenant's, or those of no
+    /// tenant.
+    fn rows<'a>(&'a self, sql: &'a SqlStore) -> hybridstore_sql::Documents<'a> {
+        match &self.shared.tenant {
+            Some(tenant) => sql.tenant_documents(tenant),
+            None => sql.documents(),
+        }
+    }
+
+    /// The row of `id` read as a document.
+    async fn row(&self, sql: &SqlStore, id: &str) -> Result<Option<Document>> {
+        self.rows(sql).get(id).await?.map(document_of).transpose()
+    }
+
+    /// What the names of this store's notes of intent start with:
+    /// [`PENDING_SETTING_PREFIX`], or for a tenant's documents
+    /// `hybridstore.tenants.<tenant>.documents.pending.` (which the first does not match).
+    fn pending_prefix(&self) -> String {
+        match &self.shared.tenant {
+            Some(tenant) => format!(
+                "{TENANT_SETTING_PREFIX}{}.documents.pending.",
+                tenant.as_str()
+            ),
+            None => PENDING_SETTING_PREFIX.to_string(),
+        }
+    }
+
+    async fn note(&self, sql: &SqlStore, pending: &Pending) -> Result<()> {
+        let value = serde_json::to_value(pending)
+            .map_err(|e| Error::backend(format!("note of intent: {e}")))?;
+        sql.settings()
+            .set(
+                &format!("{}{}", self.pending_prefix(), pending.generation),
+                &value,
+            )
+            .await
+    }
+
+    async fn forget(&self, sql: &SqlStore, pending: &Pending) -> Result<()> {
+        sql.settings()
+            .delete(&format!("{}{}", self.pending_prefix(), pending.generation))
+            .await
+            .map(|_| ())
+    }
+
+    /// `filter` as this store's LanceDB queries need it: a tenant's store is scoped by its
+    /// vector store; the store of no tenant keeps to the records of no tenant.
+    fn scoped_filter(&self, filter: Option<&Filter>) -> Option<Filter> {
+        if self.shared.tenant.is_some() {
+            return filter.cloned();
+        }
+        let none = Filter::is_null("tenant");
+        Some(match filter {
+            Some(f) => f.clone().and(none),
+            None => none,
+        })
     }
 
     /// Creates the passages' full-text index once; later passages are searched unindexed
@@ -1272,11 +1384,6 @@ fn unix_millis(t: SystemTime) -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// The row of `id` read as a document.
-async fn row(sql: &SqlStore, id: &str) -> Result<Option<Document>> {
-    sql.documents().get(id).await?.map(document_of).transpose()
-}
-
 /// A `documents` row as the document it describes.
 fn document_of(r: hybridstore_sql::Document) -> Result<Document> {
     let meta: RowMeta = serde_json::from_value(r.metadata).map_err(|e| {
@@ -1304,22 +1411,4 @@ fn document_of(r: hybridstore_sql::Document) -> Result<Document> {
         updated_at,
         generation: meta.generation,
     })
-}
-
-async fn note(sql: &SqlStore, pending: &Pending) -> Result<()> {
-    let value = serde_json::to_value(pending)
-        .map_err(|e| Error::backend(format!("note of intent: {e}")))?;
-    sql.settings()
-        .set(
-            &format!("{PENDING_SETTING_PREFIX}{}", pending.generation),
-            &value,
-        )
-        .await
-}
-
-async fn forget(sql: &SqlStore, pending: &Pending) -> Result<()> {
-    sql.settings()
-        .delete(&format!("{PENDING_SETTING_PREFIX}{}", pending.generation))
-        .await
-        .map(|_| ())
 }

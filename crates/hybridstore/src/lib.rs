@@ -64,6 +64,7 @@ mod source_tree;
 pub mod stack;
 #[cfg(feature = "sync")]
 mod syncing;
+pub mod tenants;
 mod transfer;
 pub mod upkeep;
 
@@ -78,7 +79,7 @@ use std::sync::Arc;
 use hybridstore_cache::{CacheStats, CachedStore};
 use hybridstore_core::verify::{VerifyReport, verify_store};
 use hybridstore_core::{
-    Barrier, Error, ErrorKind, KeyRange, KvStore, Result, StoreStats, WriteBarrier,
+    Barrier, Error, ErrorKind, KeyRange, KvStore, Result, StoreStats, TenantId, WriteBarrier,
 };
 use hybridstore_dedup::{DedupOptions, DedupStats, DedupStore, GcOptions, GcReport};
 use serde::Serialize;
@@ -223,6 +224,9 @@ pub struct HybridStorageSystem {
     barrier: Barrier,
     /// Held by garbage collection and by backups (which read chunks GC would sweep).
     upkeep: Arc<tokio::sync::Mutex<()>>,
+    /// The tenant handles made so far (one per tenant, so clones share its quota
+    /// accounting); the lock also serializes registering and deleting tenants.
+    tenants: Arc<tokio::sync::Mutex<std::collections::HashMap<TenantId, tenants::Tenant>>>,
     /// The data directory's lock, held while any clone is alive.
     _owner: Arc<std::fs::File>,
 }
@@ -412,6 +416,7 @@ impl HybridStorageSystem {
             upkeep_task: None,
             barrier,
             upkeep: Arc::default(),
+            tenants: Arc::default(),
             _owner: owner,
         };
         #[cfg(feature = "sync")]

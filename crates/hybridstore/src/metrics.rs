@@ -5,6 +5,9 @@
 //! Recording is a non-blocking offer to a bounded channel: when the analytics writer is
 //! behind, events are dropped and counted (`SinkStats::dropped_full`), the operation is not
 //! slowed. `scan` and `scan_meta` streams and `stats` are passed through unrecorded.
+//!
+//! An event of a key in a tenant's namespace (`t/<tenant>/…`, where a
+//! [`Tenant`](crate::tenants::Tenant)'s keys arrive) names that tenant.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use hybridstore_analytics::{AccessEvent, CacheTier, EventSink, Operation, Outcom
 use hybridstore_cache::{ServedBy, observe_served_by};
 use hybridstore_core::{
     BatchOp, Capabilities, EntryStream, Key, KeyRange, KvStore, MetaStream, ObjectMeta, PutOptions,
-    Result, StoreStats, WriteBatch,
+    Result, StoreStats, TenantId, WriteBatch,
 };
 
 /// Records an access event for every operation on `inner`.
@@ -49,6 +52,8 @@ impl MeteredStore {
         let mut event = AccessEvent::new(operation, self.backend.clone(), None);
         if let Some(key) = key {
             event = event.with_key_bytes(key.as_bytes(), self.record_keys);
+            // A tenant handle's keys reach this layer in their namespace (`t/<tenant>/…`).
+            event.tenant = TenantId::of_key(key).map(|t| Arc::from(t.as_str()));
         }
         event.latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         // Stamped when the operation began.

@@ -73,7 +73,7 @@ pub use meta::{
     MAX_CONTENT_TYPE_LEN, MAX_TIME_SINCE_EPOCH, ObjectMeta, PutOptions, Sha256Digest,
     nanos_since_epoch,
 };
-pub use namespace::{MAX_TENANT_LEN, Namespaced, TenantId};
+pub use namespace::{MAX_TENANT_LEN, Namespaced, TENANT_KEY_PREFIX, TenantId};
 pub use secret::{SecretUrl, is_secret_parameter};
 pub use store::{
     Capabilities, Entry, EntryStream, KvStore, MetaEntry, MetaStream, StoreStats, ValueReader,

@@ -53,7 +53,20 @@ impl TenantId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The tenant whose namespace holds `key` in an inner store under [`Namespaced`]
+    /// (`t/<tenant>/…`), or `None` for a key outside every tenant's namespace.
+    pub fn of_key(key: &Key) -> Option<TenantId> {
+        let rest = key.as_bytes().strip_prefix(TENANT_KEY_PREFIX.as_bytes())?;
+        let end = rest.iter().position(|&b| b == b'/')?;
+        let name = std::str::from_utf8(&rest[..end]).ok()?;
+        TenantId::new(name).ok()
+    }
 }
+
+/// What every tenant's keys start with in the inner store of [`Namespaced`]: a tenant's
+/// prefix is `t/<tenant>/`.
+pub const TENANT_KEY_PREFIX: &str = "t/";
 
 /// A layer that confines every operation to one tenant's keys.
 ///
@@ -85,7 +98,7 @@ pub struct Namespaced<S> {
 impl<S: KvStore> Namespaced<S> {
     /// Confines `inner` to `tenant`.
     pub fn new(inner: S, tenant: TenantId) -> Self {
-        let prefix = Bytes::from(format!("t/{}/", tenant.as_str()));
+        let prefix = Bytes::from(format!("{TENANT_KEY_PREFIX}{}/", tenant.as_str()));
         Namespaced {
             inner,
             tenant,
@@ -284,6 +297,16 @@ mod tests {
             assert!(TenantId::new(bad).is_err(), "{bad:?} accepted");
         }
         assert!(TenantId::new("acme-corp_1.eu").is_ok());
+    }
+
+    #[test]
+    fn a_namespaced_key_names_its_tenant() {
+        let of = |k: &str| TenantId::of_key(&Key::new(k.to_string()).unwrap()).map(|t| t.0);
+        assert_eq!(of("t/acme/a/b").as_deref(), Some("acme"));
+        assert_eq!(of("t/acme/").as_deref(), Some("acme"));
+        for outside in ["t/acme", "t//x", "t/a b/x", "x/acme/y", "tt/acme/y"] {
+            assert_eq!(of(outside), None, "{outside}");
+        }
     }
 
     #[tokio::test]

@@ -272,6 +272,30 @@ impl AnalyticsStore {
         })
     }
 
+    /// Deletes everything recorded of `tenant` (events, per-key rollups, usage state) and
+    /// returns how many access events went: every record offered before the call is
+    /// written first, then the rows go in one transaction on a write connection (which keeps
+    /// this process's writer out). The per-minute totals over all tenants
+    /// (`access_minutes`, `latency_minutes`) name no tenant and stay. Blocks.
+    ///
+    /// # Errors
+    /// As [`flush`](Self::flush); `Unavailable` if another process holds the file past the
+    /// lock timeout; `Backend` for DuckDB errors (then nothing was deleted).
+    pub fn delete_tenant(&self, tenant: &str) -> Result<u64> {
+        self.flush()?;
+        self.file.with_connection(Access::ReadWrite, |conn| {
+            let tx = conn.transaction().map_err(errors::duck_error)?;
+            let events = tx
+                .execute("DELETE FROM access_events WHERE tenant = ?", [tenant])
+                .map_err(errors::duck_error)?;
+            for delete in schema::TENANT_DELETES {
+                tx.execute(delete, [tenant]).map_err(errors::duck_error)?;
+            }
+            tx.commit().map_err(errors::duck_error)?;
+            Ok(events as u64)
+        })
+    }
+
     /// Counters of the sink.
     pub fn stats(&self) -> SinkStats {
         self.writer.sink().stats()

@@ -26,6 +26,18 @@ pub const TABLES: &[&str] = &[
     "tenant_usage_state",
 ];
 
+/// Deletes of one tenant's rows (`?` = the tenant) from every table other than
+/// `access_events` whose rows name a tenant: what
+/// [`AnalyticsStore::delete_tenant`](crate::AnalyticsStore::delete_tenant) runs.
+pub(crate) const TENANT_DELETES: &[&str] = &[
+    "DELETE FROM key_read_minutes WHERE tenant = ?",
+    "DELETE FROM key_read_heads WHERE tenant = ?",
+    "DELETE FROM key_write_minutes WHERE tenant = ?",
+    "DELETE FROM object_state WHERE tenant = ?",
+    "DELETE FROM tenant_clears WHERE tenant = ?",
+    "DELETE FROM tenant_usage_state WHERE tenant = ?",
+];
+
 /// `(version, name, SQL)`, oldest first. Never edit one that has shipped: add another.
 const MIGRATIONS: &[(i32, &str, &str)] = &[
     (

@@ -76,7 +76,7 @@ use futures::{StreamExt, TryStreamExt};
 use hybridstore_core::raw::{WriteOrder, run_to_completion};
 use hybridstore_core::{
     Capabilities, EntryStream, Error, Key, KeyRange, KvStore, MAX_KEY_LEN, MetaEntry, MetaStream,
-    ObjectMeta, PutOptions, Result, Sha256Digest, StoreStats, WriteBatch,
+    ObjectMeta, PutOptions, Result, Sha256Digest, StoreStats, TenantId, WriteBatch,
 };
 
 use crate::codec::SqlRange;
@@ -266,14 +266,45 @@ impl SqlStore {
         &self.url
     }
 
-    /// The `documents` table.
+    /// The `documents` table's rows of no tenant.
     pub fn documents(&self) -> Documents<'_> {
-        Documents { store: self }
+        Documents {
+            store: self,
+            tenant: "",
+        }
     }
 
-    /// The `sessions` table.
+    /// The `documents` table's rows of `tenant`.
+    pub fn tenant_documents<'a>(&'a self, tenant: &'a TenantId) -> Documents<'a> {
+        Documents {
+            store: self,
+            tenant: tenant.as_str(),
+        }
+    }
+
+    /// The `sessions` table's sessions of no tenant.
     pub fn sessions(&self) -> Sessions<'_> {
-        Sessions { store: self }
+        Sessions {
+            store: self,
+            tenant: "",
+        }
+    }
+
+    /// The `sessions` table's sessions of `tenant`.
+    pub fn tenant_sessions<'a>(&'a self, tenant: &'a TenantId) -> Sessions<'a> {
+        Sessions {
+            store: self,
+            tenant: tenant.as_str(),
+        }
+    }
+
+    /// Deletes every `documents` and `sessions` row of `tenant`, in one transaction, and
+    /// returns how many of each: (documents, sessions).
+    ///
+    /// # Errors
+    /// Errors of the database (then nothing was deleted).
+    pub async fn delete_tenant_rows(&self, tenant: &TenantId) -> Result<(u64, u64)> {
+        self.engine.delete_tenant_rows(tenant.as_str()).await
     }
 
     /// The `settings` table.
@@ -384,7 +415,7 @@ impl SqlSnapshot {
         self.tx.lock().await.key_count().await
     }
 
-    /// The `documents` row `doc_id` at the snapshot.
+    /// The `documents` row `doc_id` of no tenant at the snapshot.
     ///
     /// # Errors
     /// `InvalidInput` for an id outside 1 to [`MAX_ID_LEN`] bytes; errors of the database.
@@ -398,7 +429,7 @@ impl SqlSnapshot {
         self.tx.lock().await.document(doc_id).await
     }
 
-    /// Number of `documents` rows at the snapshot.
+    /// Number of `documents` rows of no tenant at the snapshot.
     ///
     /// # Errors
     /// Errors of the database.

@@ -111,10 +111,16 @@ pub(crate) fn string_prefix_successor(prefix: &str) -> Option<String> {
     None
 }
 
-/// The `documents` table. Obtained from [`SqlStore::documents`].
+/// The `documents` table, seen by one tenant (or by no tenant). Obtained from
+/// [`SqlStore::documents`] (the rows of no tenant) or [`SqlStore::tenant_documents`].
+///
+/// Rows are keyed by (tenant, `doc_id`): every call reads and writes only its tenant's rows,
+/// and two tenants may hold the same `doc_id`.
 #[derive(Clone, Copy, Debug)]
 pub struct Documents<'a> {
     pub(crate) store: &'a SqlStore,
+    /// The tenant's name, "" for the rows of no tenant.
+    pub(crate) tenant: &'a str,
 }
 
 impl Documents<'_> {
@@ -132,19 +138,19 @@ impl Documents<'_> {
             )));
         }
         check_json("document metadata", &doc.metadata)?;
-        self.store.engine.upsert_document(doc).await
+        self.store.engine.upsert_document(self.tenant, doc).await
     }
 
     /// The document `doc_id`, if recorded.
     pub async fn get(&self, doc_id: &str) -> Result<Option<Document>> {
         check_id("doc_id", doc_id)?;
-        self.store.engine.document(doc_id).await
+        self.store.engine.document(self.tenant, doc_id).await
     }
 
     /// Removes the document; returns whether it existed.
     pub async fn delete(&self, doc_id: &str) -> Result<bool> {
         check_id("doc_id", doc_id)?;
-        self.store.engine.delete_document(doc_id).await
+        self.store.engine.delete_document(self.tenant, doc_id).await
     }
 
     /// Documents whose `content_hash` equals `content_hash` (duplicates of one content),
@@ -153,7 +159,7 @@ impl Documents<'_> {
         check_id("content_hash", content_hash)?;
         self.store
             .engine
-            .documents_by_content_hash(content_hash, page(limit))
+            .documents_by_content_hash(self.tenant, content_hash, page(limit))
             .await
     }
 
@@ -168,7 +174,7 @@ impl Documents<'_> {
         let after = after.map(|d| (d.filename.as_str(), d.doc_id.as_str()));
         self.store
             .engine
-            .documents_by_filename_prefix(prefix, after, page(limit))
+            .documents_by_filename_prefix(self.tenant, prefix, after, page(limit))
             .await
     }
 
@@ -177,20 +183,25 @@ impl Documents<'_> {
     pub async fn list(&self, after_doc_id: Option<&str>, limit: usize) -> Result<Vec<Document>> {
         self.store
             .engine
-            .documents_page(after_doc_id, page(limit))
+            .documents_page(self.tenant, after_doc_id, page(limit))
             .await
     }
 
     /// Number of documents.
     pub async fn count(&self) -> Result<u64> {
-        self.store.engine.count_documents().await
+        self.store.engine.count_documents(self.tenant).await
     }
 }
 
-/// The `sessions` table, with expiry. Obtained from [`SqlStore::sessions`].
+/// The `sessions` table, with expiry, seen by one tenant (or by no tenant). Obtained from
+/// [`SqlStore::sessions`] (the sessions of no tenant) or [`SqlStore::tenant_sessions`].
+///
+/// Rows are keyed by (tenant, `session_id`), as in [`Documents`].
 #[derive(Clone, Copy, Debug)]
 pub struct Sessions<'a> {
     pub(crate) store: &'a SqlStore,
+    /// The tenant's name, "" for the sessions of no tenant.
+    pub(crate) tenant: &'a str,
 }
 
 impl Sessions<'_> {
@@ -218,7 +229,10 @@ impl Sessions<'_> {
             last_accessed: now,
             expires_at,
         };
-        self.store.engine.upsert_session(&session).await?;
+        self.store
+            .engine
+            .upsert_session(self.tenant, &session)
+            .await?;
         self.get(session_id)
             .await?
             .ok_or_else(|| Error::conflict("session was deleted or expired while being written"))
@@ -229,7 +243,7 @@ impl Sessions<'_> {
         check_id("session_id", session_id)?;
         self.store
             .engine
-            .session(session_id, SystemTime::now())
+            .session(self.tenant, session_id, SystemTime::now())
             .await
     }
 
@@ -243,18 +257,33 @@ impl Sessions<'_> {
             .ok_or_else(|| Error::invalid_input("session ttl overflows the clock"))?;
         self.store
             .engine
-            .touch_session(session_id, now, expires_at)
+            .touch_session(self.tenant, session_id, now, expires_at)
             .await
     }
 
     /// Removes the session; returns whether it existed (expired or not).
     pub async fn delete(&self, session_id: &str) -> Result<bool> {
         check_id("session_id", session_id)?;
-        self.store.engine.delete_session(session_id).await
+        self.store
+            .engine
+            .delete_session(self.tenant, session_id)
+            .await
     }
 
-    /// Removes every session whose expiry has passed; returns how many. Call it periodically
-    /// (expired sessions already read as absent, so this only reclaims space).
+    /// Number of live (unexpired) sessions.
+    ///
+    /// # Errors
+    /// Errors of the database.
+    pub async fn count(&self) -> Result<u64> {
+        self.store
+            .engine
+            .count_sessions(self.tenant, SystemTime::now())
+            .await
+    }
+
+    /// Removes every session whose expiry has passed, of every tenant; returns how many.
+    /// Call it periodically (expired sessions already read as absent, so this only reclaims
+    /// space).
     pub async fn delete_expired(&self) -> Result<u64> {
         self.store
             .engine

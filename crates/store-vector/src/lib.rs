@@ -101,7 +101,36 @@ type OpenCollection = (Table, Arc<CollectionSpec>, arrow_schema::SchemaRef);
 #[derive(Debug)]
 struct TenantScope {
     tenant: TenantId,
-    max_vectors: Option<u64>,
+    max_vectors: VectorQuota,
+}
+
+/// A tenant's vector quota (records per collection), shared by the scopes made with it: a
+/// change through [`set`](Self::set) applies to every one of them at once.
+#[derive(Clone, Debug, Default)]
+pub struct VectorQuota(Arc<std::sync::atomic::AtomicU64>);
+
+impl VectorQuota {
+    /// A quota of at most `max` records per collection (`None`: no quota).
+    pub fn new(max: Option<u64>) -> VectorQuota {
+        let quota = VectorQuota::default();
+        quota.set(max);
+        quota
+    }
+
+    /// Changes the quota; `None` removes it.
+    pub fn set(&self, max: Option<u64>) {
+        // u64::MAX stands for no quota: no collection can hold that many records.
+        self.0.store(
+            max.unwrap_or(u64::MAX),
+            std::sync::atomic::Ordering::Release,
+        );
+    }
+
+    /// The quota now.
+    pub fn get(&self) -> Option<u64> {
+        let max = self.0.load(std::sync::atomic::Ordering::Acquire);
+        (max != u64::MAX).then_some(max)
+    }
 }
 
 /// Collections on LanceDB. Cloning is cheap and clones share open tables.
@@ -115,7 +144,13 @@ pub struct LanceVectorStore {
     uri: String,
     tables: Arc<Mutex<HashMap<String, OpenCollection>>>,
     scope: Option<Arc<TenantScope>>,
+    /// One lock per (tenant, collection) with a quota, shared by every clone and scope of
+    /// this store: a quota's count and the write it allows happen under it, so concurrent
+    /// writers of one tenant cannot pass the quota together.
+    quota_locks: Arc<Mutex<QuotaLocks>>,
 }
+
+type QuotaLocks = HashMap<(TenantId, String), Arc<tokio::sync::Mutex<()>>>;
 
 impl std::fmt::Debug for LanceVectorStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -149,6 +184,7 @@ impl LanceVectorStore {
             uri: uri.to_string(),
             tables: Arc::default(),
             scope: None,
+            quota_locks: Arc::default(),
         })
     }
 
@@ -158,12 +194,21 @@ impl LanceVectorStore {
     }
 
     /// The same store seen by one tenant, allowed at most `max_vectors` records per
-    /// collection (`None`: no quota).
+    /// collection (`None`: no quota). Writes past the quota fail with `QuotaExceeded`;
+    /// concurrent writers of one tenant through any clone or scope of this store cannot
+    /// pass it together (the count and the write it allows happen under one lock per tenant
+    /// and collection). Other processes writing the same table are not counted in.
     pub fn for_tenant(&self, tenant: TenantId, max_vectors: Option<u64>) -> LanceVectorStore {
+        self.for_tenant_with_quota(tenant, VectorQuota::new(max_vectors))
+    }
+
+    /// As [`for_tenant`](Self::for_tenant), with a quota shared with other scopes (and
+    /// changed for all of them by [`VectorQuota::set`]).
+    pub fn for_tenant_with_quota(&self, tenant: TenantId, quota: VectorQuota) -> LanceVectorStore {
         LanceVectorStore {
             scope: Some(Arc::new(TenantScope {
                 tenant,
-                max_vectors,
+                max_vectors: quota,
             })),
             ..self.clone()
         }
@@ -246,12 +291,27 @@ impl LanceVectorStore {
         schema::to_batch(spec, &table_schema, records, tenant, now_us())
     }
 
+    /// The tenant's quota lock of `collection`, when the scope has a quota: held from the
+    /// quota check until the write it allowed is done.
+    async fn quota_guard(&self, collection: &str) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let scope = self.scope.as_ref()?;
+        scope.max_vectors.get()?;
+        let lock = self
+            .quota_locks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .entry((scope.tenant.clone(), collection.to_string()))
+            .or_default()
+            .clone();
+        Some(lock.lock_owned().await)
+    }
+
     /// Refuses a write that would take the tenant past its quota.
     async fn check_quota(&self, table: &Table, spec: &CollectionSpec, new_rows: u64) -> Result<()> {
         let Some(scope) = &self.scope else {
             return Ok(());
         };
-        let Some(max) = scope.max_vectors else {
+        let Some(max) = scope.max_vectors.get() else {
             return Ok(());
         };
         let current = self.count_in(table, spec, None).await?;

@@ -111,6 +111,7 @@ impl VectorStore for LanceVectorStore {
         if records.is_empty() {
             return Ok(());
         }
+        let _quota = self.quota_guard(collection).await;
         self.check_quota(&table, &spec, records.len() as u64)
             .await?;
         let batch = self.batch(schema, &spec, &records)?;
@@ -131,7 +132,8 @@ impl VectorStore for LanceVectorStore {
                 twice.id
             )));
         }
-        if self.scope.as_ref().is_some_and(|s| s.max_vectors.is_some()) {
+        let quota = self.quota_guard(collection).await;
+        if quota.is_some() {
             let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
             let existing = self
                 .count_in(&table, &spec, Some(&Filter::is_in("id", ids)))

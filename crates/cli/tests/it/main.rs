@@ -1214,3 +1214,84 @@ fn migrate_copies_a_data_directory_and_resumes() {
     let o = hybridstore_env(&from, &["migrate", "--from", f, "--to", "ftp://x/y"], &[]);
     assert_eq!(code(&o), 2, "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// `--tenant` scopes the key commands to a tenant's namespace and quota; `tenants` lists,
+/// reports usage, sets quotas and deletes across every engine (exit 3 for a tenant that was
+/// never registered).
+#[test]
+fn tenants_scope_the_key_commands_and_are_listed_quotaed_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let o = hybridstore(&data, &["tenants", "quota", "acme", "--max-bytes", "10"]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run_with_stdin(&data, &["--tenant", "acme", "put", "plan"], Some(b"acme's"));
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let o = run_with_stdin(
+        &data,
+        &["--tenant", "globex", "put", "plan"],
+        Some(b"globex's plan"),
+    );
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    // Over acme's quota of 10 bytes: refused, and nothing changed.
+    let o = run_with_stdin(&data, &["--tenant", "acme", "put", "more"], Some(b"12345"));
+    assert_eq!(code(&o), 1, "QuotaExceeded is a failure: {}", stdout(&o));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("quota"),
+        "{o:?}"
+    );
+    assert_eq!(
+        stdout(&hybridstore(&data, &["--tenant", "acme", "get", "plan"])),
+        "acme's"
+    );
+    assert_eq!(
+        stdout(&hybridstore(&data, &["--tenant", "globex", "get", "plan"])),
+        "globex's plan"
+    );
+    assert_eq!(
+        code(&hybridstore(&data, &["get", "plan"])),
+        3,
+        "the system's own keys are apart"
+    );
+    assert_eq!(
+        stdout(&hybridstore(&data, &["--tenant", "acme", "ls"])).trim(),
+        "plan"
+    );
+
+    let list = json(&hybridstore(&data, &["--json", "tenants", "list"]));
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["acme", "globex"]);
+    assert_eq!(list[0]["quota"]["max_bytes"], 10);
+    let usage = json(&hybridstore(&data, &["--json", "tenants", "usage", "acme"]));
+    assert_eq!(
+        (usage["keys"].as_u64(), usage["bytes"].as_u64()),
+        (Some(1), Some(6)),
+        "{usage}"
+    );
+
+    let deleted = json(&hybridstore(
+        &data,
+        &["--json", "tenants", "delete", "acme"],
+    ));
+    assert_eq!(deleted["keys"], 1, "{deleted}");
+    assert_eq!(
+        code(&hybridstore(&data, &["--tenant", "acme", "get", "plan"])),
+        3
+    );
+    assert_eq!(
+        stdout(&hybridstore(&data, &["--tenant", "globex", "get", "plan"])),
+        "globex's plan"
+    );
+    assert_eq!(
+        code(&hybridstore(&data, &["tenants", "delete", "never"])),
+        3
+    );
+    assert_eq!(
+        code(&hybridstore(&data, &["--tenant", "no/slash", "ls"])),
+        2
+    );
+}

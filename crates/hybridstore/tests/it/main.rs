@@ -17,6 +17,8 @@ mod migrate;
 #[cfg(feature = "sync")]
 mod modes;
 mod streaming;
+#[cfg(all(feature = "sql", feature = "vectors", feature = "analytics"))]
+mod tenants;
 mod upkeep;
 
 /// Relative path -> contents of every regular file under `root`.

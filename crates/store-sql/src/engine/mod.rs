@@ -96,33 +96,53 @@ pub(crate) trait KvEngine: Send + Sync + std::fmt::Debug {
 /// The operational tables: documents, sessions, settings.
 #[async_trait]
 pub(crate) trait TablesEngine: Send + Sync {
-    async fn upsert_document(&self, doc: &Document) -> Result<()>;
-    async fn document(&self, doc_id: &str) -> Result<Option<Document>>;
-    async fn delete_document(&self, doc_id: &str) -> Result<bool>;
+    // `tenant` is the rows' tenant: a tenant name, or "" for the rows of no tenant.
+    async fn upsert_document(&self, tenant: &str, doc: &Document) -> Result<()>;
+    async fn document(&self, tenant: &str, doc_id: &str) -> Result<Option<Document>>;
+    async fn delete_document(&self, tenant: &str, doc_id: &str) -> Result<bool>;
     async fn documents_by_content_hash(
         &self,
+        tenant: &str,
         content_hash: &str,
         limit: usize,
     ) -> Result<Vec<Document>>;
     async fn documents_by_filename_prefix(
         &self,
+        tenant: &str,
         prefix: &str,
         after: Option<(&str, &str)>,
         limit: usize,
     ) -> Result<Vec<Document>>;
-    async fn documents_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<Document>>;
-    async fn count_documents(&self) -> Result<u64>;
+    async fn documents_page(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Document>>;
+    async fn count_documents(&self, tenant: &str) -> Result<u64>;
 
-    async fn upsert_session(&self, session: &Session) -> Result<()>;
-    async fn session(&self, session_id: &str, now: SystemTime) -> Result<Option<Session>>;
+    async fn upsert_session(&self, tenant: &str, session: &Session) -> Result<()>;
+    async fn session(
+        &self,
+        tenant: &str,
+        session_id: &str,
+        now: SystemTime,
+    ) -> Result<Option<Session>>;
     async fn touch_session(
         &self,
+        tenant: &str,
         session_id: &str,
         now: SystemTime,
         expires_at: SystemTime,
     ) -> Result<bool>;
-    async fn delete_session(&self, session_id: &str) -> Result<bool>;
+    async fn delete_session(&self, tenant: &str, session_id: &str) -> Result<bool>;
+    /// Every tenant's expired sessions.
     async fn delete_expired_sessions(&self, now: SystemTime) -> Result<u64>;
+    /// Live sessions of `tenant`.
+    async fn count_sessions(&self, tenant: &str, now: SystemTime) -> Result<u64>;
+    /// Deletes every document and session row of `tenant` in one transaction; returns
+    /// (documents, sessions) deleted.
+    async fn delete_tenant_rows(&self, tenant: &str) -> Result<(u64, u64)>;
 
     async fn set_setting(
         &self,
@@ -161,9 +181,9 @@ const META_BY_KEY: &str = "SELECT key, size, created, modified, checksum, conten
 const VALUE_BY_KEY: &str = "SELECT value FROM kv_objects WHERE key = $1";
 /// One `documents` row: `tables::document_row`'s columns.
 const DOCUMENT_BY_ID: &str = "SELECT doc_id, filename, size, content_hash, created_at, metadata \
-     FROM documents WHERE doc_id = $1";
+     FROM documents WHERE doc_id = $1 AND tenant = $2";
 /// Rows of `documents`, as one BIGINT.
-const COUNT_DOCUMENTS: &str = "SELECT COUNT(*) FROM documents";
+const COUNT_DOCUMENTS: &str = "SELECT COUNT(*) FROM documents WHERE tenant = $1";
 /// Metadata and value of one key: [`entry_row`]'s columns.
 const ENTRY_BY_KEY: &str = "SELECT key, size, created, modified, checksum, content_type, \
      dedup_hash, value FROM kv_objects WHERE key = $1";

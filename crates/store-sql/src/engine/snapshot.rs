@@ -63,8 +63,10 @@ where
     }
 
     async fn document(&mut self, doc_id: &str) -> Result<Option<Document>> {
+        // The rows of no tenant, as `SqlStore::documents` sees them.
         let row = sqlx::query(DOCUMENT_BY_ID)
             .bind(doc_id)
+            .bind("")
             .fetch_optional(&mut *self.tx)
             .await
             .map_err(map_sqlx)?;
@@ -73,6 +75,7 @@ where
 
     async fn count_documents(&mut self) -> Result<u64> {
         let n: i64 = sqlx::query_scalar(COUNT_DOCUMENTS)
+            .bind("")
             .fetch_one(&mut *self.tx)
             .await
             .map_err(map_sqlx)?;

@@ -21,11 +21,12 @@ where
 {
     // ---- documents -------------------------------------------------------------------
 
-    async fn upsert_document(&self, doc: &Document) -> Result<()> {
+    async fn upsert_document(&self, tenant: &str, doc: &Document) -> Result<()> {
         sqlx::query(
-            "INSERT INTO documents (doc_id, filename, size, content_hash, created_at, metadata) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (doc_id) DO UPDATE SET filename = excluded.filename, \
+            "INSERT INTO documents \
+             (doc_id, filename, size, content_hash, created_at, metadata, tenant) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (tenant, doc_id) DO UPDATE SET filename = excluded.filename, \
              size = excluded.size, content_hash = excluded.content_hash, \
              metadata = excluded.metadata",
         )
@@ -35,24 +36,27 @@ where
         .bind(doc.content_hash.as_str())
         .bind(codec::to_unix_millis(doc.created_at))
         .bind(Json(&doc.metadata))
+        .bind(tenant)
         .execute(&self.writer)
         .await
         .map_err(map_sqlx)?;
         Ok(())
     }
 
-    async fn document(&self, doc_id: &str) -> Result<Option<Document>> {
+    async fn document(&self, tenant: &str, doc_id: &str) -> Result<Option<Document>> {
         let row = sqlx::query(DOCUMENT_BY_ID)
             .bind(doc_id)
+            .bind(tenant)
             .fetch_optional(&self.reader)
             .await
             .map_err(map_sqlx)?;
         row.map(|r| document_row(&r)).transpose()
     }
 
-    async fn delete_document(&self, doc_id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM documents WHERE doc_id = $1")
+    async fn delete_document(&self, tenant: &str, doc_id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM documents WHERE doc_id = $1 AND tenant = $2")
             .bind(doc_id)
+            .bind(tenant)
             .execute(&self.writer)
             .await
             .map_err(map_sqlx)?;
@@ -61,15 +65,17 @@ where
 
     async fn documents_by_content_hash(
         &self,
+        tenant: &str,
         content_hash: &str,
         limit: usize,
     ) -> Result<Vec<Document>> {
         let rows = sqlx::query(
             "SELECT doc_id, filename, size, content_hash, created_at, metadata \
-             FROM documents WHERE content_hash = $1 ORDER BY doc_id LIMIT $2",
+             FROM documents WHERE content_hash = $1 AND tenant = $3 ORDER BY doc_id LIMIT $2",
         )
         .bind(content_hash)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(tenant)
         .fetch_all(&self.reader)
         .await
         .map_err(map_sqlx)?;
@@ -80,6 +86,7 @@ where
     /// the position `after` (keyset paging).
     async fn documents_by_filename_prefix(
         &self,
+        tenant: &str,
         prefix: &str,
         after: Option<(&str, &str)>,
         limit: usize,
@@ -92,7 +99,7 @@ where
         let rows = sqlx::query(
             "SELECT doc_id, filename, size, content_hash, created_at, metadata FROM documents \
              WHERE filename >= $1 AND ($2 IS NULL OR filename < $2) \
-             AND (filename > $3 OR (filename = $3 AND doc_id > $4)) \
+             AND (filename > $3 OR (filename = $3 AND doc_id > $4)) AND tenant = $6 \
              ORDER BY filename, doc_id LIMIT $5",
         )
         .bind(prefix)
@@ -100,6 +107,7 @@ where
         .bind(after_name)
         .bind(after_id)
         .bind(limit)
+        .bind(tenant)
         .fetch_all(&self.reader)
         .await
         .map_err(map_sqlx)?;
@@ -107,21 +115,28 @@ where
     }
 
     /// All documents ordered by `doc_id`, after `after` (keyset paging).
-    async fn documents_page(&self, after: Option<&str>, limit: usize) -> Result<Vec<Document>> {
+    async fn documents_page(
+        &self,
+        tenant: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Document>> {
         let rows = sqlx::query(
             "SELECT doc_id, filename, size, content_hash, created_at, metadata FROM documents \
-             WHERE doc_id > $1 ORDER BY doc_id LIMIT $2",
+             WHERE tenant = $3 AND doc_id > $1 ORDER BY doc_id LIMIT $2",
         )
         .bind(after.unwrap_or(""))
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .bind(tenant)
         .fetch_all(&self.reader)
         .await
         .map_err(map_sqlx)?;
         rows.iter().map(document_row).collect()
     }
 
-    async fn count_documents(&self) -> Result<u64> {
+    async fn count_documents(&self, tenant: &str) -> Result<u64> {
         let n: i64 = sqlx::query_scalar(COUNT_DOCUMENTS)
+            .bind(tenant)
             .fetch_one(&self.reader)
             .await
             .map_err(map_sqlx)?;
@@ -130,11 +145,12 @@ where
 
     // ---- sessions --------------------------------------------------------------------
 
-    async fn upsert_session(&self, session: &Session) -> Result<()> {
+    async fn upsert_session(&self, tenant: &str, session: &Session) -> Result<()> {
         sqlx::query(
-            "INSERT INTO sessions (session_id, data, created_at, last_accessed, expires_at) \
-             VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (session_id) DO UPDATE SET data = excluded.data, \
+            "INSERT INTO sessions \
+             (session_id, data, created_at, last_accessed, expires_at, tenant) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (tenant, session_id) DO UPDATE SET data = excluded.data, \
              last_accessed = excluded.last_accessed, expires_at = excluded.expires_at",
         )
         .bind(session.session_id.as_str())
@@ -142,6 +158,7 @@ where
         .bind(codec::to_unix_millis(session.created_at))
         .bind(codec::to_unix_millis(session.last_accessed))
         .bind(codec::to_unix_millis(session.expires_at))
+        .bind(tenant)
         .execute(&self.writer)
         .await
         .map_err(map_sqlx)?;
@@ -149,13 +166,19 @@ where
     }
 
     /// The session if it exists and has not expired at `now`.
-    async fn session(&self, session_id: &str, now: SystemTime) -> Result<Option<Session>> {
+    async fn session(
+        &self,
+        tenant: &str,
+        session_id: &str,
+        now: SystemTime,
+    ) -> Result<Option<Session>> {
         let row = sqlx::query(
             "SELECT session_id, data, created_at, last_accessed, expires_at FROM sessions \
-             WHERE session_id = $1 AND expires_at > $2",
+             WHERE session_id = $1 AND tenant = $3 AND expires_at > $2",
         )
         .bind(session_id)
         .bind(codec::to_unix_millis(now))
+        .bind(tenant)
         .fetch_optional(&self.reader)
         .await
         .map_err(map_sqlx)?;
@@ -165,26 +188,29 @@ where
     /// Sets `last_accessed = now` and `expires_at` of a live session; false if there is none.
     async fn touch_session(
         &self,
+        tenant: &str,
         session_id: &str,
         now: SystemTime,
         expires_at: SystemTime,
     ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE sessions SET last_accessed = $2, expires_at = $3 \
-             WHERE session_id = $1 AND expires_at > $2",
+             WHERE session_id = $1 AND tenant = $4 AND expires_at > $2",
         )
         .bind(session_id)
         .bind(codec::to_unix_millis(now))
         .bind(codec::to_unix_millis(expires_at))
+        .bind(tenant)
         .execute(&self.writer)
         .await
         .map_err(map_sqlx)?;
         Ok(D::rows_affected(&done) > 0)
     }
 
-    async fn delete_session(&self, session_id: &str) -> Result<bool> {
-        let done = sqlx::query("DELETE FROM sessions WHERE session_id = $1")
+    async fn delete_session(&self, tenant: &str, session_id: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM sessions WHERE session_id = $1 AND tenant = $2")
             .bind(session_id)
+            .bind(tenant)
             .execute(&self.writer)
             .await
             .map_err(map_sqlx)?;
@@ -198,6 +224,35 @@ where
             .await
             .map_err(map_sqlx)?;
         Ok(D::rows_affected(&done))
+    }
+
+    async fn delete_tenant_rows(&self, tenant: &str) -> Result<(u64, u64)> {
+        // One transaction: a tenant's rows go together or not at all.
+        let mut tx = D::begin_write(&self.writer, false).await?;
+        let documents = sqlx::query("DELETE FROM documents WHERE tenant = $1")
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+        let sessions = sqlx::query("DELETE FROM sessions WHERE tenant = $1")
+            .bind(tenant)
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx)?;
+        tx.commit().await.map_err(map_sqlx)?;
+        Ok((D::rows_affected(&documents), D::rows_affected(&sessions)))
+    }
+
+    async fn count_sessions(&self, tenant: &str, now: SystemTime) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions WHERE tenant = $1 AND expires_at > $2",
+        )
+        .bind(tenant)
+        .bind(codec::to_unix_millis(now))
+        .fetch_one(&self.reader)
+        .await
+        .map_err(map_sqlx)?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     // ---- settings --------------------------------------------------------------------

@@ -269,3 +269,157 @@ async fn postgres_read_snapshot() {
     };
     read_snapshot(&store).await;
 }
+
+/// Two tenants and the rows of no tenant share the tables but never each other's rows: the
+/// same ids live side by side, every call sees its own, and deleting a tenant's rows leaves
+/// the others.
+async fn tenant_rows(store: &SqlStore) {
+    use hybridstore_core::TenantId;
+    let acme = TenantId::new("acme").unwrap();
+    let globex = TenantId::new("globex").unwrap();
+    let (a, g, none) = (
+        store.tenant_documents(&acme),
+        store.tenant_documents(&globex),
+        store.documents(),
+    );
+    a.put(&doc("x", "acme/x.pdf", "h1")).await.unwrap();
+    a.put(&doc("y", "acme/y.pdf", "h1")).await.unwrap();
+    g.put(&doc("x", "globex/x.pdf", "h1")).await.unwrap();
+    none.put(&doc("x", "system/x.pdf", "h1")).await.unwrap();
+    assert_eq!(a.get("x").await.unwrap().unwrap().filename, "acme/x.pdf");
+    assert_eq!(g.get("x").await.unwrap().unwrap().filename, "globex/x.pdf");
+    assert_eq!(
+        none.get("x").await.unwrap().unwrap().filename,
+        "system/x.pdf"
+    );
+    assert_eq!(g.get("y").await.unwrap(), None);
+    assert_eq!((a.count().await.unwrap(), g.count().await.unwrap()), (2, 1));
+    assert_eq!(none.count().await.unwrap(), 1);
+    let ids = |docs: Vec<Document>| docs.into_iter().map(|d| d.filename).collect::<Vec<_>>();
+    assert_eq!(
+        ids(g.by_content_hash("h1", 10).await.unwrap()),
+        ["globex/x.pdf"]
+    );
+    assert_eq!(ids(g.list(None, 10).await.unwrap()), ["globex/x.pdf"]);
+    assert!(
+        ids(a.by_filename_prefix("", None, 10).await.unwrap())
+            .iter()
+            .all(|f| f.starts_with("acme/"))
+    );
+    assert!(!g.delete("y").await.unwrap(), "globex has no y");
+    assert!(a.get("y").await.unwrap().is_some());
+
+    let ttl = Duration::from_secs(3600);
+    let (sa, sg) = (store.tenant_sessions(&acme), store.tenant_sessions(&globex));
+    sa.put("s", &json!({"who": "acme"}), ttl).await.unwrap();
+    sg.put("s", &json!({"who": "globex"}), ttl).await.unwrap();
+    assert_eq!(
+        sa.get("s").await.unwrap().unwrap().data,
+        json!({"who": "acme"})
+    );
+    assert_eq!(store.sessions().get("s").await.unwrap(), None);
+    assert!(!store.sessions().touch("s", ttl).await.unwrap());
+    assert_eq!(
+        (sa.count().await.unwrap(), sg.count().await.unwrap()),
+        (1, 1)
+    );
+
+    assert_eq!(store.delete_tenant_rows(&acme).await.unwrap(), (2, 1));
+    assert_eq!(a.count().await.unwrap(), 0);
+    assert_eq!(sa.get("s").await.unwrap(), None);
+    assert_eq!(g.get("x").await.unwrap().unwrap().filename, "globex/x.pdf");
+    assert_eq!(
+        sg.get("s").await.unwrap().unwrap().data,
+        json!({"who": "globex"})
+    );
+    assert_eq!(none.count().await.unwrap(), 1);
+}
+
+#[tokio::test]
+async fn sqlite_tenant_rows() {
+    let (store, _dir) = super::sqlite_store().await;
+    tenant_rows(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_tenant_rows() {
+    let Some((store, _db)) = super::postgres_store().await else {
+        return;
+    };
+    tenant_rows(&store).await;
+}
+
+/// A database made by schema version 1 (no tenant column) opens with its documents and
+/// sessions kept as rows of no tenant.
+#[tokio::test]
+async fn a_version_1_sqlite_database_migrates_its_rows_to_no_tenant() {
+    let dir = tempfile::tempdir().unwrap();
+    let v1 = dir.path().join("v1");
+    std::fs::create_dir(&v1).unwrap();
+    std::fs::copy(
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/migrations/sqlite/0001_schema.sql"
+        ),
+        v1.join("0001_schema.sql"),
+    )
+    .unwrap();
+    let path = dir.path().join("kv.db");
+    {
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&path)
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.unwrap();
+        sqlx::migrate::Migrator::new(v1.as_path())
+            .await
+            .unwrap()
+            .run(&pool)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO documents (doc_id, filename, size, content_hash, created_at, metadata) \
+             VALUES ('old', 'old.txt', 3, 'h', 1000, '{\"k\": 1}')",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO sessions (session_id, data, created_at, last_accessed, expires_at) \
+             VALUES ('s', '{}', 1000, 1000, 9000000000000)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+    }
+    let store = SqlStore::open_sqlite_file(&path, Default::default())
+        .await
+        .unwrap();
+    let old = store.documents().get("old").await.unwrap().unwrap();
+    assert_eq!(
+        (old.filename.as_str(), old.metadata.clone()),
+        ("old.txt", json!({"k": 1}))
+    );
+    assert!(store.sessions().get("s").await.unwrap().is_some());
+    let acme = hybridstore_core::TenantId::new("acme").unwrap();
+    assert_eq!(
+        store.tenant_documents(&acme).get("old").await.unwrap(),
+        None
+    );
+    // The new key: the same id in a tenant is another row.
+    store
+        .tenant_documents(&acme)
+        .put(&doc("old", "acme.txt", "h"))
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .documents()
+            .get("old")
+            .await
+            .unwrap()
+            .unwrap()
+            .filename,
+        "old.txt"
+    );
+}

@@ -83,3 +83,45 @@ async fn tenants_never_see_each_other_and_stop_at_their_quota() {
         .unwrap();
     assert_eq!(a.count("v", None).await.unwrap(), 3);
 }
+
+/// Eight writers of one tenant, each through a scope of its own, race to add two records
+/// each against a quota of five: the quota is never passed (the count and the write it
+/// allows happen under one lock), exactly two writers are allowed, every refusal is
+/// `QuotaExceeded`, and another tenant is not held back.
+#[tokio::test]
+async fn concurrent_writers_cannot_pass_a_vector_quota_together() {
+    let (_dir, admin) = store().await;
+    admin
+        .create_collection(&CollectionSpec::new("v", 2, Distance::L2))
+        .await
+        .unwrap();
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..8 {
+        let scoped = admin.for_tenant(TenantId::new("acme").unwrap(), Some(5));
+        writers.spawn(async move {
+            let records = (0..2)
+                .map(|i| VectorRecord::new(format!("w{w}-{i}"), vec![w as f32, i as f32]))
+                .collect();
+            if w % 2 == 0 {
+                scoped.add("v", records).await
+            } else {
+                scoped.upsert("v", records).await
+            }
+        });
+    }
+    let mut allowed = 0;
+    while let Some(result) = writers.join_next().await {
+        match result.unwrap() {
+            Ok(()) => allowed += 1,
+            Err(e) => assert_eq!(e.kind(), ErrorKind::QuotaExceeded, "{e}"),
+        }
+    }
+    assert_eq!(allowed, 2, "two writers of two records fit in five");
+    let acme = admin.for_tenant(TenantId::new("acme").unwrap(), None);
+    assert_eq!(acme.count("v", None).await.unwrap(), 4);
+    let other = admin.for_tenant(TenantId::new("globex").unwrap(), Some(5));
+    other
+        .add("v", vec![VectorRecord::new("g", vec![0.0, 0.0])])
+        .await
+        .unwrap();
+}
