@@ -36,7 +36,7 @@
 //! running it again.
 
 use std::collections::{BTreeMap, HashMap};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
@@ -256,9 +256,7 @@ impl Accounting {
     }
 
     fn stripe(&self, key: &Key) -> usize {
-        let mut h = self.hasher.build_hasher();
-        key.as_bytes().hash(&mut h);
-        (h.finish() % STRIPES as u64) as usize
+        (self.hasher.hash_one(key.as_bytes()) % STRIPES as u64) as usize
     }
 
     /// The stripe lock of `key`.

@@ -649,7 +649,7 @@ async fn run_case(system: &HybridStorageSystem, case: usize, ops: Vec<Op>) {
                 let got = tenants[t]
                     .vectors()
                     .unwrap()
-                    .get("shared", &[id.clone()])
+                    .get("shared", std::slice::from_ref(&id))
                     .await
                     .unwrap();
                 assert_eq!(got.len(), usize::from(models[t].vectors.contains(&id)));
