@@ -55,6 +55,8 @@ use zeroize::Zeroizing;
 
 /// Key prefix of key files, in the store below the encryption layer.
 pub const KEY_PREFIX: &str = "keys/";
+/// Reads of a value's metadata before giving up when it keeps being replaced meanwhile.
+const PLAIN_META_ATTEMPTS: usize = 8;
 /// Plaintext bytes per sealed segment: 64 KiB, age's chunk size.
 pub const SEGMENT_LEN: usize = 64 * 1024;
 /// Argon2id memory for new keys, in KiB (64 MiB): the second recommended option of RFC 9106
@@ -586,6 +588,55 @@ impl EncryptedStore {
 
     /// Plaintext metadata from the store's metadata and the value's trailer.
     async fn plain_meta(&self, key: &Key, meta: ObjectMeta) -> Result<ObjectMeta> {
+        Ok(self.plain_meta_pinned(key, meta).await?.0)
+    }
+
+    /// The plaintext metadata of `key` and the stored metadata of the version it was read
+    /// from. The header, the trailer and `meta` are three reads: a write between them (or a
+    /// cached header of an earlier version of the same length) makes the trailer fail to
+    /// authenticate, so a failure is read again from a fresh header, and from the new
+    /// version when the stored checksum shows the value was replaced; damage is reported
+    /// only when the same stored version fails twice.
+    async fn plain_meta_pinned(
+        &self,
+        key: &Key,
+        mut meta: ObjectMeta,
+    ) -> Result<(ObjectMeta, ObjectMeta)> {
+        let mut same_version_failures = 0;
+        for _ in 0..PLAIN_META_ATTEMPTS {
+            let error = match self.plain_meta_once(key, &meta).await {
+                Ok(plain) => return Ok((plain, meta)),
+                Err(e) if matches!(e.kind(), ErrorKind::Corrupted | ErrorKind::Unavailable) => e,
+                Err(e) => return Err(e),
+            };
+            self.headers.invalidate(key);
+            match self.inner.head(key).await? {
+                None => {
+                    return Err(Error::new(
+                        ErrorKind::Unavailable,
+                        "key removed while its metadata was read",
+                    )
+                    .with_context("key", key));
+                }
+                Some(fresh) if fresh.checksum != meta.checksum => meta = fresh,
+                Some(_) => {
+                    same_version_failures += 1;
+                    if same_version_failures == 2 {
+                        return Err(error);
+                    }
+                }
+            }
+        }
+        Err(Error::new(
+            ErrorKind::Unavailable,
+            format!(
+                "the value was replaced {PLAIN_META_ATTEMPTS} times while its metadata was read"
+            ),
+        )
+        .with_context("key", key))
+    }
+
+    async fn plain_meta_once(&self, key: &Key, meta: &ObjectMeta) -> Result<ObjectMeta> {
         let header = self.header(key, Some(meta.size)).await?;
         let Some(header) = header else {
             return Err(Error::new(
@@ -613,7 +664,7 @@ impl EncryptedStore {
         Ok(ObjectMeta {
             size: len,
             checksum,
-            ..meta
+            ..meta.clone()
         })
     }
 
@@ -792,7 +843,7 @@ hybridstore_core::kv_store_impl! {
                         // Compare the plaintext checksum here, and pin the stored value
                         // below, so a write between the two fails the batch.
                         let current = match self.inner.head(&key).await? {
-                            Some(meta) => Some((self.plain_meta(&key, meta.clone()).await?, meta)),
+                            Some(meta) => Some(self.plain_meta_pinned(&key, meta).await?),
                             None => None,
                         };
                         match current {

@@ -56,6 +56,97 @@ pub async fn concurrent_tasks(fx: &Fixture) {
     }
 }
 
+/// Eight writers race on one counter with compare-and-set batches (`Expect::Checksum` of the
+/// value each read, plus a put of the value + 1 and a put of a receipt key), retrying on
+/// `Conflict`, until each has incremented it four times; meanwhile eight more race to
+/// create one key with `Expect::Absent`. A precondition that is not atomic with its batch
+/// lets two writers increment from the same value (a lost update: the counter ends below
+/// 32, or two receipts name the same step) or two creators both win.
+pub async fn concurrent_preconditions(fx: &Fixture) {
+    use crate::batch::Expect;
+    use crate::error::ErrorKind;
+    use crate::meta::Sha256Digest;
+    const WRITERS: u64 = 8;
+    const INCREMENTS: u64 = 4;
+    let store = fx.shared();
+    let counter = key("cas/counter");
+    store.put(&counter, Bytes::from_static(b"0")).await.unwrap();
+    let writers: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let (s, counter) = (store.clone(), counter.clone());
+            tokio::spawn(async move {
+                let (mut done, mut conflicts) = (0, 0u64);
+                while done < INCREMENTS {
+                    let current = s.get(&counter).await.unwrap().unwrap();
+                    let n: u64 = std::str::from_utf8(&current).unwrap().parse().unwrap();
+                    let mut batch = WriteBatch::new();
+                    batch
+                        .expect(
+                            counter.clone(),
+                            Expect::Checksum(Sha256Digest::of(&current)),
+                        )
+                        .put(counter.clone(), Bytes::from((n + 1).to_string()))
+                        .put(
+                            key(format!("cas/step/{:03}", n + 1)),
+                            Bytes::from(w.to_string()),
+                        );
+                    match s.write_batch(batch).await {
+                        Ok(()) => done += 1,
+                        Err(e) if e.kind() == ErrorKind::Conflict => conflicts += 1,
+                        Err(e) => panic!("writer {w}: {e}"),
+                    }
+                    assert!(conflicts < 10_000, "writer {w} never got through");
+                }
+            })
+        })
+        .collect();
+    let creators: Vec<_> = (0..WRITERS)
+        .map(|w| {
+            let s = store.clone();
+            tokio::spawn(async move {
+                let mut batch = WriteBatch::new();
+                batch
+                    .expect(key("cas/lock"), Expect::Absent)
+                    .put(key("cas/lock"), Bytes::from(w.to_string()));
+                match s.write_batch(batch).await {
+                    Ok(()) => Some(w),
+                    Err(e) if e.kind() == ErrorKind::Conflict => None,
+                    Err(e) => panic!("creator {w}: {e}"),
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.expect("writer panicked");
+    }
+    let mut winners = Vec::new();
+    for c in creators {
+        winners.extend(c.await.expect("creator panicked"));
+    }
+    assert_eq!(
+        winners.len(),
+        1,
+        "exactly one Expect::Absent creator wins: {winners:?}"
+    );
+    let lock = store.get(&key("cas/lock")).await.unwrap().unwrap();
+    assert_eq!(
+        lock,
+        Bytes::from(winners[0].to_string()),
+        "the winner's value stands"
+    );
+    let total = WRITERS * INCREMENTS;
+    assert_eq!(
+        store.get(&counter).await.unwrap().unwrap(),
+        Bytes::from(total.to_string()),
+        "a lost update: two writers incremented from the same value"
+    );
+    let steps = store
+        .list_keys(KeyRange::prefix("cas/step/"), None)
+        .await
+        .unwrap();
+    assert_eq!(steps.len() as u64, total, "one receipt per increment");
+}
+
 /// Polls `fut` up to `polls` times (yielding in between, so spawned and blocking work runs)
 /// and drops it if it has not finished: a cancellation at an arbitrary point. `None` awaits
 /// it to the end.

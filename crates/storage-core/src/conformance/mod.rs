@@ -137,7 +137,8 @@ macro_rules! conformance_tests {
             round_trip, overwrite_keeps_created, delete_and_delete_missing, head_metadata,
             scan_order, scan_prefix, scan_range, scan_limit_and_paging, binary_keys,
             batch_applies_in_order, batch_failure_applies_nothing, invalid_input,
-            value_of_64_mib, concurrent_tasks, provided_methods, range_reads, cancellation,
+            value_of_64_mib, concurrent_tasks, concurrent_preconditions, provided_methods,
+            range_reads, cancellation,
             put_options_times, streaming);
 
         #[test]
