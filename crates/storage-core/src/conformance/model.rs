@@ -51,9 +51,20 @@ enum BatchStep {
     ExpectPresent(usize),
 }
 
+/// Values: mostly short (0 to 47 random bytes), and one in six large enough for the dedup
+/// layer to chunk it: 257 bytes (just past its default inline limit of 256) to 192 KiB
+/// (several chunks of its default 16 KiB average, 64 KiB maximum), made by [`pattern`] from
+/// one of four seeds so that values of different keys and sizes share leading chunks.
+fn value_strategy() -> impl Strategy<Value = Vec<u8>> + Clone {
+    prop_oneof![
+        5 => proptest::collection::vec(any::<u8>(), 0..48),
+        1 => (257usize..192 * 1024, 0u64..4).prop_map(|(len, seed)| pattern(len, seed).to_vec()),
+    ]
+}
+
 fn op_strategy() -> impl Strategy<Value = Op> {
     let k = 0..model_keys().len();
-    let value = proptest::collection::vec(any::<u8>(), 0..48);
+    let value = value_strategy();
     let step = prop_oneof![
         3 => (k.clone(), value.clone()).prop_map(|(k, v)| BatchStep::Put(k, v)),
         2 => k.clone().prop_map(BatchStep::Delete),
