@@ -46,11 +46,32 @@ pub(crate) fn parent(path: &Path) -> Result<&Path> {
         .ok_or_else(|| Error::backend(format!("{} has no parent", path.display())))
 }
 
-/// Creates the key's directory if needed, making its entry durable.
+/// Creates the key's directory if needed, making its entry durable. An entry that is there
+/// but is not a directory of its own (a symbolic link planted in the data directory, which
+/// would carry the write outside it) is refused with `Corrupted`.
 pub(crate) fn ensure_dir(objects: &Path, dir: &Path) -> Result<()> {
     match fs::create_dir(dir) {
         Ok(()) => fsync_dir(objects),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => check_real_dir(dir),
         Err(e) => Err(io_err(e, dir)),
     }
+}
+
+/// `Ok` if `dir` is a directory itself, not a symbolic link (to one or to anything else)
+/// nor another kind of file: what every directory inside the store must be, so no write
+/// follows a link out of the data directory.
+pub(crate) fn check_real_dir(dir: &Path) -> Result<()> {
+    let meta = fs::symlink_metadata(dir).map_err(|e| io_err(e, dir))?;
+    if meta.file_type().is_dir() {
+        return Ok(());
+    }
+    let what = if meta.file_type().is_symlink() {
+        "a symbolic link"
+    } else {
+        "not a directory"
+    };
+    Err(Error::corrupted(format!(
+        "{} is {what}: the store's directories must be its own (remove it; a link could carry          writes out of the data directory)",
+        dir.display()
+    )))
 }

@@ -360,8 +360,15 @@ impl FileStore {
         for dir in [&objects, &journal] {
             match fs::create_dir(dir) {
                 Ok(()) => fsync_dir(&root)?,
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => check_real_dir(dir)?,
                 Err(e) => return Err(io_err(e, dir)),
+            }
+        }
+        // Every key directory must be one, not a link planted to lead writes elsewhere.
+        for entry in fs::read_dir(&objects).map_err(|e| io_err(e, &objects))? {
+            let entry = entry.map_err(|e| io_err(e, &objects))?;
+            if layout::parse_dir_name(&entry.file_name().to_string_lossy()).is_some() {
+                check_real_dir(&entry.path())?;
             }
         }
         let recovery = recover(&objects, &journal)?;

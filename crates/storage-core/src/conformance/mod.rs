@@ -20,6 +20,7 @@
 mod basic;
 mod batch;
 mod concurrency;
+mod hostile;
 mod model;
 mod provided;
 mod scan;
@@ -29,6 +30,7 @@ pub mod vector;
 pub use basic::*;
 pub use batch::*;
 pub use concurrency::*;
+pub use hostile::*;
 pub use model::model_based;
 pub use provided::*;
 pub use scan::*;
@@ -138,7 +140,7 @@ macro_rules! conformance_tests {
             scan_order, scan_prefix, scan_range, scan_limit_and_paging, binary_keys,
             batch_applies_in_order, batch_failure_applies_nothing, invalid_input,
             value_of_64_mib, concurrent_tasks, concurrent_preconditions, provided_methods,
-            range_reads, cancellation,
+            range_reads, cancellation, hostile_key_names,
             put_options_times, streaming);
 
         #[test]

@@ -403,3 +403,87 @@ async fn a_batch_that_fails_to_apply_stops_the_store_until_it_is_reopened() {
         );
     }
 }
+
+/// Every file under `dir` (links not followed), with its contents.
+fn files_under(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            let t = e.file_type().unwrap();
+            if t.is_dir() {
+                stack.push(e.path());
+            } else if t.is_file() {
+                out.insert(e.path(), std::fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    out
+}
+
+/// The hostile keys of the conformance suite (traversal, absolute paths, NUL, encodings,
+/// look-alikes, device names, overlong) write nothing outside the data directory: a canary
+/// beside it is unchanged and every file the store made is under it. A symbolic link
+/// planted in the data directory, where a key's directory would be, is refused (the put
+/// fails, nothing is written through it) and so is reopening the store with it there.
+#[tokio::test]
+async fn hostile_keys_and_planted_links_never_write_outside_the_data_directory() {
+    use hybridstore_core::conformance::hostile_keys;
+    let dir = tempfile::tempdir().unwrap();
+    let (root, outside) = (dir.path().join("data"), dir.path().join("outside"));
+    std::fs::create_dir(&outside).unwrap();
+    std::fs::write(outside.join("canary"), b"untouched").unwrap();
+    std::fs::write(dir.path().join("canary"), b"untouched").unwrap();
+    let before = files_under(dir.path());
+    let store = FileStore::open(&root).await.unwrap();
+    let keys = hostile_keys(store.capabilities().max_key_len);
+    assert!(keys.len() >= 500);
+    for (i, k) in keys.iter().enumerate() {
+        store
+            .put(&Key::new(k.clone()).unwrap(), Bytes::from(i.to_string()))
+            .await
+            .unwrap();
+    }
+    let after = files_under(dir.path());
+    for (path, contents) in &before {
+        assert_eq!(
+            after.get(path),
+            Some(contents),
+            "{} changed",
+            path.display()
+        );
+    }
+    let made: Vec<_> = after.keys().filter(|p| !before.contains_key(*p)).collect();
+    assert!(made.len() > keys.len(), "one record per key (plus FORMAT)");
+    assert!(
+        made.iter().all(|p| p.starts_with(&root)),
+        "a file outside the data directory"
+    );
+
+    // A link planted where the directory of keys starting with 'q' (0x71) would be.
+    std::os::unix::fs::symlink(&outside, root.join("objects/71")).unwrap();
+    let err = store
+        .put(
+            &Key::new("quiet").unwrap(),
+            Bytes::from_static(b"through the link?"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    assert_eq!(
+        files_under(&outside).len(),
+        1,
+        "nothing was written through the link"
+    );
+    drop(store);
+    let err = FileStore::open(&root).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Corrupted, "{err}");
+    std::fs::remove_file(root.join("objects/71")).unwrap();
+    let store = FileStore::open(&root).await.unwrap();
+    assert_eq!(
+        store.list_keys(KeyRange::all(), None).await.unwrap().len(),
+        keys.len()
+    );
+}
