@@ -1295,3 +1295,110 @@ fn tenants_scope_the_key_commands_and_are_listed_quotaed_and_deleted() {
         2
     );
 }
+
+/// Hostile keys through the CLI: every hostile key of the conformance suite that can be a
+/// UTF-8 file name (no `/`, no NUL, not `.` or `..`) is ingested from a file of that name at
+/// the top and under three directories (over 500 keys) and exported back byte for byte;
+/// names that are not UTF-8 are refused by `ingest` (exit code 4, each named) and stored
+/// nowhere; keys that are not safe relative paths
+/// (traversal, absolute, NUL), put as `hex:`, are refused by `export` (exit code 4) and
+/// written nowhere; a canary beside the directories is unchanged.
+#[test]
+fn hostile_keys_through_the_cli_never_leave_their_directories() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let (data, src, out) = (
+        dir.path().join("data"),
+        dir.path().join("src"),
+        dir.path().join("out"),
+    );
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(dir.path().join("canary"), b"untouched").unwrap();
+    let names: Vec<Vec<u8>> = hybridstore_core::conformance::hostile_keys(255)
+        .into_iter()
+        .filter(|k| !k.contains(&b'/') && !k.contains(&0) && k != b"." && k != b"..")
+        .collect();
+    let (names, not_utf8): (Vec<Vec<u8>>, Vec<Vec<u8>>) = names
+        .into_iter()
+        .partition(|n| std::str::from_utf8(n).is_ok());
+    assert!(!not_utf8.is_empty());
+    let parents = ["", "sub", "nested dir", "deep/er"];
+    assert!(
+        names.len() * parents.len() >= 500,
+        "{} file names",
+        names.len()
+    );
+    for parent in parents {
+        std::fs::create_dir_all(src.join(parent)).unwrap();
+        for (i, name) in names.iter().enumerate() {
+            let path = src.join(parent).join(std::ffi::OsStr::from_bytes(name));
+            std::fs::write(path, format!("{parent}{i}")).unwrap();
+        }
+    }
+    for name in &not_utf8 {
+        std::fs::write(src.join(std::ffi::OsStr::from_bytes(name)), b"refused").unwrap();
+    }
+    let o = hybridstore(&data, &["--quiet", "ingest", src.to_str().unwrap()]);
+    assert_eq!(code(&o), 4, "{}", String::from_utf8_lossy(&o.stderr));
+    let refused = String::from_utf8_lossy(&o.stderr)
+        .lines()
+        .filter(|l| l.contains("not valid UTF-8"))
+        .count();
+    assert_eq!(
+        refused,
+        not_utf8.len(),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let traversal = [
+        "../../escaped",
+        "/etc/hybridstore-escaped",
+        "a/../../escaped",
+        "x\0y",
+    ];
+    for t in traversal {
+        let hex = format!(
+            "hex:{}",
+            t.bytes().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        let o = run_with_stdin(&data, &["put", &hex], Some(b"should stay inside"));
+        assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = hybridstore(&data, &["--quiet", "export", out.to_str().unwrap()]);
+    assert_eq!(
+        code(&o),
+        4,
+        "the unsafe keys are refused: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    for parent in parents {
+        for (i, name) in names.iter().enumerate() {
+            let path = out.join(parent).join(std::ffi::OsStr::from_bytes(name));
+            let exported = std::fs::read(&path).unwrap_or_else(|e| {
+                panic!("{:?} not exported: {e}", String::from_utf8_lossy(name))
+            });
+            assert_eq!(exported, format!("{parent}{i}").into_bytes());
+        }
+    }
+    assert_eq!(
+        std::fs::read_dir(&out).unwrap().count(),
+        names.len() + 3,
+        "nothing else in out/ (the names, sub/, nested dir/ and deep/)"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("canary")).unwrap(),
+        b"untouched"
+    );
+    let top: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    assert_eq!(
+        top,
+        ["canary", "data", "out", "src"],
+        "nothing written beside them"
+    );
+    assert!(!std::path::Path::new("/etc/hybridstore-escaped").exists());
+}
