@@ -49,7 +49,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use futures::{StreamExt, TryStreamExt, stream};
+
 use hybridstore_core::vector::{
     CollectionSpec, FieldType, FieldValue, Filter, MAX_K, SearchHit, VectorQuery, VectorRecord,
     VectorStore, check_vector,
@@ -85,8 +85,6 @@ const LIST_SCAN_PAGE: usize = 500;
 /// Writes to distinct document ids proceed in parallel unless their ids share one of this
 /// many locks.
 const WRITE_LOCKS: usize = 64;
-/// Row lookups `search` runs at once.
-const ROW_LOOKUPS: usize = 16;
 /// Version of the row metadata's layout.
 const ROW_FORMAT: u32 = 1;
 
@@ -766,7 +764,8 @@ impl DocumentStore {
         }
     }
 
-    /// Reads the rows of the documents `hits` name that `rows` does not hold yet.
+    /// Reads the rows of the documents `hits` name that `rows` does not hold yet, with one
+    /// query (per 512 ids).
     async fn load_rows(
         &self,
         sql: &Arc<SqlStore>,
@@ -780,15 +779,18 @@ impl DocumentStore {
             .collect();
         missing.sort();
         missing.dedup();
-        let found: Vec<(String, Option<Document>)> = stream::iter(missing)
-            .map(|id| {
-                let sql = sql.clone();
-                async move { Ok::<_, Error>((id.clone(), self.row(&sql, &id).await?)) }
-            })
-            .buffer_unordered(ROW_LOOKUPS)
-            .try_collect()
-            .await?;
-        rows.extend(found);
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let ids: Vec<&str> = missing.iter().map(String::as_str).collect();
+        let found = self.rows(sql).get_many(&ids).await?;
+        for id in &missing {
+            rows.insert(id.clone(), None);
+        }
+        for row in found {
+            let doc = document_of(row)?;
+            rows.insert(doc.id.clone(), Some(doc));
+        }
         Ok(())
     }
 

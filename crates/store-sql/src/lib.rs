@@ -82,8 +82,8 @@ use hybridstore_core::{
 use crate::codec::SqlRange;
 use crate::engine::SqlEngine;
 pub use crate::tables::{
-    Document, Documents, MAX_FILENAME_LEN, MAX_ID_LEN, MAX_JSON_LEN, MAX_PAGE, Session, Sessions,
-    Setting, Settings,
+    Document, Documents, MAX_FILENAME_LEN, MAX_ID_LEN, MAX_IDS_PER_QUERY, MAX_JSON_LEN, MAX_PAGE,
+    Session, Sessions, Setting, Settings,
 };
 
 /// Largest value accepted, in bytes (512 MiB). SQLite's compiled-in `SQLITE_MAX_LENGTH` is

@@ -32,6 +32,10 @@ impl Dialect for PostgresDialect {
         "SELECT key, value FROM kv_objects WHERE key = ANY($1)";
     /// Batch deletes.
     const DELETE_IN_LIST: &'static str = "DELETE FROM kv_objects WHERE key = ANY($1)";
+    /// Documents by id: the ids' bytes decoded as UTF-8, so the primary key (tenant, doc_id)
+    /// answers each.
+    const SELECT_DOCUMENTS_IN_LIST: &'static str = "SELECT doc_id, filename, size, content_hash, created_at, metadata FROM documents \
+         WHERE tenant = $2 AND doc_id = ANY(SELECT convert_from(id, 'UTF8') FROM unnest($1) AS id)";
     /// Number of keys and sum of value sizes (`SUM(bigint)` is NUMERIC, hence the cast).
     const COUNT_AND_SUM_SIZES: &'static str =
         "SELECT COUNT(*), COALESCE(SUM(size), 0)::BIGINT FROM kv_objects";

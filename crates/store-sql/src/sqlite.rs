@@ -39,6 +39,10 @@ impl Dialect for SqliteDialect {
     /// Batch deletes.
     const DELETE_IN_LIST: &'static str =
         "DELETE FROM kv_objects WHERE key IN (SELECT unhex(value) FROM json_each($1))";
+    /// Documents by id: the ids' bytes cast back to TEXT (UTF-8), so the primary key
+    /// (tenant, doc_id) answers each.
+    const SELECT_DOCUMENTS_IN_LIST: &'static str = "SELECT doc_id, filename, size, content_hash, created_at, metadata FROM documents \
+         WHERE tenant = $2 AND doc_id IN (SELECT CAST(unhex(value) AS TEXT) FROM json_each($1))";
     /// Number of keys and sum of value sizes.
     const COUNT_AND_SUM_SIZES: &'static str =
         "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM kv_objects";

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use hybridstore_core::{Error, Result};
+use hybridstore_core::{Error, Key, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::SqlStore;
@@ -18,6 +18,8 @@ pub const MAX_FILENAME_LEN: usize = 4096;
 pub const MAX_JSON_LEN: usize = 1024 * 1024;
 /// Most rows one listing call returns; larger `limit`s are clamped to it.
 pub const MAX_PAGE: usize = 10_000;
+/// Ids one query of [`Documents::get_many`] asks for; longer lists take several.
+pub const MAX_IDS_PER_QUERY: usize = 512;
 
 /// A row of `documents`: what the system knows about one ingested document.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -185,6 +187,27 @@ impl Documents<'_> {
             .engine
             .documents_page(self.tenant, after_doc_id, page(limit))
             .await
+    }
+
+    /// The documents of `ids` that are recorded, in any order (missing ones are left out),
+    /// with one query per [`MAX_IDS_PER_QUERY`] ids.
+    ///
+    /// # Errors
+    /// `InvalidInput` if an id is empty, over [`MAX_ID_LEN`] bytes or contains NUL;
+    /// `Unavailable`/`Timeout` when the database cannot be reached.
+    pub async fn get_many(&self, ids: &[&str]) -> Result<Vec<Document>> {
+        let keys = ids
+            .iter()
+            .map(|id| {
+                check_id("doc_id", id)?;
+                Key::new(id.as_bytes().to_vec())
+            })
+            .collect::<Result<Vec<Key>>>()?;
+        let mut found = Vec::with_capacity(keys.len());
+        for chunk in keys.chunks(MAX_IDS_PER_QUERY) {
+            found.extend(self.store.engine.documents_in(self.tenant, chunk).await?);
+        }
+        Ok(found)
     }
 
     /// Number of documents.

@@ -48,6 +48,9 @@ pub(crate) trait Dialect: Send + Sync + Sized + 'static {
     const SELECT_VALUES_IN_LIST: &'static str;
     /// Deletes every key in the list bound as `$1`.
     const DELETE_IN_LIST: &'static str;
+    /// The `documents` rows of tenant `$2` whose `doc_id` (as UTF-8 bytes) is in the list
+    /// bound as `$1`, in `document_row`'s columns.
+    const SELECT_DOCUMENTS_IN_LIST: &'static str;
     /// Row count and the sum of `size`, as two BIGINTs.
     const COUNT_AND_SUM_SIZES: &'static str;
     /// Bytes the database occupies, as one BIGINT.
@@ -120,6 +123,8 @@ pub(crate) trait TablesEngine: Send + Sync {
         limit: usize,
     ) -> Result<Vec<Document>>;
     async fn count_documents(&self, tenant: &str) -> Result<u64>;
+    /// The rows of the ids in `ids` (each a `doc_id`'s bytes), in any order.
+    async fn documents_in(&self, tenant: &str, ids: &[Key]) -> Result<Vec<Document>>;
 
     async fn upsert_session(&self, tenant: &str, session: &Session) -> Result<()>;
     async fn session(

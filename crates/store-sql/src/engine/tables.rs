@@ -143,6 +143,16 @@ where
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
+    async fn documents_in(&self, tenant: &str, ids: &[Key]) -> Result<Vec<Document>> {
+        let rows = sqlx::query(D::SELECT_DOCUMENTS_IN_LIST)
+            .bind(D::key_list_param(ids))
+            .bind(tenant)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(map_sqlx)?;
+        rows.iter().map(document_row).collect()
+    }
+
     // ---- sessions --------------------------------------------------------------------
 
     async fn upsert_session(&self, tenant: &str, session: &Session) -> Result<()> {

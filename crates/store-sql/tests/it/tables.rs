@@ -306,6 +306,23 @@ async fn tenant_rows(store: &SqlStore) {
             .iter()
             .all(|f| f.starts_with("acme/"))
     );
+    let mut many = ids(a.get_many(&["x", "y", "missing"]).await.unwrap());
+    many.sort();
+    assert_eq!(
+        many,
+        ["acme/x.pdf", "acme/y.pdf"],
+        "get_many: one query, the tenant's rows"
+    );
+    assert_eq!(ids(g.get_many(&["y"]).await.unwrap()), Vec::<String>::new());
+    assert_eq!(ids(none.get_many(&["x"]).await.unwrap()), ["system/x.pdf"]);
+    let hundreds: Vec<String> = (0..1200).map(|i| format!("n{i}")).collect();
+    let refs: Vec<&str> = hundreds.iter().map(String::as_str).chain(["x"]).collect();
+    assert_eq!(
+        a.get_many(&refs).await.unwrap().len(),
+        1,
+        "over several queries"
+    );
+    assert!(a.get_many(&[""]).await.is_err());
     assert!(!g.delete("y").await.unwrap(), "globex has no y");
     assert!(a.get("y").await.unwrap().is_some());
 
