@@ -294,7 +294,7 @@ impl Accounting {
         };
         if let Some(max) = quota.max_keys
             && keys > 0
-            && usage.keys + usage.reserved_keys + keys > max
+            && usage.keys.saturating_add(usage.reserved_keys).saturating_add(keys) > max
         {
             return Err(exceeded("keys", usage.keys, usage.reserved_keys, keys, max));
         }
