@@ -56,7 +56,9 @@ use hybridstore_core::vector::{
 };
 use hybridstore_core::{Error, ErrorKind, Key, KvStore, Result, Sha256Digest, TenantId};
 use hybridstore_sql::SqlStore;
-use hybridstore_vector::{IndexSpec, LanceVectorStore, TextQuery, VectorQuota};
+use hybridstore_vector::{
+    IndexSpec, LanceVectorStore, MIN_ROWS_FOR_VECTOR_INDEX, TextQuery, VectorQuota,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex, OnceCell};
 
@@ -441,6 +443,54 @@ impl DocumentStore {
                 tenant: Some(tenant),
             }),
         })
+    }
+
+    /// Builds the indexes a large documents store searches with, and returns how many: a
+    /// vector index (IVF-HNSW-SQ with LanceDB's default parameters: √rows partitions, 20
+    /// edges per node, a construction list of 300) on each modality collection holding at
+    /// least [`MIN_ROWS_FOR_VECTOR_INDEX`] records, and a scalar index (B-tree) on `doc_id`
+    /// and on each declared metadata field of every collection, so filtered searches
+    /// pre-filter through it. Building again replaces them. Records added later are searched
+    /// beside the indexes, unindexed, until LanceDB's optimize folds them in (the upkeep's
+    /// daily `upkeep_lancedb_optimize_secs` job). The collections are every tenant's: a
+    /// tenant's store builds the same indexes.
+    ///
+    /// # Errors
+    /// Errors of LanceDB (a field whose values it cannot index, a write in progress).
+    pub async fn create_indexes(&self) -> Result<usize> {
+        self.ready().await?;
+        let vectors = &self.shared.vectors;
+        let mut collections = vec![self.shared.table.clone()];
+        collections.extend(
+            self.shared
+                .shape
+                .modalities()
+                .into_iter()
+                .map(|m| self.modality_collection(m)),
+        );
+        let mut built = 0;
+        for (i, collection) in collections.iter().enumerate() {
+            let is_modality = i > 0;
+            if is_modality && vectors.count(collection, None).await? >= MIN_ROWS_FOR_VECTOR_INDEX {
+                let index = IndexSpec::IvfHnswSq {
+                    num_partitions: None,
+                    num_edges: None,
+                    ef_construction: None,
+                };
+                vectors.create_index(collection, &index).await?;
+                built += 1;
+            }
+            let fields = std::iter::once("doc_id")
+                .chain(self.shared.shape.fields.keys().map(String::as_str));
+            for field in fields {
+                let index = IndexSpec::Scalar {
+                    field: field.to_string(),
+                };
+                vectors.create_index(collection, &index).await?;
+                built += 1;
+            }
+        }
+        Ok(built)
     }
 
     /// The tenant whose documents these are (`None`: the documents of no tenant).

@@ -294,7 +294,11 @@ impl Accounting {
         };
         if let Some(max) = quota.max_keys
             && keys > 0
-            && usage.keys.saturating_add(usage.reserved_keys).saturating_add(keys) > max
+            && usage
+                .keys
+                .saturating_add(usage.reserved_keys)
+                .saturating_add(keys)
+                > max
         {
             return Err(exceeded("keys", usage.keys, usage.reserved_keys, keys, max));
         }
