@@ -656,3 +656,64 @@ async fn documents_survive_kill_9() {
         system.shutdown().await.unwrap();
     }
 }
+
+/// `create_indexes` builds a vector index on a modality collection once it holds enough
+/// records and B-trees on `doc_id` and the declared fields; filtered searches then still
+/// find the documents a read would return, and documents stored after the indexes are
+/// searched beside them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn indexed_documents_are_still_found_with_filters() {
+    let dir = tempfile::tempdir().unwrap();
+    let system = HybridStorageSystem::open(config(dir.path(), PrimaryStore::Sql))
+        .await
+        .unwrap();
+    let docs = system.documents().unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let batch: Vec<NewDocument> = (0..300)
+        .map(|i| {
+            NewDocument::new(format!("d{i:03}"))
+                .with_text(format!("note {i}"))
+                .with_embedding(
+                    Modality::Image,
+                    (0..3).map(|_| rng.random_range(-1.0f32..1.0)).collect(),
+                )
+                .with_field("year", 2000 + i64::from(i % 10))
+        })
+        .collect();
+    docs.put_many(batch).await.unwrap();
+    // The image collection (300 records) gets a vector index; the text one (none) does not;
+    // every collection gets B-trees on doc_id and the three declared fields.
+    assert_eq!(docs.create_indexes().await.unwrap(), 1 + 3 * 4);
+    let info = system
+        .vectors()
+        .unwrap()
+        .describe_collection(&docs.modality_collection(Modality::Image))
+        .await
+        .unwrap();
+    assert!(info.indexes.len() >= 5, "{:?}", info.indexes);
+    docs.put(
+        NewDocument::new("late")
+            .with_embedding(Modality::Image, vec![0.5, 0.5, 0.5])
+            .with_field("year", 2003i64),
+    )
+    .await
+    .unwrap();
+    let hits = docs
+        .search(
+            &MultimodalQuery::new(10)
+                .with_vector(Modality::Image, vec![0.5, 0.5, 0.5])
+                .with_filter(Filter::eq("year", 2003i64)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 10);
+    assert_eq!(
+        hits[0].document.id, "late",
+        "a document stored after the index is found"
+    );
+    assert!(
+        hits.iter()
+            .all(|h| h.document.metadata["year"] == FieldValue::from(2003i64))
+    );
+    system.shutdown().await.unwrap();
+}
