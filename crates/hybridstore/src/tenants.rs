@@ -217,19 +217,15 @@ impl Accounting {
         quota: TenantQuota,
     ) -> Result<Accounting> {
         let inner = Namespaced::new(inner, tenant.clone());
-        let (keys, bytes) = inner
-            .scan_meta(KeyRange::all(), None)
-            .try_fold((0u64, 0u64), |(k, b), e| async move {
-                Ok((k + 1, b.saturating_add(e.meta.size)))
-            })
-            .await?;
+        // `Namespaced::stats` is the metadata scan of the tenant's keys alone.
+        let counted = inner.stats().await?;
         Ok(Accounting {
             tenant,
             inner,
             quota: Mutex::new(quota),
             usage: Mutex::new(Usage {
-                keys,
-                bytes,
+                keys: counted.keys,
+                bytes: counted.logical_bytes,
                 ..Usage::default()
             }),
             stripes: (0..STRIPES).map(|_| Arc::default()).collect(),
