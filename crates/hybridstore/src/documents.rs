@@ -378,6 +378,9 @@ struct Shared {
     locks: Vec<Mutex<()>>,
     /// The tenant whose documents these are (`None`: the documents of no tenant).
     tenant: Option<TenantId>,
+    /// The vector store without a tenant scope: indexes cover every tenant's records of a
+    /// collection and train on all of them, so `create_indexes` counts and builds through it.
+    tables: LanceVectorStore,
 }
 
 /// Documents across SQL, the key/value stack and LanceDB; see the [module docs](self).
@@ -401,6 +404,7 @@ impl DocumentStore {
         DocumentStore {
             shared: Arc::new(Shared {
                 kv,
+                tables: vectors.clone(),
                 vectors,
                 home,
                 shape,
@@ -441,6 +445,7 @@ impl DocumentStore {
                 text_index: AtomicBool::new(false),
                 locks: (0..WRITE_LOCKS).map(|_| Mutex::new(())).collect(),
                 tenant: Some(tenant),
+                tables: parent.tables.clone(),
             }),
         })
     }
@@ -453,31 +458,30 @@ impl DocumentStore {
     /// pre-filter through it. Building again replaces them. Records added later are searched
     /// beside the indexes, unindexed, until LanceDB's optimize folds them in (the upkeep's
     /// daily `upkeep_lancedb_optimize_secs` job). The collections are every tenant's: a
-    /// tenant's store builds the same indexes.
+    /// tenant's store counts every tenant's records and builds the same indexes.
     ///
     /// # Errors
     /// Errors of LanceDB (a field whose values it cannot index, a write in progress).
     pub async fn create_indexes(&self) -> Result<usize> {
         self.ready().await?;
-        let vectors = &self.shared.vectors;
-        let mut collections = vec![self.shared.table.clone()];
-        collections.extend(
-            self.shared
-                .shape
-                .modalities()
-                .into_iter()
-                .map(|m| self.modality_collection(m)),
-        );
+        let tables = &self.shared.tables;
+        let modalities: Vec<String> = self
+            .shared
+            .shape
+            .modalities()
+            .into_iter()
+            .map(|m| self.modality_collection(m))
+            .collect();
         let mut built = 0;
-        for (i, collection) in collections.iter().enumerate() {
-            let is_modality = i > 0;
-            if is_modality && vectors.count(collection, None).await? >= MIN_ROWS_FOR_VECTOR_INDEX {
+        for collection in std::iter::once(&self.shared.table).chain(&modalities) {
+            let is_modality = collection != &self.shared.table;
+            if is_modality && tables.count(collection, None).await? >= MIN_ROWS_FOR_VECTOR_INDEX {
                 let index = IndexSpec::IvfHnswSq {
                     num_partitions: None,
                     num_edges: None,
                     ef_construction: None,
                 };
-                vectors.create_index(collection, &index).await?;
+                tables.create_index(collection, &index).await?;
                 built += 1;
             }
             let fields = std::iter::once("doc_id")
@@ -486,7 +490,7 @@ impl DocumentStore {
                 let index = IndexSpec::Scalar {
                     field: field.to_string(),
                 };
-                vectors.create_index(collection, &index).await?;
+                tables.create_index(collection, &index).await?;
                 built += 1;
             }
         }

@@ -691,6 +691,13 @@ async fn indexed_documents_are_still_found_with_filters() {
         .await
         .unwrap();
     assert!(info.indexes.len() >= 5, "{:?}", info.indexes);
+    // A tenant with no documents of its own builds the same (table-wide) indexes.
+    let tenant = system.tenant("acme").await.unwrap();
+    assert_eq!(
+        tenant.documents().unwrap().create_indexes().await.unwrap(),
+        1 + 3 * 4
+    );
+    drop(tenant);
     docs.put(
         NewDocument::new("late")
             .with_embedding(Modality::Image, vec![0.5, 0.5, 0.5])
