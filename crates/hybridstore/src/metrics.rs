@@ -53,7 +53,7 @@ impl MeteredStore {
         if let Some(key) = key {
             event = event.with_key_bytes(key.as_bytes(), self.record_keys);
             // A tenant handle's keys reach this layer in their namespace (`t/<tenant>/…`).
-            event.tenant = TenantId::of_key(key).map(|t| Arc::from(t.as_str()));
+            event.tenant = TenantId::name_in_key(key).map(Arc::from);
         }
         event.latency_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         // Stamped when the operation began.

@@ -32,6 +32,11 @@ impl TenantId {
     /// `[A-Za-z0-9_.-]`.
     pub fn new(name: impl Into<String>) -> Result<Self> {
         let name = name.into();
+        Self::validate(&name)?;
+        Ok(TenantId(name))
+    }
+
+    fn validate(name: &str) -> Result<()> {
         if name.is_empty() || name.len() > MAX_TENANT_LEN {
             return Err(Error::invalid_input(format!(
                 "tenant name must be 1 to {MAX_TENANT_LEN} bytes, got {}",
@@ -46,7 +51,7 @@ impl TenantId {
                 "tenant name {name:?} contains {bad:?}; allowed are ASCII letters, digits, '_', '-', '.'"
             )));
         }
-        Ok(TenantId(name))
+        Ok(())
     }
 
     /// The name.
@@ -57,10 +62,16 @@ impl TenantId {
     /// The tenant whose namespace holds `key` in an inner store under [`Namespaced`]
     /// (`t/<tenant>/…`), or `None` for a key outside every tenant's namespace.
     pub fn of_key(key: &Key) -> Option<TenantId> {
+        Self::name_in_key(key).map(|name| TenantId(name.to_string()))
+    }
+
+    /// The name [`of_key`](Self::of_key) finds, borrowed from `key` (nothing allocated:
+    /// what a per-operation caller such as the metrics layer needs).
+    pub fn name_in_key(key: &Key) -> Option<&str> {
         let rest = key.as_bytes().strip_prefix(TENANT_KEY_PREFIX.as_bytes())?;
         let end = rest.iter().position(|&b| b == b'/')?;
         let name = std::str::from_utf8(&rest[..end]).ok()?;
-        TenantId::new(name).ok()
+        Self::validate(name).is_ok().then_some(name)
     }
 }
 
